@@ -1,0 +1,1 @@
+"""Temporal activities: every agent and external call, with its own timeouts and retries."""

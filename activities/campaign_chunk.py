@@ -1,0 +1,306 @@
+"""The chunk activity: load features, personalise, guard, check consent and deliver.
+
+One activity per chunk of contacts keeps the workflow history small (a chunk is a few events
+whatever its size) while every send stays individually idempotent through its send row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlmodel import col
+from temporalio import activity
+
+from activities.context import CampaignContext, CampaignContexts
+from activities.delivery import DeliveryUnavailable, Outcome, SmtpDelivery, SmtpSession
+from activities.errors import deferred, delivery_unavailable, not_found, template_error
+from activities.executor import RuleBasedExecutor, TemplateRenderError
+from activities.guardrail import Guardrail, GuardrailViolation
+from tailor.config import Settings
+from tailor.db import Database
+from tailor.errors import NotFound
+from tailor.mail import build_message
+from tailor.models import ConsentStatus, Contact, Send, SendStatus, utcnow
+from tailor.payloads import ChunkInput, ChunkResult
+from tailor.store.consent import current_consent
+from tailor.store.sends import (
+    ensure_send_rows,
+    mark,
+    mark_sent,
+    segment_contact_ids,
+    sends_for,
+    try_dispatch,
+)
+
+log = logging.getLogger(__name__)
+
+SENT_FLUSH_EVERY = 100
+
+
+@dataclass(frozen=True)
+class _Work:
+    send_id: int
+    contact: Contact
+    message_id: str
+
+
+class _Tally:
+    """Outcomes of one attempt, flushed to the send rows in batches."""
+
+    def __init__(self) -> None:
+        self.accepted: list[tuple[int, str]] = []
+        self.refused: list[tuple[int, str]] = []
+        self.deferred: list[int] = []
+        self.not_claimed: list[int] = []
+        self.invalid: list[tuple[int, str]] = []
+        self.done = 0
+
+
+class ChunkActivities:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        contexts: CampaignContexts,
+        delivery: SmtpDelivery,
+    ) -> None:
+        self._db = db
+        self._settings = settings
+        self._contexts = contexts
+        self._delivery = delivery
+        self._executor = RuleBasedExecutor()
+        self._guardrail = Guardrail(
+            public_url=settings.public_url, secret=settings.unsubscribe_secret
+        )
+
+    @activity.defn
+    async def send_chunk(self, chunk: ChunkInput) -> ChunkResult:
+        try:
+            ctx = await self._contexts.get(chunk.campaign_id)
+        except NotFound as exc:
+            raise not_found(exc) from exc
+        work, already_done = await self._prepare(ctx, chunk)
+        tally = _Tally()
+        failure: BaseException | None = None
+        try:
+            await self._deliver(ctx, work, tally)
+        except BaseException as exc:  # record what was settled before re-raising
+            failure = exc
+        finally:
+            await self._flush(tally, final=True)
+        if isinstance(failure, DeliveryUnavailable):
+            raise delivery_unavailable(str(failure)) from failure
+        if isinstance(failure, TemplateRenderError):
+            raise template_error(str(failure)) from failure
+        if failure is not None:
+            raise failure
+        if tally.deferred:
+            raise deferred(len(tally.deferred))
+        return await self._result(chunk, already_done)
+
+    async def _prepare(self, ctx: CampaignContext, chunk: ChunkInput) -> tuple[list[_Work], int]:
+        """Create this chunk's send rows, settle the ones without consent, return the rest."""
+        async with self._db.read() as conn:
+            contact_ids = await segment_contact_ids(
+                conn,
+                tenant_id=ctx.tenant.id,
+                segment=ctx.segment,
+                after_contact_id=chunk.bounds.after_contact_id,
+                up_to_contact_id=chunk.bounds.last_contact_id,
+                limit=chunk.bounds.last_contact_id - chunk.bounds.after_contact_id,
+            )
+        async with self._db.write() as conn:
+            await ensure_send_rows(
+                conn,
+                campaign_id=ctx.campaign_id,
+                contact_ids=contact_ids,
+                domain=ctx.sender_domain,
+            )
+        async with self._db.read() as conn:
+            sends = await sends_for(conn, campaign_id=ctx.campaign_id, contact_ids=contact_ids)
+            pending = [s for s in sends if s[2] == SendStatus.PENDING]
+            consent = await current_consent(conn, (s[1] for s in pending))
+        async with self._db.read_session() as session:
+            rows = await session.execute(
+                select(Contact).where(col(Contact.id).in_([s[1] for s in pending]))
+            )
+            contacts = {c.id: c for c in rows.scalars()}
+        revoked = set(chunk.revoked_contact_ids)
+        no_consent = [
+            send_id
+            for send_id, contact_id, _, _ in pending
+            if consent.get(contact_id) != ConsentStatus.GRANTED or contact_id in revoked
+        ]
+        if no_consent:
+            async with self._db.write() as conn:
+                await mark(
+                    conn,
+                    send_ids=no_consent,
+                    status=SendStatus.SUPPRESSED,
+                    from_status=SendStatus.PENDING,
+                    error="no consent at send time",
+                )
+        skip = set(no_consent)
+        work = [
+            _Work(send_id, contacts[contact_id], message_id)
+            for send_id, contact_id, _, message_id in pending
+            if send_id not in skip
+        ]
+        return work, len(sends) - len(pending)
+
+    async def _deliver(self, ctx: CampaignContext, work: Sequence[_Work], tally: _Tally) -> None:
+        queue: asyncio.Queue[_Work] = asyncio.Queue()
+        for item in work:
+            queue.put_nowait(item)
+        sessions = min(self._settings.smtp_connections, max(len(work), 1))
+        # gather, not a TaskGroup: one session failing must not cancel another mid-message.
+        results = await asyncio.gather(
+            *(self._session_loop(ctx, queue, tally) for _ in range(sessions)),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def _session_loop(
+        self, ctx: CampaignContext, queue: asyncio.Queue[_Work], tally: _Tally
+    ) -> None:
+        async with self._delivery.session() as session:
+            while not queue.empty():
+                item = queue.get_nowait()
+                # Shielded: once a message is claimed, its end-of-data must be written even if
+                # the activity is cancelled, or the contact would be marked but never receive it.
+                task = asyncio.ensure_future(self._deliver_one(ctx, session, item, tally))
+                try:
+                    await asyncio.shield(task)
+                except asyncio.CancelledError:
+                    await asyncio.wait([task], timeout=self._settings.smtp_timeout_s)
+                    raise
+                tally.done += 1
+                activity.heartbeat(tally.done)
+                if len(tally.accepted) >= SENT_FLUSH_EVERY:
+                    await self._flush(tally)
+
+    async def _deliver_one(
+        self, ctx: CampaignContext, session: SmtpSession, item: _Work, tally: _Tally
+    ) -> None:
+        now = utcnow()
+        try:
+            content = self._executor.personalise(
+                contact=item.contact,
+                version=ctx.version,
+                catalog=ctx.catalog,
+                tenant_name=ctx.tenant.name,
+                now=now,
+            )
+            self._guardrail.check_content(content)
+            compliance = self._guardrail.compliance(
+                campaign_id=ctx.campaign_id,
+                contact_id=item.contact.id or 0,
+                tenant_name=ctx.tenant.name,
+                postal_address=ctx.tenant.postal_address,
+                unsubscribe_mailbox=f"unsubscribe@{ctx.sender_domain}",
+            )
+        except GuardrailViolation as exc:
+            tally.invalid.append((item.send_id, f"guardrail: {exc}"))
+            return
+        message = build_message(
+            content=content,
+            compliance=compliance,
+            from_name=ctx.tenant.from_name,
+            from_email=ctx.tenant.from_email,
+            to_email=item.contact.email,
+            message_id=item.message_id,
+            campaign_id=ctx.campaign_id,
+            sent_at=now,
+        )
+
+        async def claim() -> bool:
+            async with self._db.write() as conn:
+                return await try_dispatch(
+                    conn,
+                    send_id=item.send_id,
+                    contact_id=item.contact.id or 0,
+                    provider=self._delivery.name,
+                )
+
+        result = await session.send(
+            mail_from=ctx.tenant.from_email,
+            rcpt_to=item.contact.email,
+            message=message,
+            claim=claim,
+        )
+        if result.outcome is Outcome.ACCEPTED:
+            tally.accepted.append((item.send_id, result.provider_message_id or ""))
+        elif result.outcome is Outcome.REFUSED:
+            tally.refused.append((item.send_id, result.detail or "refused"))
+        elif result.outcome is Outcome.DEFERRED:
+            tally.deferred.append(item.send_id)
+        elif result.outcome is Outcome.NOT_CLAIMED:
+            tally.not_claimed.append(item.send_id)
+        else:
+            # Dispatched and maybe delivered: stays dispatched, counted as sent, never resent.
+            log.warning("send %s: %s; not resent", item.send_id, result.detail)
+
+    async def _flush(self, tally: _Tally, *, final: bool = False) -> None:
+        accepted, tally.accepted = tally.accepted, []
+        async with self._db.write() as conn:
+            await mark_sent(conn, accepted)
+            if not final:
+                return
+            for send_id, reason in tally.refused:
+                for from_status in (SendStatus.DISPATCHED, SendStatus.PENDING):
+                    await mark(
+                        conn,
+                        send_ids=[send_id],
+                        status=SendStatus.FAILED,
+                        from_status=from_status,
+                        error=reason,
+                    )
+            for send_id, reason in tally.invalid:
+                await mark(
+                    conn,
+                    send_ids=[send_id],
+                    status=SendStatus.FAILED,
+                    from_status=SendStatus.PENDING,
+                    error=reason,
+                )
+            # The server said "not now" after the claim: nothing was accepted, so it may go again.
+            await mark(
+                conn,
+                send_ids=tally.deferred,
+                status=SendStatus.PENDING,
+                from_status=SendStatus.DISPATCHED,
+            )
+            # The claim refused: consent was revoked in the meantime (a send another attempt
+            # claimed is no longer pending, so this leaves it alone).
+            await mark(
+                conn,
+                send_ids=tally.not_claimed,
+                status=SendStatus.SUPPRESSED,
+                from_status=SendStatus.PENDING,
+                error="consent revoked before delivery",
+            )
+
+    async def _result(self, chunk: ChunkInput, already_done: int) -> ChunkResult:
+        async with self._db.read() as conn:
+            rows = await conn.execute(
+                select(Send.status, func.count())  # type: ignore[call-overload]
+                .where(
+                    col(Send.campaign_id) == chunk.campaign_id,
+                    col(Send.contact_id) > chunk.bounds.after_contact_id,
+                    col(Send.contact_id) <= chunk.bounds.last_contact_id,
+                )
+                .group_by(col(Send.status))
+            )
+            counts = dict(rows.all())
+        return ChunkResult(
+            sent=counts.get(SendStatus.SENT, 0) + counts.get(SendStatus.DISPATCHED, 0),
+            suppressed=counts.get(SendStatus.SUPPRESSED, 0),
+            failed=counts.get(SendStatus.FAILED, 0),
+            already_done=already_done,
+        )

@@ -1,0 +1,72 @@
+"""What every chunk of one campaign needs, loaded once per worker and campaign."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel import col, select
+
+from activities.executor import Catalog
+from tailor.db import Database
+from tailor.models import Product, TemplateVersion, Tenant
+from tailor.store.campaigns import get_campaign
+from tailor.store.templates import get_version
+from tailor.store.tenants import get_tenant
+
+
+@dataclass(frozen=True)
+class CampaignContext:
+    campaign_id: str
+    tenant: Tenant
+    segment: dict[str, Any]
+    version: TemplateVersion
+    catalog: Catalog
+
+    @property
+    def sender_domain(self) -> str:
+        return self.tenant.from_email.rsplit("@", 1)[-1]
+
+
+class CampaignContexts:
+    """A small LRU: templates are immutable and a campaign's segment never changes."""
+
+    def __init__(self, db: Database, size: int = 64) -> None:
+        self._db = db
+        self._size = size
+        self._cache: OrderedDict[str, CampaignContext] = OrderedDict()
+
+    async def get(self, campaign_id: str) -> CampaignContext:
+        ctx = self._cache.get(campaign_id)
+        if ctx is not None:
+            self._cache.move_to_end(campaign_id)
+            return ctx
+        async with self._db.read_session() as session:
+            campaign = await get_campaign(session=session, campaign_id=campaign_id)
+            tenant = await get_tenant(session=session, tenant_id=campaign.tenant_id)
+            _, version = await get_version(
+                session=session,
+                tenant_id=campaign.tenant_id,
+                version_id=campaign.template_version_id,
+            )
+            products = list(
+                (
+                    await session.execute(
+                        select(Product).where(col(Product.tenant_id) == campaign.tenant_id)
+                    )
+                ).scalars()
+            )
+        ctx = CampaignContext(
+            campaign_id=campaign.id,
+            tenant=tenant,
+            segment=campaign.segment,
+            version=version,
+            catalog=Catalog(
+                products, tenant.website or f"https://{tenant.from_email.split('@')[-1]}"
+            ),
+        )
+        self._cache[campaign_id] = ctx
+        if len(self._cache) > self._size:
+            self._cache.popitem(last=False)
+        return ctx

@@ -1,0 +1,164 @@
+"""The rule-based executor: personalises subject, preheader, body and CTA from features.
+
+It is the always-available tier of the executor (LLM tiers build on it). Templates are Jinja2 in
+a sandbox, so a template author cannot reach Python internals; the rules decide the headline,
+intro and call to action from the recipient's cart, engagement tier and favourite category.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+from tailor.models import Contact, Product, TemplateVersion
+
+HIGH_ENGAGEMENT = 70
+LOW_ENGAGEMENT = 30
+DORMANT_AFTER = timedelta(days=60)
+
+
+@dataclass(frozen=True)
+class ProductView:
+    name: str
+    price: str
+    url: str
+    category: str
+
+
+@dataclass(frozen=True)
+class Personalised:
+    subject: str
+    preheader: str
+    body: str
+    cta_text: str
+    cta_url: str
+    rules: list[str] = field(default_factory=list)  # which rules fired, for "why this email"
+
+
+class TemplateRenderError(ValueError):
+    """A template that cannot render for a recipient; fixing it needs a new template version."""
+
+
+def _money(cents: int) -> str:
+    return f"${cents / 100:,.2f}"
+
+
+def engagement_tier(contact: Contact, now: datetime) -> str:
+    dormant = contact.last_open_at is None or now - contact.last_open_at > DORMANT_AFTER
+    if contact.engagement_score < LOW_ENGAGEMENT or dormant:
+        return "low"
+    return "high" if contact.engagement_score >= HIGH_ENGAGEMENT else "mid"
+
+
+class Catalog:
+    """A tenant's products, indexed for the rules."""
+
+    def __init__(self, products: list[Product], shop_url: str) -> None:
+        self.by_sku = {p.sku: p for p in products}
+        self.by_category: dict[str, list[Product]] = {}
+        for product in sorted(products, key=lambda p: p.price_cents, reverse=True):
+            self.by_category.setdefault(product.category, []).append(product)
+        self.shop_url = shop_url.rstrip("/")
+
+    def view(self, product: Product) -> ProductView:
+        return ProductView(product.name, _money(product.price_cents), product.url, product.category)
+
+
+class RuleBasedExecutor:
+    def __init__(self) -> None:
+        self._env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+        self._compiled: dict[tuple[int, str], object] = {}
+
+    def _render(self, version: TemplateVersion, part: str, context: dict[str, object]) -> str:
+        key = (version.id or 0, part)
+        template = self._compiled.get(key)
+        if template is None:
+            template = self._env.from_string(getattr(version, part))
+            self._compiled[key] = template
+        try:
+            return template.render(context).strip()  # type: ignore[attr-defined, no-any-return]
+        except TemplateError as exc:
+            raise TemplateRenderError(f"template {part}: {exc}") from exc
+
+    def personalise(
+        self,
+        *,
+        contact: Contact,
+        version: TemplateVersion,
+        catalog: Catalog,
+        tenant_name: str,
+        now: datetime,
+    ) -> Personalised:
+        rules: list[str] = []
+        tier = engagement_tier(contact, now)
+        cart = [catalog.view(catalog.by_sku[s]) for s in contact.cart_items if s in catalog.by_sku]
+        top_category = next(
+            (c for c in contact.preferred_categories if c in catalog.by_category),
+            next(iter(catalog.by_category), "new arrivals"),
+        )
+        seen = set(contact.cart_items)
+        recommendations = [
+            catalog.view(p) for p in catalog.by_category.get(top_category, []) if p.sku not in seen
+        ][:3]
+
+        if cart:
+            rules.append("cart:remind")
+            headline = f"your {cart[0].name} is still waiting"
+            intro = (
+                f"You left {len(cart)} item{'s' if len(cart) > 1 else ''} in your cart."
+                " We saved it for you."
+            )
+            cta_text, cta_url = "Return to your cart", f"{catalog.shop_url}/cart"
+        elif tier == "low":
+            rules.append("tier:low:win-back")
+            headline = "we saved some favourites for you"
+            intro = (
+                f"It's been a while. Here is what's new in {top_category} since your last visit."
+            )
+            cta_text, cta_url = "See what's new", f"{catalog.shop_url}/c/{top_category}"
+        elif tier == "high":
+            rules.append("tier:high:early-access")
+            headline = f"early access to new {top_category} picks"
+            intro = f"As one of our regulars, you see our new {top_category} picks first."
+            cta_text, cta_url = f"Shop {top_category}", f"{catalog.shop_url}/c/{top_category}"
+        else:
+            rules.append("tier:mid:category")
+            headline = f"{top_category} picks chosen for you"
+            intro = f"Based on what you like, we think these {top_category} picks fit."
+            cta_text, cta_url = f"Shop {top_category}", f"{catalog.shop_url}/c/{top_category}"
+        rules.append(f"category:{top_category}")
+        if contact.device == "mobile":
+            rules.append("device:mobile:short")
+            recommendations = recommendations[:2]
+
+        context: dict[str, object] = {
+            "first_name": contact.first_name,
+            "headline": headline,
+            "intro": intro,
+            "tier": tier,
+            "top_category": top_category,
+            "cart": cart,
+            "recommendations": recommendations,
+            "cta_text_suggestion": cta_text,
+            "cta_url_suggestion": cta_url,
+            "tenant_name": tenant_name,
+        }
+        return Personalised(
+            subject=" ".join(self._render(version, "subject", context).split()),
+            preheader=" ".join(self._render(version, "preheader", context).split()),
+            body=self._render(version, "body", context),
+            cta_text=self._render(version, "cta_text", context),
+            cta_url=self._render(version, "cta_url", context),
+            rules=rules,
+        )
+
+    def check_template(self, version: TemplateVersion) -> None:
+        """Compile every part, so a broken template is refused before any campaign uses it."""
+        for part in ("subject", "preheader", "body", "cta_text", "cta_url"):
+            try:
+                self._env.from_string(getattr(version, part))
+            except TemplateError as exc:
+                raise TemplateRenderError(f"{part}: {exc}") from exc

@@ -1,0 +1,91 @@
+"""The planner: decomposes a campaign into chunked steps, pages its segment, and closes it."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from temporalio import activity
+
+from activities.context import CampaignContexts
+from activities.errors import not_found, template_error
+from activities.executor import RuleBasedExecutor, TemplateRenderError
+from tailor.config import Settings
+from tailor.db import Database
+from tailor.errors import NotFound
+from tailor.models import Contact, SendStatus
+from tailor.payloads import CampaignOutcome, CampaignPlan, ChunkBounds, PageRequest, StatusUpdate
+from tailor.segments import segment_filter
+from tailor.store.campaigns import send_counts, set_status
+from tailor.store.sends import segment_contact_ids
+
+STEPS = ["load_features", "personalise:rules", "guardrail", "consent_at_send", "deliver:smtp"]
+
+
+class PlannerActivities:
+    def __init__(self, db: Database, settings: Settings, contexts: CampaignContexts) -> None:
+        self._db = db
+        self._settings = settings
+        self._contexts = contexts
+        self._executor = RuleBasedExecutor()
+
+    @activity.defn
+    async def plan_campaign(self, campaign_id: str) -> CampaignPlan:
+        try:
+            ctx = await self._contexts.get(campaign_id)
+        except NotFound as exc:
+            raise not_found(exc) from exc
+        try:
+            self._executor.check_template(ctx.version)
+        except TemplateRenderError as exc:
+            raise template_error(str(exc)) from exc
+        async with self._db.read() as conn:
+            audience = (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(Contact)
+                    .where(segment_filter(ctx.tenant.id, ctx.segment))
+                )
+            ).scalar_one()
+        return CampaignPlan(
+            campaign_id=campaign_id,
+            template_version_id=ctx.version.id or 0,
+            audience=audience,
+            chunk_size=self._settings.chunk_size,
+            chunk_concurrency=self._settings.chunk_concurrency,
+            steps=STEPS,
+        )
+
+    @activity.defn
+    async def next_chunks(self, request: PageRequest) -> list[ChunkBounds]:
+        """Bounds of the next chunks after the cursor: two ids per chunk, never the contacts."""
+        try:
+            ctx = await self._contexts.get(request.campaign_id)
+        except NotFound as exc:
+            raise not_found(exc) from exc
+        async with self._db.read() as conn:
+            ids = await segment_contact_ids(
+                conn,
+                tenant_id=ctx.tenant.id,
+                segment=ctx.segment,
+                after_contact_id=request.after_contact_id,
+                limit=request.chunk_size * request.max_chunks,
+            )
+        bounds: list[ChunkBounds] = []
+        after = request.after_contact_id
+        for start in range(0, len(ids), request.chunk_size):
+            last = ids[start : start + request.chunk_size][-1]
+            bounds.append(ChunkBounds(after_contact_id=after, last_contact_id=last))
+            after = last
+        return bounds
+
+    @activity.defn
+    async def finalize_campaign(self, update: StatusUpdate) -> CampaignOutcome:
+        async with self._db.write() as conn:
+            await set_status(conn=conn, campaign_id=update.campaign_id, status=update.status)
+            counts = await send_counts(conn, update.campaign_id)
+        return CampaignOutcome(
+            campaign_id=update.campaign_id,
+            status=update.status,
+            sent=counts[SendStatus.SENT] + counts[SendStatus.DISPATCHED],
+            suppressed=counts[SendStatus.SUPPRESSED],
+            failed=counts[SendStatus.FAILED],
+        )

@@ -1,0 +1,74 @@
+"""One settings class for every Tailor process, read from ``TAILOR_*`` environment variables.
+
+Workflows never read settings: activities and the API receive a ``Settings`` instance when they
+are constructed, and anything a workflow needs travels in its input.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_UNSUBSCRIBE_SECRET = "dev-only-unsubscribe-secret-change-me"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TAILOR_", env_file=None, extra="ignore")
+
+    env: str = Field("development", description="development | production")
+    home: Path = Field(Path(".tailor"), description="Runtime state: databases, outbox, logs.")
+
+    database_url: str | None = Field(
+        None, description="SQLAlchemy async URL; default is SQLite under TAILOR_HOME."
+    )
+
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "tailor-campaigns"
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    public_url: str = Field(
+        "http://127.0.0.1:8000", description="Base URL recipients reach (unsubscribe links)."
+    )
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 2525
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_s: float = 30.0
+    smtp_connections: int = Field(4, ge=1, le=64, description="Parallel SMTP sessions per chunk.")
+
+    chunk_size: int = Field(500, ge=1, le=5000)
+    chunk_concurrency: int = Field(4, ge=1, le=64)
+
+    unsubscribe_secret: str = DEV_UNSUBSCRIBE_SECRET
+
+    @model_validator(mode="after")
+    def _no_dev_secrets_in_production(self) -> Settings:
+        if self.env != "development" and self.unsubscribe_secret == DEV_UNSUBSCRIBE_SECRET:
+            raise ValueError(
+                "TAILOR_UNSUBSCRIBE_SECRET must be set to a real secret outside development"
+            )
+        return self
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.home / 'tailor.db').resolve()}"
+
+    @property
+    def outbox_dir(self) -> Path:
+        """Maildir where the local SMTP capture server stores every message it accepts."""
+        return (self.home / "outbox").resolve()
+
+    def temporal_ui_workflow_url(self, workflow_id: str) -> str:
+        return (
+            f"{self.temporal_ui_url}/namespaces/{self.temporal_namespace}/workflows/{workflow_id}"
+        )

@@ -1,0 +1,197 @@
+"""Table models. Request/response schemas live in ``api/schemas.py``; payloads that cross Temporal
+live in ``tailor/payloads.py``: neither is a table."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on every backend (SQLite keeps no offset, so we restore it)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _json(default_factory: Any = list) -> Any:
+    return Field(default_factory=default_factory, sa_type=sa.JSON, nullable=False)
+
+
+class ConsentStatus(StrEnum):
+    GRANTED = "granted"
+    REVOKED = "revoked"
+
+
+class CampaignStatus(StrEnum):
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+class SendStatus(StrEnum):
+    PENDING = "pending"  # nothing accepted by a provider yet: safe to (re)send
+    DISPATCHED = "dispatched"  # committed just before the provider could accept: never resent
+    SENT = "sent"  # the provider accepted it
+    SUPPRESSED = "suppressed"  # no consent at send time
+    FAILED = "failed"  # the provider refused it permanently
+
+
+class Tenant(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    from_email: str = Field(max_length=320)
+    from_name: str = Field(max_length=200)
+    postal_address: str = Field(max_length=500, description="CAN-SPAM requires it in every email.")
+    website: str = Field(default="", max_length=300, description="Shop URL for calls to action.")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class Contact(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "email", name="uq_contact_tenant_email"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(foreign_key="tenant.id", index=True, max_length=64)
+    email: str = Field(max_length=320)
+    external_id: str | None = Field(default=None, max_length=200)
+    first_name: str | None = Field(default=None, max_length=100)
+    last_name: str | None = Field(default=None, max_length=100)
+    timezone: str = Field(default="UTC", max_length=64)
+    locale: str = Field(default="en", max_length=16)
+    device: str = Field(default="desktop", max_length=16)
+    engagement_score: int = Field(default=50, ge=0, le=100)
+    last_open_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    purchase_frequency: float = Field(default=0.0, ge=0, description="Purchases per month.")
+    preferred_categories: list[str] = _json()
+    cart_items: list[str] = _json()
+    browse_items: list[str] = _json()
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class ConsentRecord(SQLModel, table=True):
+    """Append-only ledger: a revocation is a new row, never an update."""
+
+    __tablename__ = "consent_record"
+    __table_args__ = (sa.Index("ix_consent_contact_latest", "contact_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(foreign_key="tenant.id", max_length=64, index=True)
+    contact_id: int = Field(foreign_key="contact.id")
+    channel: str = Field(default="email", max_length=16)
+    status: str = Field(max_length=16)
+    source: str = Field(max_length=100, description="Where it came from: signup-form, api, ...")
+    method: str = Field(max_length=100, description="How: double-opt-in, one-click, ...")
+    wording_version: str = Field(max_length=100, description="Version of the consent text shown.")
+    recorded_by: str = Field(max_length=200, description="Who recorded it: actor or system.")
+    recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class Product(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "sku", name="uq_product_tenant_sku"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(foreign_key="tenant.id", max_length=64, index=True)
+    sku: str = Field(max_length=64)
+    name: str = Field(max_length=200)
+    category: str = Field(max_length=100)
+    price_cents: int = Field(ge=0)
+    url: str = Field(max_length=500)
+
+
+class Template(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "name", name="uq_template_tenant_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(foreign_key="tenant.id", max_length=64, index=True)
+    name: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class TemplateVersion(SQLModel, table=True):
+    """Immutable once written: an edit is a new version."""
+
+    __tablename__ = "template_version"
+    __table_args__ = (sa.UniqueConstraint("template_id", "version", name="uq_template_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    template_id: int = Field(foreign_key="template.id", index=True)
+    version: int = Field(ge=1)
+    subject: str = Field(max_length=300)
+    preheader: str = Field(default="", max_length=300)
+    body: str = Field(sa_type=sa.Text)
+    cta_text: str = Field(max_length=100)
+    cta_url: str = Field(max_length=500)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class Campaign(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=64)
+    tenant_id: str = Field(foreign_key="tenant.id", max_length=64, index=True)
+    name: str = Field(max_length=200)
+    template_version_id: int = Field(foreign_key="template_version.id")
+    segment: dict[str, Any] = _json(dict)
+    status: str = Field(default=CampaignStatus.RUNNING, max_length=16, index=True)
+    workflow_id: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+
+class Send(SQLModel, table=True):
+    """One row per campaign x contact. The unique pair is the idempotency key of delivery."""
+
+    __table_args__ = (
+        sa.UniqueConstraint("campaign_id", "contact_id", name="uq_send_campaign_contact"),
+        sa.Index("ix_send_campaign_status", "campaign_id", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str = Field(foreign_key="campaign.id", max_length=64)
+    contact_id: int = Field(foreign_key="contact.id", index=True)
+    status: str = Field(default=SendStatus.PENDING, max_length=16)
+    message_id: str = Field(max_length=300, description="RFC 5322 Message-ID, deterministic.")
+    provider: str | None = Field(default=None, max_length=32)
+    provider_message_id: str | None = Field(default=None, max_length=300)
+    error: str | None = Field(default=None, max_length=1000)
+    attempts: int = Field(default=0)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    dispatched_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+
+class Event(SQLModel, table=True):
+    __table_args__ = (
+        sa.UniqueConstraint("tenant_id", "message_id", name="uq_event_tenant_message"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(foreign_key="tenant.id", max_length=64, index=True)
+    contact_id: int | None = Field(default=None, foreign_key="contact.id", index=True)
+    type: str = Field(max_length=100)
+    properties: dict[str, Any] = _json(dict)
+    message_id: str | None = Field(default=None, max_length=200)
+    occurred_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)

@@ -1,0 +1,102 @@
+"""Everything that crosses Temporal: workflow inputs, activity inputs and outputs, signals.
+
+Ids and counters only. Contact data, email addresses and rendered content never appear here,
+because Temporal stores every payload in the workflow history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class CampaignInput:
+    campaign_id: str
+    tenant_id: str
+
+
+@dataclass
+class CampaignProgress:
+    """Running totals; also the state carried across continue-as-new."""
+
+    status: str = "running"
+    total: int = 0
+    processed: int = 0
+    sent: int = 0
+    suppressed: int = 0
+    failed: int = 0
+    chunks_done: int = 0
+    cursor: int = 0  # last contact id whose chunk is scheduled
+    paused: bool = False
+    revoked_contact_ids: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CampaignRun:
+    """Input of one run of the campaign workflow (first run, or after continue-as-new)."""
+
+    campaign: CampaignInput
+    plan: CampaignPlan | None = None
+    progress: CampaignProgress | None = None
+
+
+@dataclass(frozen=True)
+class CampaignPlan:
+    """The planner's decomposition of a campaign into chunked steps."""
+
+    campaign_id: str
+    template_version_id: int
+    audience: int
+    chunk_size: int
+    chunk_concurrency: int
+    steps: list[str]
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    campaign_id: str
+    after_contact_id: int
+    chunk_size: int
+    max_chunks: int
+
+
+@dataclass(frozen=True)
+class ChunkBounds:
+    """Contacts with ``after_contact_id < id <= last_contact_id`` in the campaign's segment."""
+
+    after_contact_id: int
+    last_contact_id: int
+
+
+@dataclass(frozen=True)
+class ChunkInput:
+    campaign_id: str
+    template_version_id: int
+    bounds: ChunkBounds
+    chunk_index: int
+    # Revocations signalled to the workflow; the ledger is still checked per message at send time.
+    revoked_contact_ids: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    sent: int
+    suppressed: int
+    failed: int
+    # Sends found already done by an earlier attempt of this chunk (a retry or restarted worker).
+    already_done: int = 0
+
+
+@dataclass(frozen=True)
+class CampaignOutcome:
+    campaign_id: str
+    status: str
+    sent: int
+    suppressed: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    campaign_id: str
+    status: str

@@ -1,0 +1,46 @@
+"""Campaign audiences as SQL filters over contact columns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import ColumnElement, and_
+from sqlmodel import col
+
+from tailor.models import Contact
+
+
+class Segment(BaseModel):
+    """Who a campaign reaches. Every filter is optional; an empty segment is the whole tenant."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    engagement_min: int | None = Field(None, ge=0, le=100)
+    engagement_max: int | None = Field(None, ge=0, le=100)
+    devices: list[str] | None = Field(None, description="mobile, desktop, tablet")
+    timezones: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> Segment:
+        if (
+            self.engagement_min is not None
+            and self.engagement_max is not None
+            and self.engagement_min > self.engagement_max
+        ):
+            raise ValueError("engagement_min must not exceed engagement_max")
+        return self
+
+
+def segment_filter(tenant_id: str, segment: dict[str, Any]) -> ColumnElement[bool]:
+    seg = Segment.model_validate(segment)
+    clauses: list[ColumnElement[bool]] = [col(Contact.tenant_id) == tenant_id]
+    if seg.engagement_min is not None:
+        clauses.append(col(Contact.engagement_score) >= seg.engagement_min)
+    if seg.engagement_max is not None:
+        clauses.append(col(Contact.engagement_score) <= seg.engagement_max)
+    if seg.devices:
+        clauses.append(col(Contact.device).in_(seg.devices))
+    if seg.timezones:
+        clauses.append(col(Contact.timezone).in_(seg.timezones))
+    return and_(*clauses)

@@ -1,0 +1,1 @@
+"""Data access, one module per aggregate. Functions take keyword-only arguments."""

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlmodel import col
+
+from tailor.errors import NotFound
+from tailor.models import Campaign, CampaignStatus, Send, SendStatus, utcnow
+
+ACTIVE = (CampaignStatus.RUNNING, CampaignStatus.PAUSED)
+
+
+def new_campaign_id() -> str:
+    return f"cmp_{secrets.token_hex(8)}"
+
+
+def workflow_id_for(campaign_id: str) -> str:
+    return f"campaign-{campaign_id}"
+
+
+async def create_campaign(
+    *,
+    session: AsyncSession,
+    tenant_id: str,
+    name: str,
+    template_version_id: int,
+    segment: dict[str, Any],
+) -> Campaign:
+    campaign_id = new_campaign_id()
+    campaign = Campaign(
+        id=campaign_id,
+        tenant_id=tenant_id,
+        name=name,
+        template_version_id=template_version_id,
+        segment=segment,
+        status=CampaignStatus.RUNNING,
+        workflow_id=workflow_id_for(campaign_id),
+    )
+    session.add(campaign)
+    await session.flush()
+    return campaign
+
+
+async def get_campaign(
+    *, session: AsyncSession, campaign_id: str, tenant_id: str | None = None
+) -> Campaign:
+    campaign = await session.get(Campaign, campaign_id)
+    if campaign is None or (tenant_id is not None and campaign.tenant_id != tenant_id):
+        raise NotFound("campaign", campaign_id)
+    return campaign
+
+
+async def set_status(*, conn: AsyncConnection, campaign_id: str, status: str) -> None:
+    final = status in (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED, CampaignStatus.FAILED)
+    await conn.execute(
+        update(Campaign)
+        .where(col(Campaign.id) == campaign_id)
+        .values(status=status, completed_at=utcnow() if final else None)
+    )
+
+
+async def active_campaign_ids(*, session: AsyncSession, tenant_id: str) -> list[str]:
+    rows = await session.execute(
+        select(Campaign.id).where(  # type: ignore[call-overload]
+            col(Campaign.tenant_id) == tenant_id, col(Campaign.status).in_(ACTIVE)
+        )
+    )
+    return [row for (row,) in rows]
+
+
+async def send_counts(conn: AsyncConnection, campaign_id: str) -> dict[str, int]:
+    """Sends by status. A dispatched send counts as sent: it is never sent again."""
+    rows = await conn.execute(
+        select(Send.status, func.count())  # type: ignore[call-overload]
+        .where(col(Send.campaign_id) == campaign_id)
+        .group_by(col(Send.status))
+    )
+    counts = {status.value: 0 for status in SendStatus}
+    counts.update(dict(rows))
+    return counts

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from tailor.errors import NotFound
+from tailor.models import Contact, utcnow
+
+# Columns a caller may set on a contact; id, tenant and timestamps are the store's.
+PROFILE_FIELDS = (
+    "external_id",
+    "first_name",
+    "last_name",
+    "timezone",
+    "locale",
+    "device",
+    "engagement_score",
+    "last_open_at",
+    "purchase_frequency",
+    "preferred_categories",
+    "cart_items",
+    "browse_items",
+)
+
+
+async def upsert_contacts(
+    *, session: AsyncSession, tenant_id: str, contacts: Sequence[dict[str, Any]]
+) -> list[tuple[int, bool]]:
+    """Insert or update contacts by (tenant, email); returns (id, created) in input order.
+
+    Runs inside the caller's transaction, so a failure leaves nothing half-written.
+    """
+    emails = [c["email"].lower() for c in contacts]
+    existing: dict[str, Contact] = {}
+    for start in range(0, len(emails), 1000):
+        batch = emails[start : start + 1000]
+        rows = await session.execute(
+            select(Contact).where(
+                col(Contact.tenant_id) == tenant_id, col(Contact.email).in_(batch)
+            )
+        )
+        for row in rows.scalars():
+            existing[row.email] = row
+    now = utcnow()
+    out: list[Contact] = []
+    created: list[bool] = []
+    for email, data in zip(emails, contacts, strict=True):
+        fields = {k: data[k] for k in PROFILE_FIELDS if k in data}
+        row = existing.get(email)
+        if row is None:
+            row = Contact(tenant_id=tenant_id, email=email, **fields)
+            session.add(row)
+            existing[email] = row
+            created.append(True)
+        else:
+            for key, value in fields.items():
+                setattr(row, key, value)
+            row.updated_at = now
+            created.append(False)
+        out.append(row)
+    await session.flush()
+    return [(row.id or 0, was_created) for row, was_created in zip(out, created, strict=True)]
+
+
+async def get_contact(*, session: AsyncSession, tenant_id: str, contact_id: int) -> Contact:
+    contact = await session.get(Contact, contact_id)
+    if contact is None or contact.tenant_id != tenant_id:
+        raise NotFound("contact", contact_id)
+    return contact
+
+
+async def find_contact(*, session: AsyncSession, contact_id: int) -> Contact:
+    contact = await session.get(Contact, contact_id)
+    if contact is None:
+        raise NotFound("contact", contact_id)
+    return contact

@@ -1,0 +1,154 @@
+"""Send rows: the idempotency ledger of delivery, one row per campaign x contact.
+
+State machine (see docs/architecture.md, "Exactly one email per recipient"):
+
+    pending ──(consent ok, committed right before the provider can accept)──► dispatched ──► sent
+       │                                                                        │
+       └──► suppressed (no consent)                               failed ◄──────┘ (refused)
+
+A send is only ever moved out of ``pending`` by a conditional update that checks both its status
+and the contact's newest consent in the same statement, so two attempts racing on one chunk, or a
+revocation racing a send, cannot both win.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel import col
+
+from tailor.models import ConsentStatus, Contact, Send, SendStatus, utcnow
+from tailor.segments import segment_filter
+from tailor.store.consent import newest_status_subquery
+
+
+def message_id_for(campaign_id: str, contact_id: int, domain: str) -> str:
+    """Deterministic, so every attempt of one send carries the same Message-ID."""
+    return f"<{campaign_id}.{contact_id}@{domain}>"
+
+
+async def segment_contact_ids(
+    conn: AsyncConnection,
+    *,
+    tenant_id: str,
+    segment: dict[str, Any],
+    after_contact_id: int,
+    limit: int,
+    up_to_contact_id: int | None = None,
+) -> list[int]:
+    """Keyset page of contact ids in a segment, ascending."""
+    where = [segment_filter(tenant_id, segment), col(Contact.id) > after_contact_id]
+    if up_to_contact_id is not None:
+        where.append(col(Contact.id) <= up_to_contact_id)
+    rows = await conn.execute(
+        select(Contact.id).where(*where).order_by(col(Contact.id)).limit(limit)  # type: ignore[call-overload]
+    )
+    return [row for (row,) in rows]
+
+
+async def ensure_send_rows(
+    conn: AsyncConnection, *, campaign_id: str, contact_ids: Sequence[int], domain: str
+) -> None:
+    """Create the missing pending rows for these contacts (a retry finds most already there)."""
+    if not contact_ids:
+        return
+    existing = set(
+        (
+            await conn.execute(
+                select(Send.contact_id).where(  # type: ignore[call-overload]
+                    col(Send.campaign_id) == campaign_id,
+                    col(Send.contact_id).in_(contact_ids),
+                )
+            )
+        ).scalars()
+    )
+    now = utcnow()
+    missing = [
+        {
+            "campaign_id": campaign_id,
+            "contact_id": contact_id,
+            "status": SendStatus.PENDING.value,
+            "message_id": message_id_for(campaign_id, contact_id, domain),
+            "attempts": 0,
+            "created_at": now,
+        }
+        for contact_id in contact_ids
+        if contact_id not in existing
+    ]
+    if missing:
+        await conn.execute(insert(Send), missing)
+
+
+async def sends_for(
+    conn: AsyncConnection, *, campaign_id: str, contact_ids: Sequence[int]
+) -> list[tuple[int, int, str, str]]:
+    """(send id, contact id, status, message id) for these contacts' sends in a campaign."""
+    rows = await conn.execute(
+        select(Send.id, Send.contact_id, Send.status, Send.message_id).where(  # type: ignore[call-overload]
+            col(Send.campaign_id) == campaign_id, col(Send.contact_id).in_(contact_ids)
+        )
+    )
+    return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+async def try_dispatch(
+    conn: AsyncConnection, *, send_id: int, contact_id: int, provider: str
+) -> bool:
+    """Atomically claim a pending send whose contact consents now. False: do not deliver."""
+    result = await conn.execute(
+        update(Send)
+        .where(
+            and_(
+                col(Send.id) == send_id,
+                col(Send.status) == SendStatus.PENDING.value,
+                newest_status_subquery(contact_id)  # type: ignore[operator]
+                == ConsentStatus.GRANTED.value,
+            )
+        )
+        .values(
+            status=SendStatus.DISPATCHED.value,
+            dispatched_at=utcnow(),
+            provider=provider,
+            attempts=col(Send.attempts) + 1,
+        )
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def mark(
+    conn: AsyncConnection,
+    *,
+    send_ids: Iterable[int],
+    status: SendStatus,
+    from_status: SendStatus,
+    error: str | None = None,
+) -> None:
+    ids = list(send_ids)
+    for start in range(0, len(ids), 1000):
+        await conn.execute(
+            update(Send)
+            .where(
+                col(Send.id).in_(ids[start : start + 1000]),
+                col(Send.status) == from_status.value,
+            )
+            .values(status=status.value, error=error)
+        )
+
+
+async def mark_sent(conn: AsyncConnection, accepted: Sequence[tuple[int, str]]) -> None:
+    """Record the provider's acceptance: (send id, provider message id)."""
+    if not accepted:
+        return
+    now = utcnow()
+    await conn.execute(
+        update(Send)
+        .where(
+            col(Send.id) == bindparam("send_id"),
+            col(Send.status) == SendStatus.DISPATCHED.value,
+        )
+        .values(status=SendStatus.SENT.value, provider_message_id=bindparam("pmid"), sent_at=now),
+        [{"send_id": send_id, "pmid": pmid[:300]} for send_id, pmid in accepted],
+    )

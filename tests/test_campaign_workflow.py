@@ -1,0 +1,124 @@
+"""CampaignWorkflow on the time-skipping test server with the real activities, store and SMTP."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from temporalio.client import WorkflowFailureError
+from temporalio.testing import WorkflowEnvironment
+
+from tailor.db import Database
+from tailor.models import ConsentStatus, SendStatus
+from tailor.payloads import CampaignInput, CampaignOutcome, CampaignRun
+from tailor.seed import seed_demo
+from tailor.smtp_sink import read_outbox
+from tailor.store.campaigns import create_campaign, send_counts
+from tailor.store.consent import current_consent, record_consent
+from tests.conftest import Sink, settings_for, task_queue
+from worker import build_worker
+from workflows.campaign import CampaignWorkflow
+
+
+async def _campaign(db: Database, contacts: int) -> tuple[str, int]:
+    seeded = await seed_demo(db, contacts=contacts)
+    async with db.session() as session:
+        campaign = await create_campaign(
+            session=session,
+            tenant_id=seeded.tenant_id,
+            name="Autumn picks",
+            template_version_id=seeded.template_version_id,
+            segment={},
+        )
+    return campaign.id, seeded.consenting
+
+
+async def test_campaign_sends_one_compliant_email_per_consenting_contact(
+    time_skipping_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink
+) -> None:
+    campaign_id, consenting = await _campaign(sqlite_db, 230)
+    settings = settings_for(sqlite_db, sink)
+    queue = task_queue()
+    async with build_worker(time_skipping_env.client, sqlite_db, settings, queue):
+        outcome: CampaignOutcome = await time_skipping_env.client.execute_workflow(
+            CampaignWorkflow.run,
+            CampaignRun(CampaignInput(campaign_id, "demo")),
+            id=f"campaign-{campaign_id}",
+            task_queue=queue,
+        )
+    assert outcome.status == "completed"
+    assert outcome.sent == consenting
+    assert outcome.suppressed == 230 - consenting
+    assert outcome.failed == 0
+
+    emails = read_outbox(sink.maildir, campaign_id)
+    assert len(emails) == consenting
+    per_recipient = Counter(e.to for e in emails)
+    assert max(per_recipient.values()) == 1
+    for email in emails[:25]:
+        assert email.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert re.search(
+            r"<http://127\.0\.0\.1:8000/v1/unsubscribe/[^>]+>", email.headers["List-Unsubscribe"]
+        )
+        assert "mailto:" in email.headers["List-Unsubscribe"]
+        text = email.full().get_body(preferencelist=("plain",))
+        assert text is not None
+        body = text.get_content()
+        assert "500 Market Street" in body and "Unsubscribe: http" in body
+
+
+async def test_revoked_contact_is_suppressed_not_sent(
+    time_skipping_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink
+) -> None:
+    campaign_id, _ = await _campaign(sqlite_db, 60)
+    async with sqlite_db.read() as conn:
+        consent = await current_consent(conn, range(1, 61))
+    victim = next(cid for cid, status in consent.items() if status == ConsentStatus.GRANTED)
+    async with sqlite_db.session() as session:
+        await record_consent(
+            session=session,
+            tenant_id="demo",
+            contact_id=victim,
+            status=ConsentStatus.REVOKED,
+            source="api",
+            method="preference-center",
+            wording_version="newsletter-v2",
+            recorded_by="test",
+        )
+    settings = settings_for(sqlite_db, sink)
+    queue = task_queue()
+    async with build_worker(time_skipping_env.client, sqlite_db, settings, queue):
+        await time_skipping_env.client.execute_workflow(
+            CampaignWorkflow.run,
+            CampaignRun(CampaignInput(campaign_id, "demo")),
+            id=f"campaign-{campaign_id}",
+            task_queue=queue,
+        )
+    async with sqlite_db.read() as conn:
+        counts = await send_counts(conn, campaign_id)
+    assert counts[SendStatus.SUPPRESSED] >= 1
+    recipients = {e.to for e in read_outbox(sink.maildir, campaign_id)}
+    async with sqlite_db.read_session() as session:
+        from tailor.store.contacts import find_contact
+
+        victim_email = (await find_contact(session=session, contact_id=victim)).email
+    assert victim_email not in recipients
+
+
+async def test_unknown_campaign_fails_without_retrying_forever(
+    time_skipping_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink
+) -> None:
+    settings = settings_for(sqlite_db, sink)
+    queue = task_queue()
+    async with build_worker(time_skipping_env.client, sqlite_db, settings, queue):
+        try:
+            await time_skipping_env.client.execute_workflow(
+                CampaignWorkflow.run,
+                CampaignRun(CampaignInput("cmp_missing", "demo")),
+                id="campaign-cmp_missing",
+                task_queue=queue,
+            )
+        except WorkflowFailureError as exc:
+            assert "not found" in str(exc.cause.cause)  # type: ignore[union-attr]
+        else:
+            raise AssertionError("workflow should fail")

@@ -1,0 +1,74 @@
+"""The Tailor worker: builds clients, constructs the activity classes, and polls until SIGTERM.
+
+Run it as ``python worker.py`` or ``tailor worker``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from contextlib import AsyncExitStack
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.campaign_chunk import ChunkActivities
+from activities.context import CampaignContexts
+from activities.delivery import SmtpDelivery
+from activities.planner import PlannerActivities
+from tailor.config import Settings
+from tailor.db import Database, migrate
+from tailor.temporal import connect, ensure_search_attributes
+from workflows.campaign import CampaignWorkflow
+
+log = logging.getLogger("tailor.worker")
+
+
+def build_worker(client: Client, db: Database, settings: Settings, task_queue: str) -> Worker:
+    contexts = CampaignContexts(db)
+    planner = PlannerActivities(db, settings, contexts)
+    chunks = ChunkActivities(db, settings, contexts, SmtpDelivery(settings))
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[CampaignWorkflow],
+        activities=[
+            planner.plan_campaign,
+            planner.next_chunks,
+            planner.finalize_campaign,
+            chunks.send_chunk,
+        ],
+        max_concurrent_activities=max(settings.chunk_concurrency * 2, 8),
+    )
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+    async with AsyncExitStack() as stack:
+        await migrate(settings.resolved_database_url)
+        db = Database(settings.resolved_database_url)
+        stack.push_async_callback(db.dispose)
+        client = await connect(settings)
+        await ensure_search_attributes(client, settings.temporal_namespace)
+        worker = build_worker(client, db, settings, settings.temporal_task_queue)
+        log.info("worker polling %s on %s", settings.temporal_task_queue, settings.temporal_address)
+        async with worker:
+            await stop.wait()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = Settings()
+
+    async def _run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_worker(settings, stop)
+
+    asyncio.run(_run())
+
+
+if __name__ == "__main__":
+    main()

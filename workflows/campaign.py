@@ -1,0 +1,245 @@
+"""CampaignWorkflow: one batch campaign, from plan to the last chunk.
+
+    plan ──► page through the segment (keyset, ids only) ──► send chunks, N in flight ──► finalize
+                 ▲                                                       │
+                 └──────────── continue-as-new every few hundred chunks ◄┘
+
+Chunks carry contact-id bounds, never contacts; the chunk activity loads, personalises, checks
+consent and delivers. Pause holds new chunks, cancel stops them, and ``revoke_consent`` reaches
+chunks scheduled from then on (the ledger, checked per message at send time, covers the rest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+from temporalio.workflow import ActivityCancellationType
+
+with workflow.unsafe.imports_passed_through():
+    from activities.campaign_chunk import ChunkActivities
+    from activities.planner import PlannerActivities
+    from tailor.payloads import (
+        CampaignOutcome,
+        CampaignPlan,
+        CampaignProgress,
+        CampaignRun,
+        ChunkBounds,
+        ChunkInput,
+        ChunkResult,
+        PageRequest,
+        StatusUpdate,
+    )
+
+PLANNER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_attempts=3,
+    non_retryable_error_types=["CampaignNotFound"],
+)
+STORE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=10,
+    non_retryable_error_types=["CampaignNotFound"],
+)
+# Delivery retries ride out an SMTP or database outage of about half an hour; sends already
+# accepted are never repeated because each retry skips the rows an earlier attempt settled.
+CHUNK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=2),
+    maximum_attempts=20,
+    non_retryable_error_types=["CampaignNotFound", "TemplateError"],
+)
+CHUNK_START_TO_CLOSE = timedelta(minutes=10)
+# A killed worker is noticed within this long, and its chunk retried elsewhere.
+CHUNK_HEARTBEAT = timedelta(seconds=15)
+STORE_TIMEOUT = timedelta(seconds=60)
+
+# Bound the history: a run handles at most this many chunks before continuing as new.
+CHUNKS_PER_RUN = 400
+# Revocations signalled during a run, forwarded to later chunks; beyond this the ledger alone
+# (always checked at send time) protects, and the history stays small.
+MAX_FORWARDED_REVOCATIONS = 1000
+
+
+@workflow.defn
+class CampaignWorkflow:
+    def __init__(self) -> None:
+        self._progress = CampaignProgress()
+        self._cancel_requested = False
+        self._chunks: list[asyncio.Task[ChunkResult]] = []
+
+    @workflow.run
+    async def run(self, run: CampaignRun) -> CampaignOutcome:
+        campaign = run.campaign
+        if run.progress is not None:
+            self._progress = run.progress
+        plan = run.plan or await workflow.execute_activity_method(
+            PlannerActivities.plan_campaign,
+            campaign.campaign_id,
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=PLANNER_RETRY,
+            summary="plan: decompose campaign into chunked steps",
+        )
+        if run.plan is None:
+            self._progress.total = plan.audience
+        try:
+            more = await self._send_chunks(plan)
+        except ActivityError:
+            await self._finalize(campaign.campaign_id, "failed")
+            raise
+        if more:
+            # More segment left: carry the cursor and totals into a fresh history.
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            self._progress.revoked_contact_ids = []
+            workflow.continue_as_new(CampaignRun(campaign, plan, self._progress))
+        outcome = await self._finalize(
+            campaign.campaign_id, "cancelled" if self._cancel_requested else "completed"
+        )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return outcome
+
+    async def _send_chunks(self, plan: CampaignPlan) -> bool:
+        """Keep up to ``chunk_concurrency`` chunks in flight; True if segment is left over."""
+        chunks_this_run = 0
+        pending: list[ChunkBounds] = []
+        exhausted = False
+        while True:
+            await workflow.wait_condition(
+                lambda: (
+                    self._cancel_requested
+                    or any(task.done() for task in self._chunks)
+                    or (not self._progress.paused and len(self._chunks) < plan.chunk_concurrency)
+                )
+            )
+            self._collect_finished()
+            if self._cancel_requested:
+                break
+            if self._progress.paused or len(self._chunks) >= plan.chunk_concurrency:
+                continue
+            if chunks_this_run >= CHUNKS_PER_RUN or workflow.info().is_continue_as_new_suggested():
+                break
+            if not pending and not exhausted:
+                pending = await self._next_pages(plan)
+                exhausted = not pending
+            if not pending:
+                break
+            self._start_chunk(plan, pending.pop(0))
+            chunks_this_run += 1
+
+        if self._cancel_requested:
+            for task in self._chunks:
+                task.cancel()
+        while self._chunks:
+            await workflow.wait_condition(lambda: any(task.done() for task in self._chunks))
+            self._collect_finished()
+        # The cursor only advances as chunks start, so bounds left in ``pending`` are re-paged.
+        if pending:
+            self._progress.cursor = pending[0].after_contact_id
+        return not self._cancel_requested and not exhausted
+
+    def _collect_finished(self) -> None:
+        for task in [t for t in self._chunks if t.done()]:
+            self._chunks.remove(task)
+            try:
+                result = task.result()
+            except (ActivityError, asyncio.CancelledError):
+                if self._cancel_requested:
+                    continue  # a cancelled chunk; finalize counts from the sends table
+                raise
+            self._progress.chunks_done += 1
+            self._progress.sent += result.sent
+            self._progress.suppressed += result.suppressed
+            self._progress.failed += result.failed
+            self._progress.processed += result.sent + result.suppressed + result.failed
+
+    async def _finalize(self, campaign_id: str, status: str) -> CampaignOutcome:
+        """Record the final status; the totals come from the sends table, the source of truth."""
+        outcome = await workflow.execute_activity_method(
+            PlannerActivities.finalize_campaign,
+            StatusUpdate(campaign_id, status),
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=STORE_RETRY,
+            summary=f"finalize: mark campaign {status}",
+        )
+        self._progress.status = outcome.status
+        self._progress.sent = outcome.sent
+        self._progress.suppressed = outcome.suppressed
+        self._progress.failed = outcome.failed
+        self._progress.processed = outcome.sent + outcome.suppressed + outcome.failed
+        return outcome
+
+    async def _next_pages(self, plan: CampaignPlan) -> list[ChunkBounds]:
+        return await workflow.execute_activity_method(
+            PlannerActivities.next_chunks,
+            PageRequest(
+                campaign_id=plan.campaign_id,
+                after_contact_id=self._progress.cursor,
+                chunk_size=plan.chunk_size,
+                max_chunks=max(plan.chunk_concurrency * 4, 8),
+            ),
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=STORE_RETRY,
+            summary=f"page: segment after contact {self._progress.cursor}",
+        )
+
+    def _start_chunk(self, plan: CampaignPlan, bounds: ChunkBounds) -> None:
+        index = self._progress.chunks_done + len(self._chunks)
+        self._progress.cursor = bounds.last_contact_id
+        chunk = ChunkInput(
+            campaign_id=plan.campaign_id,
+            template_version_id=plan.template_version_id,
+            bounds=bounds,
+            chunk_index=index,
+            revoked_contact_ids=list(self._progress.revoked_contact_ids),
+        )
+        self._chunks.append(
+            asyncio.ensure_future(
+                workflow.execute_activity_method(
+                    ChunkActivities.send_chunk,
+                    chunk,
+                    start_to_close_timeout=CHUNK_START_TO_CLOSE,
+                    heartbeat_timeout=CHUNK_HEARTBEAT,
+                    retry_policy=CHUNK_RETRY,
+                    cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    summary=(
+                        f"chunk {index}: personalise, guard, deliver contacts "
+                        f"{bounds.after_contact_id + 1}..{bounds.last_contact_id}"
+                    ),
+                )
+            )
+        )
+
+    @workflow.query
+    def progress(self) -> CampaignProgress:
+        return self._progress
+
+    @workflow.signal
+    def pause(self) -> None:
+        if self._progress.status == "running":
+            self._progress.paused = True
+            self._progress.status = "paused"
+
+    @workflow.signal
+    def resume(self) -> None:
+        if self._progress.status == "paused":
+            self._progress.paused = False
+            self._progress.status = "running"
+
+    @workflow.signal
+    def cancel(self) -> None:
+        self._cancel_requested = True
+        self._progress.paused = False
+        self._progress.status = "cancelling"
+
+    @workflow.signal
+    def revoke_consent(self, contact_id: int) -> None:
+        revoked = self._progress.revoked_contact_ids
+        if contact_id not in revoked and len(revoked) < MAX_FORWARDED_REVOCATIONS:
+            revoked.append(contact_id)
