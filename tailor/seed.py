@@ -20,6 +20,7 @@ from tailor.store.templates import add_version, get_or_create_template, list_ver
 from tailor.store.tenants import upsert_tenant
 
 BATCH = 2000
+SHOP_URL = "https://shop.example.com"
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,7 @@ async def seed_demo(
     that are not there yet (matched by email)."""
     now = now or utcnow()
     async with db.session() as session:
-        tenant = Tenant(**{**DEMO_TENANT, "id": tenant_id})
-        tenant.website = "https://shop.northwind.example.com"
+        tenant = Tenant.model_validate({**DEMO_TENANT, "id": tenant_id, "website": SHOP_URL})
         await upsert_tenant(session=session, tenant=tenant)
         template = await get_or_create_template(
             session=session, tenant_id=tenant_id, name=DEMO_TEMPLATE["name"]
@@ -98,7 +98,7 @@ async def seed_demo(
             fresh = [row for row in batch if row["email"] not in existing]
             if fresh:
                 await conn.execute(insert(Contact), fresh)
-                ids = dict(
+                ids: dict[str, int] = dict(
                     (
                         await conn.execute(
                             select(Contact.email, Contact.id).where(  # type: ignore[call-overload]
@@ -111,7 +111,7 @@ async def seed_demo(
                 grants = [
                     {
                         "tenant_id": tenant_id,
-                        "contact_id": ids[row["email"]],
+                        "contact_id": ids[str(row["email"])],
                         "channel": "email",
                         "status": ConsentStatus.GRANTED.value,
                         "source": "signup-form",

@@ -80,14 +80,15 @@ class CampaignWorkflow:
         campaign = run.campaign
         if run.progress is not None:
             self._progress = run.progress
-        plan = run.plan or await workflow.execute_activity_method(
-            PlannerActivities.plan_campaign,
-            campaign.campaign_id,
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=PLANNER_RETRY,
-            summary="plan: decompose campaign into chunked steps",
-        )
-        if run.plan is None:
+        plan = run.plan
+        if plan is None:
+            plan = await workflow.execute_activity_method(
+                PlannerActivities.plan_campaign,
+                campaign.campaign_id,
+                start_to_close_timeout=STORE_TIMEOUT,
+                retry_policy=PLANNER_RETRY,
+                summary="plan: decompose campaign into chunked steps",
+            )
             self._progress.total = plan.audience
         try:
             more = await self._send_chunks(plan)

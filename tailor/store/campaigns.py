@@ -79,5 +79,5 @@ async def send_counts(conn: AsyncConnection, campaign_id: str) -> dict[str, int]
         .group_by(col(Send.status))
     )
     counts = {status.value: 0 for status in SendStatus}
-    counts.update(dict(rows))
+    counts.update(dict(rows.all()))
     return counts

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql.selectable import ScalarSelect
 from sqlmodel import col
 
 from tailor.models import ConsentRecord, ConsentStatus
@@ -52,7 +53,7 @@ async def current_consent(conn: AsyncConnection, contact_ids: Iterable[int]) -> 
     for start in range(0, len(ids), 1000):
         batch = ids[start : start + 1000]
         newest = (
-            select(func.max(ConsentRecord.id))  # type: ignore[arg-type]
+            select(func.max(ConsentRecord.id))
             .where(col(ConsentRecord.contact_id).in_(batch))
             .group_by(col(ConsentRecord.contact_id))
         )
@@ -61,16 +62,17 @@ async def current_consent(conn: AsyncConnection, contact_ids: Iterable[int]) -> 
                 col(ConsentRecord.id).in_(newest)
             )
         )
-        out.update(dict(rows))
+        out.update(dict(rows.all()))
     return out
 
 
-def newest_status_subquery(contact_id_column: object) -> object:
-    """Correlated scalar subquery: the newest consent status of the contact in the row."""
-    return (
+def newest_status_subquery(contact_id: int) -> ScalarSelect[str]:
+    """Scalar subquery: the newest consent status of one contact."""
+    subquery: ScalarSelect[str] = (
         select(ConsentRecord.status)  # type: ignore[call-overload]
-        .where(col(ConsentRecord.contact_id) == contact_id_column)
+        .where(col(ConsentRecord.contact_id) == contact_id)
         .order_by(col(ConsentRecord.id).desc())
         .limit(1)
         .scalar_subquery()
     )
+    return subquery

@@ -49,18 +49,18 @@ async def upsert_contacts(
     created: list[bool] = []
     for email, data in zip(emails, contacts, strict=True):
         fields = {k: data[k] for k in PROFILE_FIELDS if k in data}
-        row = existing.get(email)
-        if row is None:
-            row = Contact(tenant_id=tenant_id, email=email, **fields)
-            session.add(row)
-            existing[email] = row
+        found = existing.get(email)
+        if found is None:
+            found = Contact(tenant_id=tenant_id, email=email, **fields)
+            session.add(found)
+            existing[email] = found
             created.append(True)
         else:
             for key, value in fields.items():
-                setattr(row, key, value)
-            row.updated_at = now
+                setattr(found, key, value)
+            found.updated_at = now
             created.append(False)
-        out.append(row)
+        out.append(found)
     await session.flush()
     return [(row.id or 0, was_created) for row, was_created in zip(out, created, strict=True)]
 

@@ -104,8 +104,7 @@ async def try_dispatch(
             and_(
                 col(Send.id) == send_id,
                 col(Send.status) == SendStatus.PENDING.value,
-                newest_status_subquery(contact_id)  # type: ignore[operator]
-                == ConsentStatus.GRANTED.value,
+                newest_status_subquery(contact_id) == ConsentStatus.GRANTED.value,
             )
         )
         .values(
@@ -115,7 +114,7 @@ async def try_dispatch(
             attempts=col(Send.attempts) + 1,
         )
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(result.rowcount)
 
 
 async def mark(
