@@ -51,6 +51,7 @@ class PlannerActivities:
             audience=audience,
             chunk_size=self._settings.chunk_size,
             chunk_concurrency=self._settings.chunk_concurrency,
+            chunks_per_run=self._settings.chunks_per_run,
             steps=STEPS,
         )
 

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
 
     chunk_size: int = Field(500, ge=1, le=5000)
     chunk_concurrency: int = Field(4, ge=1, le=64)
+    chunks_per_run: int = Field(
+        400, ge=1, le=2000, description="Campaign chunks per workflow run (continue-as-new)."
+    )
 
     unsubscribe_secret: str = DEV_UNSUBSCRIBE_SECRET
 

@@ -49,6 +49,7 @@ class CampaignPlan:
     audience: int
     chunk_size: int
     chunk_concurrency: int
+    chunks_per_run: int  # continue-as-new after this many chunks, to bound the history
     steps: list[str]
 
 

@@ -24,7 +24,9 @@ from aiosmtpd.controller import Controller
 class SinkFaults:
     refuse_recipients: re.Pattern[str] | None = None  # 550 at RCPT for matching addresses
     defer_first: int = 0  # 451 at end of data for the first N messages
+    hang_up_first: int = 0  # store the first N messages, then drop the connection unanswered
     deferred: int = field(default=0, init=False)
+    hung_up: int = field(default=0, init=False)
 
 
 class CaptureHandler:
@@ -51,6 +53,9 @@ class CaptureHandler:
             return "451 4.3.0 try again later"
         key = self.maildir.add(envelope.content)
         self.accepted += 1
+        if self.faults.hung_up < self.faults.hang_up_first:
+            self.faults.hung_up += 1
+            server.transport.close()  # the client never learns the message was accepted
         return f"250 2.0.0 OK queued as {key}"
 
 

@@ -96,8 +96,9 @@ def sink(tmp_path: Path) -> Iterator[Sink]:
     port = free_port()
     maildir = tmp_path / "outbox"
     controller, handler = start_sink(maildir, "127.0.0.1", port, SinkFaults())
-    yield Sink(controller, handler, maildir, port)
-    controller.stop()
+    running = Sink(controller, handler, maildir, port)
+    yield running
+    running.controller.stop()  # a test may have replaced it (outage scenarios)
 
 
 def settings_for(db: Database, sink: Sink, **overrides: object) -> Settings:

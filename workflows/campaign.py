@@ -61,8 +61,6 @@ CHUNK_START_TO_CLOSE = timedelta(minutes=10)
 CHUNK_HEARTBEAT = timedelta(seconds=15)
 STORE_TIMEOUT = timedelta(seconds=60)
 
-# Bound the history: a run handles at most this many chunks before continuing as new.
-CHUNKS_PER_RUN = 400
 # Revocations signalled during a run, forwarded to later chunks; beyond this the ledger alone
 # (always checked at send time) protects, and the history stays small.
 MAX_FORWARDED_REVOCATIONS = 1000
@@ -124,7 +122,10 @@ class CampaignWorkflow:
                 break
             if self._progress.paused or len(self._chunks) >= plan.chunk_concurrency:
                 continue
-            if chunks_this_run >= CHUNKS_PER_RUN or workflow.info().is_continue_as_new_suggested():
+            if (
+                chunks_this_run >= plan.chunks_per_run
+                or workflow.info().is_continue_as_new_suggested()
+            ):
                 break
             if not pending and not exhausted:
                 pending = await self._next_pages(plan)
