@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from tailor.db import Database
@@ -210,4 +210,4 @@ async def test_large_campaign_continues_as_new_and_keeps_totals(
     first_run = time_skipping_env.client.get_workflow_handle(
         handle.id, run_id=handle.first_execution_run_id
     )
-    assert (await first_run.describe()).status.name == "CONTINUED_AS_NEW"
+    assert (await first_run.describe()).status == WorkflowExecutionStatus.CONTINUED_AS_NEW
