@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     temporal_task_queue: str = "tailor-campaigns"
     temporal_ui_url: str = "http://127.0.0.1:8233"
+    temporal_search_attributes: bool = Field(
+        True,
+        description="Tag workflows with TailorTenant/TailorCampaign/TailorKind. Off only for "
+        "servers without custom search attributes (the time-skipping test server).",
+    )
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000

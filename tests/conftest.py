@@ -7,13 +7,16 @@ PostgreSQL tests use a fresh database per session on the server at TAILOR_TEST_P
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -36,23 +39,30 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-async def postgres_url() -> AsyncIterator[str]:
-    name = f"tailor_test_{uuid.uuid4().hex[:10]}"
+async def _admin(sql: str) -> None:
     admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.execute(sql)
     finally:
         await admin.close()
+
+
+def _run_aside(coro: Coroutine[Any, Any, None]) -> None:
+    """Run a coroutine to completion on a thread of its own (from sync fixture code)."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, coro).result()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh, migrated database for this test session (sync, so any fixture can ask for it)."""
+    name = f"tailor_test_{uuid.uuid4().hex[:10]}"
+    _run_aside(_admin(f'CREATE DATABASE "{name}"'))
     base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
     url = f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
-    await migrate(url)
+    _run_aside(migrate(url))
     yield url
-    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    _run_aside(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -98,7 +108,9 @@ def sink(tmp_path: Path) -> Iterator[Sink]:
     controller, handler = start_sink(maildir, "127.0.0.1", port, SinkFaults())
     running = Sink(controller, handler, maildir, port)
     yield running
-    running.controller.stop()  # a test may have replaced it (outage scenarios)
+    # A test may have stopped or replaced it (outage scenarios).
+    with contextlib.suppress(AssertionError):
+        running.controller.stop()
 
 
 def settings_for(db: Database, sink: Sink, **overrides: object) -> Settings:
@@ -108,6 +120,7 @@ def settings_for(db: Database, sink: Sink, **overrides: object) -> Settings:
         "chunk_size": 50,
         "chunk_concurrency": 3,
         "smtp_connections": 2,
+        "temporal_search_attributes": False,  # the time-skipping server has none
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

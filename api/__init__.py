@@ -1,0 +1,1 @@
+"""Tailor's HTTP API (FastAPI)."""

@@ -1,0 +1,88 @@
+"""Typed dependencies: the store session, the tenant, settings and campaign control."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+
+from tailor.campaign_control import CampaignControl
+from tailor.config import Settings
+from tailor.db import Database
+from tailor.models import Tenant
+from tailor.temporal import connect
+
+
+class TemporalGateway:
+    """One Temporal client per app, connected on first use so the API starts without it."""
+
+    def __init__(self, settings: Settings, client: Client | None = None) -> None:
+        self._settings = settings
+        self._client = client
+        self._lock = asyncio.Lock()
+
+    async def control(self) -> CampaignControl:
+        async with self._lock:
+            if self._client is None:
+                try:
+                    self._client = await connect(self._settings)
+                except RuntimeError as exc:
+                    raise HTTPException(
+                        503,
+                        f"Temporal is unreachable at {self._settings.temporal_address}: start it "
+                        "with `tailor server` or set TAILOR_TEMPORAL_ADDRESS",
+                    ) from exc
+        return CampaignControl(self._client, self._settings)
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+async def get_session(db: Annotated[Database, Depends(get_db)]) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: committed if the handler returns, rolled back if it raises.
+    A handler may commit earlier, e.g. before it calls Temporal."""
+    async with AsyncSession(db.writer, expire_on_commit=False) as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        await session.commit()
+
+
+def get_gateway(request: Request) -> TemporalGateway:
+    gateway: TemporalGateway = request.app.state.temporal
+    return gateway
+
+
+async def get_control(gateway: Annotated[TemporalGateway, Depends(get_gateway)]) -> CampaignControl:
+    return await gateway.control()
+
+
+async def get_tenant(
+    session: Annotated[AsyncSession, Depends(get_session)],
+    x_tailor_tenant: Annotated[str, Header(description="Tenant id, e.g. `demo`.")],
+) -> Tenant:
+    tenant = await session.get(Tenant, x_tailor_tenant)
+    if tenant is None:
+        raise HTTPException(404, f"tenant {x_tailor_tenant!r} not found (header X-Tailor-Tenant)")
+    return tenant
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+TenantDep = Annotated[Tenant, Depends(get_tenant)]
+ControlDep = Annotated[CampaignControl, Depends(get_control)]
+GatewayDep = Annotated[TemporalGateway, Depends(get_gateway)]
+DatabaseDep = Annotated[Database, Depends(get_db)]

@@ -1,0 +1,72 @@
+"""The FastAPI app factory. One Database and one (lazily connected) Temporal client per app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.client import Client
+
+from api.deps import TemporalGateway
+from api.routes import campaigns, contacts, health, templates, unsubscribe
+from tailor import __version__
+from tailor.config import Settings
+from tailor.db import Database
+from tailor.errors import InvalidInput, NotFound
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "request"
+
+
+def create_app(settings: Settings | None = None, temporal_client: Client | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.db = Database(settings.resolved_database_url)
+        app.state.temporal = TemporalGateway(settings, temporal_client)
+        yield
+        await app.state.db.dispose()
+
+    app = FastAPI(
+        title="Tailor",
+        version=__version__,
+        description="Durable, AI-personalised email for marketers. Tenant-scoped routes take "
+        "the `X-Tailor-Tenant` header.",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        message = "; ".join(f"{_field(tuple(e['loc']))}: {e['msg']}" for e in errors[:5])
+        detail = [{"field": _field(tuple(e["loc"])), "message": e["msg"]} for e in errors]
+        return JSONResponse({"message": message, "detail": detail}, status_code=422)
+
+    @app.exception_handler(InvalidInput)
+    async def _invalid_input(_: Request, exc: InvalidInput) -> JSONResponse:
+        return JSONResponse(
+            {"message": str(exc), "detail": [{"field": exc.field, "message": exc.message}]},
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"message": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse({"message": str(exc)}, status_code=404)
+
+    for module in (health, contacts, templates, campaigns, unsubscribe):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, HTTPException, status
+from sqlalchemy import delete
+from sqlmodel import col
+
+from api.deps import ControlDep, DatabaseDep, SessionDep, SettingsDep, TenantDep
+from api.schemas import CampaignIn, CampaignPublic, CampaignStarted
+from tailor.errors import InvalidInput, NotFound
+from tailor.models import Campaign, CampaignStatus
+from tailor.store.campaigns import create_campaign, get_campaign, send_counts
+from tailor.store.templates import get_version
+
+router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
+
+
+@router.post("", response_model=CampaignStarted, status_code=status.HTTP_202_ACCEPTED)
+async def submit(
+    body: CampaignIn,
+    session: SessionDep,
+    tenant: TenantDep,
+    control: ControlDep,
+    settings: SettingsDep,
+    db: DatabaseDep,
+) -> CampaignStarted:
+    """Validate and start a batch campaign. Sending runs in a durable Temporal workflow."""
+    try:
+        await get_version(session=session, tenant_id=tenant.id, version_id=body.template_version_id)
+    except NotFound as exc:
+        raise InvalidInput("template_version_id", str(exc)) from exc
+    campaign = await create_campaign(
+        session=session,
+        tenant_id=tenant.id,
+        name=body.name,
+        template_version_id=body.template_version_id,
+        segment=body.segment.model_dump(exclude_none=True),
+    )
+    # The workflow reads the campaign row, so it must be committed before the workflow starts.
+    await session.commit()
+    try:
+        await control.start(campaign)
+    except Exception as exc:
+        # Nothing half-written: no workflow, so no campaign.
+        async with db.write() as conn:
+            await conn.execute(delete(Campaign).where(col(Campaign.id) == campaign.id))
+        raise HTTPException(
+            503, f"could not start the campaign workflow: {exc}; is the Tailor server running?"
+        ) from exc
+    return CampaignStarted(
+        id=campaign.id,
+        status=campaign.status,
+        workflow_id=campaign.workflow_id,
+        status_url=f"{settings.public_url}/v1/campaigns/{campaign.id}",
+        temporal_ui_url=settings.temporal_ui_workflow_url(campaign.workflow_id),
+    )
+
+
+@router.get("/{campaign_id}", response_model=CampaignPublic)
+async def read(
+    campaign_id: str,
+    session: SessionDep,
+    tenant: TenantDep,
+    control: ControlDep,
+    settings: SettingsDep,
+    db: DatabaseDep,
+) -> CampaignPublic:
+    campaign = await get_campaign(session=session, campaign_id=campaign_id, tenant_id=tenant.id)
+    async with db.read() as conn:
+        counts = await send_counts(conn, campaign.id)
+    progress = None
+    if campaign.status in (CampaignStatus.RUNNING, CampaignStatus.PAUSED):
+        live = await control.progress(campaign)
+        progress = dataclasses.asdict(live) if live is not None else None
+    return CampaignPublic(
+        **campaign.model_dump(
+            include={
+                "id",
+                "name",
+                "status",
+                "template_version_id",
+                "segment",
+                "created_at",
+                "completed_at",
+            }
+        ),
+        counts=counts,
+        progress=progress,
+        temporal_ui_url=settings.temporal_ui_workflow_url(campaign.workflow_id),
+    )
+
+
+async def _steer(
+    campaign_id: str,
+    session: SessionDep,
+    tenant: TenantDep,
+    action: Callable[[Campaign], Awaitable[None]],
+    new_status: CampaignStatus | None,
+) -> dict[str, str]:
+    campaign = await get_campaign(session=session, campaign_id=campaign_id, tenant_id=tenant.id)
+    if campaign.status not in (CampaignStatus.RUNNING, CampaignStatus.PAUSED):
+        raise HTTPException(409, f"campaign {campaign_id} is {campaign.status}; nothing to change")
+    await action(campaign)
+    if new_status is not None:
+        campaign.status = new_status
+    return {"id": campaign.id, "status": campaign.status}
+
+
+@router.post("/{campaign_id}/pause")
+async def pause(
+    campaign_id: str, session: SessionDep, tenant: TenantDep, control: ControlDep
+) -> dict[str, str]:
+    """Hold new chunks; chunks already sending finish."""
+    return await _steer(campaign_id, session, tenant, control.pause, CampaignStatus.PAUSED)
+
+
+@router.post("/{campaign_id}/resume")
+async def resume(
+    campaign_id: str, session: SessionDep, tenant: TenantDep, control: ControlDep
+) -> dict[str, str]:
+    return await _steer(campaign_id, session, tenant, control.resume, CampaignStatus.RUNNING)
+
+
+@router.post("/{campaign_id}/cancel")
+async def cancel(
+    campaign_id: str, session: SessionDep, tenant: TenantDep, control: ControlDep
+) -> dict[str, str]:
+    """Stop the campaign; the workflow marks it cancelled once in-flight chunks stop."""
+    return await _steer(campaign_id, session, tenant, control.cancel, None)

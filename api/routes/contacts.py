@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, HTTPException
+
+from api.deps import GatewayDep, SessionDep, TenantDep
+from api.schemas import (
+    ConsentIn,
+    ConsentPublic,
+    ConsentRecorded,
+    ContactPublic,
+    ContactsIn,
+    ContactsUpserted,
+    ContactUpserted,
+)
+from tailor.models import ConsentStatus
+from tailor.store.campaigns import active_campaign_ids
+from tailor.store.consent import consent_history, record_consent
+from tailor.store.contacts import get_contact, upsert_contacts
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
+
+
+@router.post("", response_model=ContactsUpserted)
+async def upsert(body: ContactsIn, session: SessionDep, tenant: TenantDep) -> ContactsUpserted:
+    """Insert or update up to 10,000 contacts by email, all or nothing."""
+    rows = [c.model_dump(exclude={"consent"}) for c in body.contacts]
+    results = await upsert_contacts(session=session, tenant_id=tenant.id, contacts=rows)
+    for contact, (contact_id, _) in zip(body.contacts, results, strict=True):
+        if contact.consent is not None:
+            await record_consent(
+                session=session,
+                tenant_id=tenant.id,
+                contact_id=contact_id,
+                status=ConsentStatus(contact.consent.status),
+                source=contact.consent.source,
+                method=contact.consent.method,
+                wording_version=contact.consent.wording_version,
+                recorded_by=contact.consent.recorded_by,
+            )
+    data = [
+        ContactUpserted(id=cid, email=c.email.lower(), created=created)
+        for c, (cid, created) in zip(body.contacts, results, strict=True)
+    ]
+    created = sum(d.created for d in data)
+    return ContactsUpserted(
+        data=data, count=len(data), created=created, updated=len(data) - created
+    )
+
+
+@router.get("/{contact_id}", response_model=ContactPublic)
+async def read(contact_id: int, session: SessionDep, tenant: TenantDep) -> ContactPublic:
+    contact = await get_contact(session=session, tenant_id=tenant.id, contact_id=contact_id)
+    history = await consent_history(session=session, contact_id=contact_id)
+    return ContactPublic(
+        **contact.model_dump(exclude={"tenant_id", "created_at", "updated_at"}),
+        consent=history[-1].status if history else "none",
+        consent_history=[ConsentPublic.model_validate(r, from_attributes=True) for r in history],
+    )
+
+
+@router.post("/{contact_id}/consent", response_model=ConsentRecorded)
+async def change_consent(
+    contact_id: int,
+    body: ConsentIn,
+    session: SessionDep,
+    tenant: TenantDep,
+    gateway: GatewayDep,
+) -> ConsentRecorded:
+    """Append to the consent ledger. A revocation is committed before this answers and is
+    signalled to every running campaign, so no email reaches the contact afterwards."""
+    await get_contact(session=session, tenant_id=tenant.id, contact_id=contact_id)
+    record = await record_consent(
+        session=session,
+        tenant_id=tenant.id,
+        contact_id=contact_id,
+        status=ConsentStatus(body.status),
+        source=body.source,
+        method=body.method,
+        wording_version=body.wording_version,
+        recorded_by=body.recorded_by,
+    )
+    campaigns = await active_campaign_ids(session=session, tenant_id=tenant.id)
+    # Commit the ledger row now: sends check it at dispatch, whatever the signals do.
+    await session.commit()
+    signalled: list[str] = []
+    if body.status == "revoked" and campaigns:
+        try:
+            control = await gateway.control()
+        except HTTPException:
+            log.warning("Temporal unreachable; revocation of %s enforced by the ledger", contact_id)
+        else:
+            signalled = (await control.revoke_consent(campaigns, contact_id)).signalled
+    return ConsentRecorded(
+        record=ConsentPublic.model_validate(record, from_attributes=True),
+        signalled_campaigns=signalled,
+    )

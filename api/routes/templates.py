@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+from jinja2 import TemplateSyntaxError
+from jinja2.sandbox import SandboxedEnvironment
+from sqlalchemy import select
+from sqlmodel import col
+
+from api.deps import SessionDep, TenantDep
+from api.schemas import TemplateIn, TemplatePublic, TemplateVersionIn, TemplateVersionPublic
+from tailor.errors import InvalidInput
+from tailor.models import Template
+from tailor.store.templates import add_version, get_template, list_versions
+
+router = APIRouter(prefix="/v1/templates", tags=["templates"])
+_env = SandboxedEnvironment()
+PARTS = ("subject", "preheader", "body", "cta_text", "cta_url")
+
+
+def _check(body: TemplateVersionIn) -> dict[str, str]:
+    parts = {part: getattr(body, part) for part in PARTS}
+    for part, source in parts.items():
+        try:
+            _env.parse(source)
+        except TemplateSyntaxError as exc:
+            raise InvalidInput(
+                part, f"template syntax error on line {exc.lineno}: {exc.message}"
+            ) from exc
+    return parts
+
+
+async def _public(session: SessionDep, template: Template) -> TemplatePublic:
+    versions = await list_versions(session=session, template_id=template.id or 0)
+    return TemplatePublic(
+        id=template.id or 0,
+        name=template.name,
+        versions=[TemplateVersionPublic.model_validate(v, from_attributes=True) for v in versions],
+    )
+
+
+@router.post("", response_model=TemplatePublic, status_code=201)
+async def create(body: TemplateIn, session: SessionDep, tenant: TenantDep) -> TemplatePublic:
+    """Create a template with its first version. Versions are immutable once created."""
+    parts = _check(body)
+    exists = (
+        await session.execute(
+            select(Template.id).where(  # type: ignore[call-overload]
+                col(Template.tenant_id) == tenant.id, col(Template.name) == body.name
+            )
+        )
+    ).scalar_one_or_none()
+    if exists is not None:
+        raise HTTPException(
+            409,
+            f"template {body.name!r} exists (id {exists}); POST /v1/templates/{exists}/versions",
+        )
+    template = Template(tenant_id=tenant.id, name=body.name)
+    session.add(template)
+    await session.flush()
+    await add_version(session=session, template=template, **parts)
+    return await _public(session, template)
+
+
+@router.post("/{template_id}/versions", response_model=TemplateVersionPublic, status_code=201)
+async def create_version(
+    template_id: int, body: TemplateVersionIn, session: SessionDep, tenant: TenantDep
+) -> TemplateVersionPublic:
+    template = await get_template(session=session, tenant_id=tenant.id, template_id=template_id)
+    version = await add_version(session=session, template=template, **_check(body))
+    return TemplateVersionPublic.model_validate(version, from_attributes=True)
+
+
+@router.get("/{template_id}", response_model=TemplatePublic)
+async def read(template_id: int, session: SessionDep, tenant: TenantDep) -> TemplatePublic:
+    template = await get_template(session=session, tenant_id=tenant.id, template_id=template_id)
+    return await _public(session, template)

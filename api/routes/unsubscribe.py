@@ -1,0 +1,62 @@
+"""Recipient-facing unsubscribe: RFC 8058 one-click POST, and a confirmation page for humans.
+
+GET never unsubscribes: link scanners and mail previews fetch links on their own.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import HTMLResponse
+
+from activities.guardrail import verify_unsubscribe_token
+from api.deps import GatewayDep, SessionDep, SettingsDep
+from tailor.models import ConsentStatus
+from tailor.store.campaigns import active_campaign_ids, get_campaign
+from tailor.store.consent import record_consent
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1/unsubscribe", tags=["unsubscribe"])
+
+
+@router.get("/{token}", response_class=HTMLResponse)
+async def confirm_page(token: str, settings: SettingsDep) -> str:
+    if verify_unsubscribe_token(settings.unsubscribe_secret, token) is None:
+        raise HTTPException(404, "unknown unsubscribe link")
+    return (
+        "<!doctype html><html><body><h1>Unsubscribe</h1>"
+        "<p>Stop receiving these emails?</p>"
+        f'<form method="post" action="/v1/unsubscribe/{token}">'
+        '<button type="submit">Unsubscribe</button></form></body></html>'
+    )
+
+
+@router.post("/{token}")
+async def one_click(
+    token: str, session: SessionDep, settings: SettingsDep, gateway: GatewayDep
+) -> dict[str, str]:
+    parsed = verify_unsubscribe_token(settings.unsubscribe_secret, token)
+    if parsed is None:
+        raise HTTPException(404, "unknown unsubscribe link")
+    campaign_id, contact_id = parsed
+    campaign = await get_campaign(session=session, campaign_id=campaign_id)
+    await record_consent(
+        session=session,
+        tenant_id=campaign.tenant_id,
+        contact_id=contact_id,
+        status=ConsentStatus.REVOKED,
+        source=f"unsubscribe-link:{campaign_id}",
+        method="one-click",
+        wording_version="list-unsubscribe",
+        recorded_by="recipient",
+    )
+    campaigns = await active_campaign_ids(session=session, tenant_id=campaign.tenant_id)
+    await session.commit()
+    try:
+        control = await gateway.control()
+    except HTTPException:
+        log.warning("Temporal unreachable; unsubscribe enforced by the ledger alone")
+    else:
+        await control.revoke_consent(campaigns, contact_id)
+    return {"status": "unsubscribed"}

@@ -1,0 +1,177 @@
+"""Request and response schemas, separate from the table models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
+
+from tailor.segments import Segment
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- contacts ---------------------------------------------------------------------------------
+
+
+class ConsentIn(Strict):
+    status: Literal["granted", "revoked"]
+    source: str = Field(min_length=1, max_length=100, examples=["signup-form"])
+    method: str = Field(min_length=1, max_length=100, examples=["double-opt-in"])
+    wording_version: str = Field(min_length=1, max_length=100, examples=["newsletter-v2"])
+    recorded_by: str = Field("api", min_length=1, max_length=200)
+
+
+class ContactIn(Strict):
+    email: EmailStr
+    external_id: str | None = Field(None, max_length=200)
+    first_name: str | None = Field(None, max_length=100)
+    last_name: str | None = Field(None, max_length=100)
+    timezone: str = Field("UTC", max_length=64)
+    locale: str = Field("en", max_length=16)
+    device: Literal["mobile", "desktop", "tablet"] = "desktop"
+    engagement_score: int = Field(50, ge=0, le=100)
+    last_open_at: datetime | None = None
+    purchase_frequency: float = Field(0.0, ge=0)
+    preferred_categories: list[str] = Field(default_factory=list, max_length=20)
+    cart_items: list[str] = Field(default_factory=list, max_length=100)
+    browse_items: list[str] = Field(default_factory=list, max_length=100)
+    consent: ConsentIn | None = Field(None, description="Recorded in the consent ledger.")
+
+    @model_validator(mode="after")
+    def _aware(self) -> ContactIn:
+        if self.last_open_at is not None and self.last_open_at.tzinfo is None:
+            raise ValueError("last_open_at must include a timezone offset")
+        return self
+
+
+class ContactsIn(Strict):
+    contacts: list[ContactIn] = Field(min_length=1, max_length=10_000)
+
+    @model_validator(mode="after")
+    def _unique(self) -> ContactsIn:
+        seen: dict[str, int] = {}
+        for index, contact in enumerate(self.contacts):
+            email = contact.email.lower()
+            if email in seen:
+                raise ValueError(
+                    f"contacts[{index}].email duplicates contacts[{seen[email]}].email"
+                )
+            seen[email] = index
+        return self
+
+
+class ContactUpserted(BaseModel):
+    id: int
+    email: str
+    created: bool
+
+
+class ContactsUpserted(BaseModel):
+    data: list[ContactUpserted]
+    count: int
+    created: int
+    updated: int
+
+
+class ConsentPublic(BaseModel):
+    id: int
+    status: str
+    source: str
+    method: str
+    wording_version: str
+    recorded_by: str
+    recorded_at: datetime
+
+
+class ContactPublic(BaseModel):
+    id: int
+    email: str
+    external_id: str | None
+    first_name: str | None
+    last_name: str | None
+    timezone: str
+    locale: str
+    device: str
+    engagement_score: int
+    last_open_at: datetime | None
+    purchase_frequency: float
+    preferred_categories: list[str]
+    cart_items: list[str]
+    browse_items: list[str]
+    consent: str = Field(description="granted, revoked, or none")
+    consent_history: list[ConsentPublic]
+
+
+class ConsentRecorded(BaseModel):
+    record: ConsentPublic
+    signalled_campaigns: list[str] = Field(
+        description="Running campaigns told at once; every send also checks the ledger."
+    )
+
+
+# --- templates --------------------------------------------------------------------------------
+
+
+class TemplateVersionIn(Strict):
+    subject: str = Field(min_length=1, max_length=300)
+    preheader: str = Field("", max_length=300)
+    body: str = Field(min_length=1, max_length=100_000)
+    cta_text: str = Field(min_length=1, max_length=100)
+    cta_url: str = Field(min_length=1, max_length=500)
+
+
+class TemplateIn(TemplateVersionIn):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class TemplateVersionPublic(BaseModel):
+    id: int
+    version: int
+    subject: str
+    preheader: str
+    body: str
+    cta_text: str
+    cta_url: str
+    created_at: datetime
+
+
+class TemplatePublic(BaseModel):
+    id: int
+    name: str
+    versions: list[TemplateVersionPublic]
+
+
+# --- campaigns --------------------------------------------------------------------------------
+
+
+class CampaignIn(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    template_version_id: int = Field(ge=1)
+    segment: Segment = Field(default_factory=Segment)
+
+
+class CampaignStarted(BaseModel):
+    id: str
+    status: str
+    workflow_id: str
+    status_url: str
+    temporal_ui_url: str
+
+
+class CampaignPublic(BaseModel):
+    id: str
+    name: str
+    status: str
+    template_version_id: int
+    segment: dict[str, Any]
+    created_at: datetime
+    completed_at: datetime | None
+    counts: dict[str, int] = Field(description="Sends by status, from the sends table.")
+    progress: dict[str, Any] | None = Field(
+        None, description="Live workflow progress (query), while it runs."
+    )
+    temporal_ui_url: str
