@@ -1,0 +1,227 @@
+"""``tailor bench campaign``: throughput of a batch campaign on the embedded default.
+
+Runs in a fresh state folder: a Temporal dev server (SQLite), the SMTP capture server and one
+worker as separate processes, like ``tailor server``. Reports emails/s, wall time and peak RSS,
+and, in the same run, the throughput of a plain loop that renders and delivers the same emails
+to the same sink without Temporal or send bookkeeping — the cost of durability is the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy import select
+from sqlmodel import col
+
+from activities.context import CampaignContexts
+from activities.delivery import Outcome, SmtpDelivery
+from activities.executor import RuleBasedExecutor
+from activities.guardrail import Guardrail
+from tailor.campaign_control import CampaignControl
+from tailor.cli.stack import LocalStack, Ports
+from tailor.config import Settings
+from tailor.db import Database, migrate
+from tailor.mail import build_message
+from tailor.models import Contact, utcnow
+from tailor.seed import seed_demo
+from tailor.store.campaigns import create_campaign, send_counts
+from tailor.temporal import connect
+
+
+class RssSampler:
+    """Peak resident memory of a set of processes, sampled every 100 ms on a thread."""
+
+    def __init__(self) -> None:
+        self.pids: dict[str, int] = {}
+        self.peak: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            for name, pid in list(self.pids.items()):
+                try:
+                    rss = psutil.Process(pid).memory_info().rss / 2**20
+                except psutil.Error:
+                    continue
+                self.peak[name] = max(self.peak.get(name, 0.0), rss)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+async def _baseline(settings: Settings, tenant_campaign: str, limit: int) -> float:
+    """Render + build + deliver ``limit`` emails in a plain asyncio loop; emails per second."""
+    db = Database(settings.resolved_database_url)
+    try:
+        ctx = await CampaignContexts(db).get(tenant_campaign)
+        async with db.read_session() as session:
+            contacts = list(
+                (
+                    await session.execute(
+                        select(Contact).where(col(Contact.tenant_id) == ctx.tenant.id)
+                        .order_by(col(Contact.id)).limit(limit)
+                    )
+                ).scalars()
+            )  # fmt: skip
+        executor = RuleBasedExecutor()
+        guardrail = Guardrail(public_url=settings.public_url, secret=settings.unsubscribe_secret)
+        delivery = SmtpDelivery(settings)
+        queue: asyncio.Queue[Contact] = asyncio.Queue()
+        for contact in contacts:
+            queue.put_nowait(contact)
+
+        async def always() -> bool:
+            return True
+
+        async def loop() -> None:
+            async with delivery.session() as session:
+                while not queue.empty():
+                    contact = queue.get_nowait()
+                    now = utcnow()
+                    content = executor.personalise(
+                        contact=contact, version=ctx.version, catalog=ctx.catalog,
+                        tenant_name=ctx.tenant.name, now=now,
+                    )  # fmt: skip
+                    compliance = guardrail.compliance(
+                        campaign_id="baseline", contact_id=contact.id or 0,
+                        tenant_name=ctx.tenant.name, postal_address=ctx.tenant.postal_address,
+                        unsubscribe_mailbox=f"unsubscribe@{ctx.sender_domain}",
+                    )  # fmt: skip
+                    message = build_message(
+                        content=content, compliance=compliance, from_name=ctx.tenant.from_name,
+                        from_email=ctx.tenant.from_email, to_email=contact.email,
+                        message_id=f"<baseline.{contact.id}@{ctx.sender_domain}>",
+                        campaign_id="baseline", sent_at=now,
+                    )  # fmt: skip
+                    result = await session.send(
+                        mail_from=ctx.tenant.from_email, rcpt_to=contact.email,
+                        message=message, claim=always,
+                    )  # fmt: skip
+                    assert result.outcome is Outcome.ACCEPTED, result
+
+        started = time.monotonic()
+        await asyncio.gather(*(loop() for _ in range(settings.smtp_connections)))
+        return len(contacts) / (time.monotonic() - started)
+    finally:
+        await db.dispose()
+
+
+async def _measure(
+    stack: LocalStack, settings: Settings, contacts: int, baseline_n: int, console: Console,
+    sampler: RssSampler,
+) -> dict[str, Any]:  # fmt: skip
+    db = Database(settings.resolved_database_url)
+    try:
+        seed_started = time.monotonic()
+        with Progress(
+            TextColumn("Seeding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console, transient=True,
+        ) as progress:  # fmt: skip
+            task = progress.add_task("seed", total=contacts)
+            seeded = await seed_demo(
+                db, contacts=contacts, on_progress=lambda n: progress.update(task, completed=n)
+            )
+        seed_seconds = time.monotonic() - seed_started
+        async with db.session() as session:
+            campaign = await create_campaign(
+                session=session, tenant_id=seeded.tenant_id, name="bench",
+                template_version_id=seeded.template_version_id, segment={},
+            )  # fmt: skip
+        client = await connect(settings)
+        await stack.wait_for_worker(client, settings.temporal_task_queue)
+        control = CampaignControl(client, settings)
+
+        started = time.monotonic()
+        await control.start(campaign)
+        handle = control.handle(campaign)
+        with Progress(
+            TextColumn("Campaign"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console,
+        ) as progress:  # fmt: skip
+            task = progress.add_task("send", total=contacts, rate="")
+            result = asyncio.ensure_future(handle.result())
+            while not result.done():
+                async with db.read() as conn:
+                    counts = await send_counts(conn, campaign.id)
+                done = sum(n for status, n in counts.items() if status != "pending")
+                rate = done / max(time.monotonic() - started, 1e-6)
+                progress.update(task, completed=done, rate=f"{rate:,.0f}/s")
+                await asyncio.wait([result], timeout=0.5)
+            outcome = result.result()
+        seconds = time.monotonic() - started
+        processed = outcome.sent + outcome.suppressed + outcome.failed
+
+        with console.status(f"Baseline: plain loop over {baseline_n:,} emails…"):
+            baseline = await _baseline(settings, campaign.id, baseline_n)
+        emails_per_s = outcome.sent / seconds
+        return {
+            "contacts": contacts,
+            "sent": outcome.sent,
+            "suppressed": outcome.suppressed,
+            "failed": outcome.failed,
+            "processed": processed,
+            "seconds": round(seconds, 2),
+            "emails_per_s": round(emails_per_s, 1),
+            "baseline_contacts": baseline_n,
+            "baseline_emails_per_s": round(baseline, 1),
+            "ratio": round(emails_per_s / baseline, 3),
+            "peak_rss_mb": round(sampler.peak.get("worker", 0.0), 1),
+            "peak_rss_mb_by_process": {k: round(v, 1) for k, v in sampler.peak.items()},
+            "seed_seconds": round(seed_seconds, 2),
+            "chunk_size": settings.chunk_size,
+            "chunk_concurrency": settings.chunk_concurrency,
+            "smtp_connections": settings.smtp_connections,
+        }
+    finally:
+        await db.dispose()
+
+
+def run_campaign_bench(args: argparse.Namespace) -> int:
+    console = Console(stderr=args.json, soft_wrap=True)
+    home = Path(tempfile.mkdtemp(prefix="tailor-bench-"))
+    stack = LocalStack(home, Ports(args.temporal_port, args.ui_port, args.api_port,
+                                   args.smtp_port), with_ui=False)  # fmt: skip
+    sampler = RssSampler()
+    try:
+        stack.check_ports(api=False)
+        settings = stack.settings()
+        asyncio.run(migrate(settings.resolved_database_url))
+        with console.status("Starting Temporal dev server, SMTP capture server and worker…"):
+            stack.start_temporal()
+            stack.start_sink()
+            stack.start_worker()
+        for service in stack.group.services:
+            sampler.pids[service.name] = service.proc.pid
+        sampler.start()
+        baseline_n = args.baseline_contacts or min(args.contacts, 20_000)
+        report = asyncio.run(_measure(stack, settings, args.contacts, baseline_n, console, sampler))
+    finally:
+        sampler.stop()
+        stack.group.stop()
+        if not args.keep:
+            shutil.rmtree(home, ignore_errors=True)
+    console.print(
+        f"{report['sent']:,} emails in {report['seconds']}s = "
+        f"[bold]{report['emails_per_s']:,}/s[/bold]; plain loop without Temporal "
+        f"{report['baseline_emails_per_s']:,}/s; ratio {report['ratio']}; "
+        f"worker peak RSS {report['peak_rss_mb']} MB"
+    )
+    if args.json:
+        print(json.dumps(report), flush=True)  # noqa: T201  (the machine-readable last line)
+    return 0 if report["failed"] == 0 else 1

@@ -1,0 +1,152 @@
+"""``tailor``: run the demo, the local server, a worker or the API; migrate; benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from tailor.cli.processes import StartupError
+from tailor.config import Settings
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "settings"
+        raise SystemExit(
+            f"tailor: bad configuration: {field}: {first['msg']} (TAILOR_* env)"
+        ) from None
+
+
+def _add_ports(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--temporal-port", type=int, default=7233)
+    parser.add_argument("--ui-port", type=int, default=8233)
+    parser.add_argument("--api-port", type=int, default=8000)
+    parser.add_argument("--smtp-port", type=int, default=2525)
+
+
+def _ports(args: argparse.Namespace) -> object:
+    from tailor.cli.stack import Ports
+
+    return Ports(args.temporal_port, args.ui_port, args.api_port, args.smtp_port)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tailor", description="Durable, AI-personalised email for marketers."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="start everything locally and send a demo campaign")
+    demo.add_argument("--contacts", type=_positive, default=1000)
+    demo.add_argument("--exit-when-done", action="store_true")
+    demo.add_argument("--json", action="store_true", help="last line: one JSON summary")
+    demo.add_argument("--home", type=Path, default=None, help="state folder (default .tailor)")
+    _add_ports(demo)
+
+    server = sub.add_parser("server", help="Temporal dev server + worker + API (+ SMTP sink)")
+    server.add_argument("--no-smtp-sink", action="store_true")
+    server.add_argument("--home", type=Path, default=None)
+    _add_ports(server)
+
+    sub.add_parser("worker", help="run a Tailor worker (same as python worker.py)")
+    sub.add_parser("api", help="serve the HTTP API")
+
+    sink = sub.add_parser("smtp-sink", help="run the local SMTP capture server")
+    sink.add_argument("--port", type=int, default=None)
+    sink.add_argument("--maildir", type=Path, default=None)
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply Alembic migrations")
+
+    bench = sub.add_parser("bench", help="benchmarks")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    campaign = bench_sub.add_parser("campaign", help="a batch campaign into the SMTP sink")
+    campaign.add_argument("--contacts", type=_positive, default=100_000)
+    campaign.add_argument("--baseline-contacts", type=_positive, default=None)
+    campaign.add_argument("--json", action="store_true")
+    campaign.add_argument("--keep", action="store_true", help="keep the bench state folder")
+    _add_ports(campaign)
+    return parser
+
+
+def _serve_api(settings: Settings) -> None:
+    import uvicorn
+
+    from api.main import create_app
+
+    uvicorn.run(
+        create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning"
+    )
+
+
+def _run_sink(settings: Settings, port: int | None, maildir: Path | None) -> None:
+    from tailor.smtp_sink import start_sink
+
+    target = maildir or settings.outbox_dir
+    controller, _ = start_sink(target, settings.smtp_host, port or settings.smtp_port)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    logging.getLogger("tailor.smtp_sink").info("capturing into %s", target)
+    stop.wait()
+    controller.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for noisy in ("httpx", "alembic", "temporalio.activity"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        if args.command == "demo":
+            from tailor.cli.demo import run_demo
+
+            sys.exit(run_demo(args))
+        if args.command == "server":
+            from tailor.cli.demo import run_server
+
+            sys.exit(run_server(args))
+        if args.command == "worker":
+            import worker
+
+            worker.main()
+        elif args.command == "api":
+            _serve_api(_settings())
+        elif args.command == "smtp-sink":
+            _run_sink(_settings(), args.port, args.maildir)
+        elif args.command == "db":
+            from tailor.db import migrate
+
+            settings = _settings()
+            asyncio.run(migrate(settings.resolved_database_url))
+        elif args.command == "bench":
+            from tailor.cli.bench import run_campaign_bench
+
+            sys.exit(run_campaign_bench(args))
+    except StartupError as exc:
+        print(f"tailor: {exc}", file=sys.stderr)  # noqa: T201
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
