@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlmodel import col
 from temporalio import activity
 
+from activities.claims import ClaimBatcher
 from activities.context import CampaignContext, CampaignContexts
 from activities.delivery import DeliveryUnavailable, Outcome, SmtpDelivery, SmtpSession
 from activities.errors import deferred, delivery_unavailable, not_found, template_error
@@ -33,7 +34,6 @@ from tailor.store.sends import (
     mark_sent,
     segment_contact_ids,
     sends_for,
-    try_dispatch,
 )
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ class ChunkActivities:
         self._contexts = contexts
         self._delivery = delivery
         self._executor = RuleBasedExecutor()
+        self._claims = ClaimBatcher(db, delivery.name)
         self._guardrail = Guardrail(
             public_url=settings.public_url, secret=settings.unsubscribe_secret
         )
@@ -219,20 +220,11 @@ class ChunkActivities:
             sent_at=now,
         )
 
-        async def claim() -> bool:
-            async with self._db.write() as conn:
-                return await try_dispatch(
-                    conn,
-                    send_id=item.send_id,
-                    contact_id=item.contact.id or 0,
-                    provider=self._delivery.name,
-                )
-
         result = await session.send(
             mail_from=ctx.tenant.from_email,
             rcpt_to=item.contact.email,
             message=message,
-            claim=claim,
+            claim=lambda: self._claims.claim(item.send_id),
         )
         if result.outcome is Outcome.ACCEPTED:
             tally.accepted.append((item.send_id, result.provider_message_id or ""))

@@ -6,7 +6,6 @@ from collections.abc import Iterable
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from sqlalchemy.sql.selectable import ScalarSelect
 from sqlmodel import col
 
 from tailor.models import ConsentRecord, ConsentStatus
@@ -64,15 +63,3 @@ async def current_consent(conn: AsyncConnection, contact_ids: Iterable[int]) -> 
         )
         out.update(dict(rows.all()))
     return out
-
-
-def newest_status_subquery(contact_id: int) -> ScalarSelect[str]:
-    """Scalar subquery: the newest consent status of one contact."""
-    subquery: ScalarSelect[str] = (
-        select(ConsentRecord.status)  # type: ignore[call-overload]
-        .where(col(ConsentRecord.contact_id) == contact_id)
-        .order_by(col(ConsentRecord.id).desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    return subquery

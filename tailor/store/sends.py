@@ -20,9 +20,8 @@ from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 
-from tailor.models import ConsentStatus, Contact, Send, SendStatus, utcnow
+from tailor.models import ConsentRecord, ConsentStatus, Contact, Send, SendStatus, utcnow
 from tailor.segments import segment_filter
-from tailor.store.consent import newest_status_subquery
 
 
 def message_id_for(campaign_id: str, contact_id: int, domain: str) -> str:
@@ -94,17 +93,28 @@ async def sends_for(
     return [(r[0], r[1], r[2], r[3]) for r in rows]
 
 
-async def try_dispatch(
-    conn: AsyncConnection, *, send_id: int, contact_id: int, provider: str
-) -> bool:
-    """Atomically claim a pending send whose contact consents now. False: do not deliver."""
+async def claim_for_dispatch(
+    conn: AsyncConnection, *, send_ids: Sequence[int], provider: str
+) -> set[int]:
+    """Atomically claim the pending sends whose contact consents now; returns those claimed.
+
+    One statement checks status and the newest consent row together, so a concurrent attempt or
+    a revocation committed first always wins. Whatever is not returned must not be delivered.
+    """
+    newest_consent = (
+        select(ConsentRecord.status)  # type: ignore[call-overload]
+        .where(col(ConsentRecord.contact_id) == col(Send.contact_id))
+        .order_by(col(ConsentRecord.id).desc())
+        .limit(1)
+        .scalar_subquery()
+    )
     result = await conn.execute(
         update(Send)
         .where(
             and_(
-                col(Send.id) == send_id,
+                col(Send.id).in_(send_ids),
                 col(Send.status) == SendStatus.PENDING.value,
-                newest_status_subquery(contact_id) == ConsentStatus.GRANTED.value,
+                newest_consent == ConsentStatus.GRANTED.value,
             )
         )
         .values(
@@ -113,8 +123,9 @@ async def try_dispatch(
             provider=provider,
             attempts=col(Send.attempts) + 1,
         )
+        .returning(col(Send.id))
     )
-    return bool(result.rowcount)
+    return {int(send_id) for send_id in result.scalars() if send_id is not None}
 
 
 async def mark(
