@@ -116,7 +116,9 @@ async def _baseline(settings: Settings, tenant_campaign: str, limit: int) -> flo
                     assert result.outcome is Outcome.ACCEPTED, result
 
         started = time.monotonic()
-        await asyncio.gather(*(loop() for _ in range(settings.smtp_connections)))
+        # As many SMTP sessions as the campaign runs at once (chunks in flight x sessions each).
+        sessions = settings.chunk_concurrency * settings.smtp_connections
+        await asyncio.gather(*(loop() for _ in range(sessions)))
         return len(contacts) / (time.monotonic() - started)
     finally:
         await db.dispose()
