@@ -21,38 +21,31 @@ class ClaimBatcher:
         self._db = db
         self._provider = provider
         self._queue: list[tuple[int, asyncio.Future[bool]]] = []
-        self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def claim(self, send_id: int) -> bool:
         loop = asyncio.get_running_loop()
-        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
-            self._wakeup = asyncio.Event()
-            self._task = loop.create_task(self._run(self._wakeup))
         future: asyncio.Future[bool] = loop.create_future()
         self._queue.append((send_id, future))
-        assert self._wakeup is not None
-        self._wakeup.set()
+        if self._task is None or self._task.done():
+            # Runs while claims keep arriving, then ends: nothing lingers after the worker.
+            self._task = loop.create_task(self._drain())
         return await future
 
-    async def _run(self, wakeup: asyncio.Event) -> None:
-        while True:
-            await wakeup.wait()
-            wakeup.clear()
-            while self._queue:
-                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-                try:
-                    async with self._db.write() as conn:
-                        claimed = await claim_for_dispatch(
-                            conn,
-                            send_ids=[send_id for send_id, _ in batch],
-                            provider=self._provider,
-                        )
-                except Exception as exc:  # every waiter learns the claim failed
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for send_id, future in batch:
+    async def _drain(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            send_ids = [send_id for send_id, _ in batch]
+            try:
+                async with self._db.write() as conn:
+                    claimed = await claim_for_dispatch(
+                        conn, send_ids=send_ids, provider=self._provider
+                    )
+            except Exception as exc:  # every waiter learns that its claim failed
+                for _, future in batch:
                     if not future.done():
-                        future.set_result(send_id in claimed)
+                        future.set_exception(exc)
+                continue
+            for send_id, future in batch:
+                if not future.done():
+                    future.set_result(send_id in claimed)

@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import socket
+import sys
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -170,3 +171,20 @@ async def wait_for(predicate: object, timeout: float = 30.0, interval: float = 0
 
 
 __all__ = ["Client", "Sink", "free_port", "settings_for", "task_queue", "wait_for"]
+
+
+# The Temporal SDK's native runtime can, rarely, abort the interpreter during finalization after
+# every test has finished (PyGILState_Release). Leave with pytest's own status before that.
+_exit_status: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _exit_status.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _exit_status and not os.environ.get("TAILOR_TEST_NORMAL_EXIT"):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_exit_status[-1])

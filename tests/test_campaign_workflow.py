@@ -122,3 +122,30 @@ async def test_unknown_campaign_fails_without_retrying_forever(
             assert exc.cause is not None and "not found" in str(exc.cause.__cause__ or exc.cause)
         else:
             raise AssertionError("workflow should fail")
+
+
+async def test_no_contact_data_reaches_the_workflow_history(
+    time_skipping_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink
+) -> None:
+    campaign_id, _ = await _campaign(sqlite_db, 120)
+    settings = settings_for(sqlite_db, sink)
+    queue = task_queue()
+    async with build_worker(time_skipping_env.client, sqlite_db, settings, queue):
+        handle = await time_skipping_env.client.start_workflow(
+            CampaignWorkflow.run,
+            CampaignRun(CampaignInput(campaign_id, "demo")),
+            id=f"campaign-{campaign_id}",
+            task_queue=queue,
+        )
+        await handle.result()
+        history = (await handle.fetch_history()).to_json()
+    async with sqlite_db.read() as conn:
+        rows = (
+            await conn.exec_driver_sql("SELECT email, first_name, last_name FROM contact")
+        ).all()
+    assert len(rows) == 120
+    leaked = [
+        value for row in rows for value in row if value and len(value) > 3 and value in history
+    ]
+    assert leaked == []
+    assert "500 Market Street" not in history  # nor rendered content

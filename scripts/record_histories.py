@@ -1,0 +1,130 @@
+"""Regenerate the committed workflow histories that the replay tests replay.
+
+    python scripts/record_histories.py          # writes tests/histories/*.json
+
+Run it after an intentional, patched change to a workflow, and commit the new files next to
+the old ones (keep the old ones: they prove that running workflows still replay).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import sys
+import tempfile
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tailor.config import Settings  # noqa: E402
+from tailor.db import Database, migrate  # noqa: E402
+from tailor.payloads import CampaignInput, CampaignOutcome, CampaignRun  # noqa: E402
+from tailor.seed import seed_demo  # noqa: E402
+from tailor.smtp_sink import start_sink  # noqa: E402
+from tailor.store.campaigns import create_campaign  # noqa: E402
+from worker import build_worker  # noqa: E402
+from workflows.campaign import CampaignWorkflow  # noqa: E402
+
+OUT = ROOT / "tests" / "histories"
+Handle = WorkflowHandle[CampaignWorkflow, CampaignOutcome]
+
+
+async def _new_campaign(db: Database, version_id: int) -> str:
+    async with db.session() as session:
+        campaign = await create_campaign(
+            session=session, tenant_id="demo", name="history", template_version_id=version_id,
+            segment={},
+        )  # fmt: skip
+    return campaign.id
+
+
+async def completed(client: Client, queue: str, campaign_id: str) -> Handle:
+    handle = await client.start_workflow(
+        CampaignWorkflow.run, CampaignRun(CampaignInput(campaign_id, "demo")),
+        id=f"campaign-{campaign_id}", task_queue=queue,
+    )  # fmt: skip
+    await handle.result()
+    return handle
+
+
+async def paused_revoked_resumed(client: Client, queue: str, campaign_id: str) -> Handle:
+    handle = await client.start_workflow(
+        CampaignWorkflow.run, CampaignRun(CampaignInput(campaign_id, "demo")),
+        id=f"campaign-{campaign_id}", task_queue=queue, start_signal="pause",
+    )  # fmt: skip
+    await handle.query(CampaignWorkflow.progress)
+    await handle.signal(CampaignWorkflow.revoke_consent, 3)
+    await handle.signal(CampaignWorkflow.resume)
+    await handle.result()
+    return handle
+
+
+async def cancelled(client: Client, queue: str, campaign_id: str) -> Handle:
+    handle = await client.start_workflow(
+        CampaignWorkflow.run, CampaignRun(CampaignInput(campaign_id, "demo")),
+        id=f"campaign-{campaign_id}", task_queue=queue, start_signal="pause",
+    )  # fmt: skip
+    await handle.signal(CampaignWorkflow.cancel)
+    await handle.result()
+    return handle
+
+
+async def continued_as_new(client: Client, queue: str, campaign_id: str) -> Handle:
+    handle = await completed(client, queue, campaign_id)
+    # The first run of the chain: the one that ends in continue-as-new.
+    return client.get_workflow_handle_for(
+        CampaignWorkflow.run, handle.id, run_id=handle.first_execution_run_id
+    )
+
+
+SCENARIOS: dict[str, tuple[Callable[[Client, str, str], Awaitable[Handle]], dict[str, int]]] = {
+    "campaign_completed": (completed, {}),
+    "campaign_paused_revoked_resumed": (paused_revoked_resumed, {}),
+    "campaign_cancelled": (cancelled, {}),
+    "campaign_continued_as_new": (continued_as_new, {"chunks_per_run": 2}),
+}
+
+
+async def main() -> None:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=shutil.which("temporal-test-server")
+    )
+    work = Path(tempfile.mkdtemp(prefix="tailor-histories-"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    controller, _ = start_sink(work / "outbox", "127.0.0.1", port)
+    try:
+        for name, (scenario, overrides) in SCENARIOS.items():
+            url = f"sqlite+aiosqlite:///{work / (name + '.db')}"
+            await migrate(url)
+            db = Database(url)
+            seeded = await seed_demo(db, contacts=120)
+            settings = Settings(
+                database_url=url, smtp_port=port, chunk_size=50, chunk_concurrency=2,
+                smtp_connections=2, temporal_search_attributes=False, **overrides,  # type: ignore[arg-type]
+            )  # fmt: skip
+            queue = f"history-{uuid.uuid4().hex[:8]}"
+            async with build_worker(env.client, db, settings, queue):
+                handle = await scenario(
+                    env.client, queue, await _new_campaign(db, seeded.template_version_id)
+                )
+                history = await handle.fetch_history()
+            (OUT / f"{name}.json").write_text(history.to_json())
+            print(f"wrote {OUT / (name + '.json')}: {len(history.events)} events")
+            await db.dispose()
+    finally:
+        controller.stop()
+        await env.shutdown()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,79 @@
+"""The README's commands, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tailor.smtp_sink import read_outbox
+from tests.conftest import free_port
+
+pytestmark = [pytest.mark.devserver, pytest.mark.slow]
+
+
+def _demo(home: Path, ports: list[str], contacts: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tailor.cli.main", "demo", "--exit-when-done", "--json",
+         "--contacts", str(contacts), "--home", str(home), *ports],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "TAILOR_HOME": str(home)},
+    )  # fmt: skip
+
+
+def test_demo_twice_in_a_row_then_clean_exit(tmp_path: Path) -> None:
+    home = tmp_path / "state"
+    ports = [
+        "--temporal-port", str(free_port()), "--ui-port", str(free_port()),
+        "--api-port", str(free_port()), "--smtp-port", str(free_port()),
+    ]  # fmt: skip
+    summaries = []
+    for _ in range(2):
+        run = _demo(home, ports, 300)
+        assert run.returncode == 0, run.stderr[-3000:]
+        summaries.append(json.loads(run.stdout.strip().splitlines()[-1]))
+    for summary in summaries:
+        assert summary["failed"] == 0 and summary["sent"] > 250
+        assert summary["sent"] + summary["suppressed"] == 300
+        emails = read_outbox(Path(summary["outbox"]), summary["campaign_id"])
+        assert len(emails) == summary["sent"]
+        for email in emails:
+            assert email.headers["List-Unsubscribe"].startswith("<http")
+            assert email.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert summaries[0]["campaign_id"] != summaries[1]["campaign_id"]
+    assert not (home / "processes.json").exists(), "every child process was stopped"
+
+
+def test_busy_port_is_a_one_line_error_naming_the_flag(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        run = _demo(
+            tmp_path / "s",
+            [
+                "--api-port",
+                str(port),
+                "--temporal-port",
+                str(free_port()),
+                "--ui-port",
+                str(free_port()),
+            ],
+            10,
+        )
+    assert run.returncode == 2
+    last = run.stderr.strip().splitlines()[-1]
+    assert f"port {port}" in last and "--api-port" in last
+
+
+def test_bad_arguments_exit_nonzero_with_a_message() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "tailor.cli.main", "demo", "--contacts", "0"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 2 and "--contacts" in run.stderr
