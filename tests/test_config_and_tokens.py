@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from activities.guardrail import unsubscribe_token, verify_unsubscribe_token
+from tailor.config import Settings
+from tailor.segments import Segment
+
+
+def test_production_refuses_the_development_unsubscribe_secret() -> None:
+    with pytest.raises(ValidationError, match="TAILOR_UNSUBSCRIBE_SECRET"):
+        Settings(env="production")
+    assert Settings(env="production", unsubscribe_secret="s3cret-from-vault").env == "production"
+
+
+def test_database_defaults_to_sqlite_under_home() -> None:
+    settings = Settings(home="/srv/tailor")  # type: ignore[arg-type]
+    assert settings.resolved_database_url == "sqlite+aiosqlite:////srv/tailor/tailor.db"
+    pg = "postgresql+asyncpg://u@db/tailor"
+    assert Settings(database_url=pg).resolved_database_url == pg
+
+
+def test_unsubscribe_tokens_verify_and_resist_forgery() -> None:
+    token = unsubscribe_token("k", "cmp_1", 42)
+    assert verify_unsubscribe_token("k", token) == ("cmp_1", 42)
+    assert verify_unsubscribe_token("other-key", token) is None
+    assert verify_unsubscribe_token("k", token.replace(".42.", ".43.")) is None
+    assert verify_unsubscribe_token("k", "garbage") is None
+
+
+def test_segment_rejects_unknown_filters_and_inverted_ranges() -> None:
+    with pytest.raises(ValidationError, match="engagement_min"):
+        Segment(engagement_min=80, engagement_max=20)
+    with pytest.raises(ValidationError, match="extra"):
+        Segment.model_validate({"country": "DE"})
