@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -15,7 +17,7 @@ def test_production_refuses_the_development_unsubscribe_secret() -> None:
 
 
 def test_database_defaults_to_sqlite_under_home() -> None:
-    settings = Settings(home="/srv/tailor")  # type: ignore[arg-type]
+    settings = Settings(home=Path("/srv/tailor"))
     assert settings.resolved_database_url == "sqlite+aiosqlite:////srv/tailor/tailor.db"
     pg = "postgresql+asyncpg://u@db/tailor"
     assert Settings(database_url=pg).resolved_database_url == pg
