@@ -24,7 +24,7 @@ from activities.guardrail import Guardrail, GuardrailViolation
 from tailor.config import Settings
 from tailor.db import Database
 from tailor.errors import NotFound
-from tailor.mail import build_message
+from tailor.mail import HeaderInjection, build_message
 from tailor.models import ConsentStatus, Contact, Send, SendStatus, utcnow
 from tailor.payloads import ChunkInput, ChunkResult
 from tailor.store.consent import current_consent
@@ -206,19 +206,19 @@ class ChunkActivities:
                 postal_address=ctx.tenant.postal_address,
                 unsubscribe_mailbox=f"unsubscribe@{ctx.sender_domain}",
             )
-        except GuardrailViolation as exc:
+            message = build_message(
+                content=content,
+                compliance=compliance,
+                from_name=ctx.tenant.from_name,
+                from_email=ctx.tenant.from_email,
+                to_email=item.contact.email,
+                message_id=item.message_id,
+                campaign_id=ctx.campaign_id,
+                sent_at=now,
+            )
+        except (GuardrailViolation, HeaderInjection) as exc:
             tally.invalid.append((item.send_id, f"guardrail: {exc}"))
             return
-        message = build_message(
-            content=content,
-            compliance=compliance,
-            from_name=ctx.tenant.from_name,
-            from_email=ctx.tenant.from_email,
-            to_email=item.contact.email,
-            message_id=item.message_id,
-            campaign_id=ctx.campaign_id,
-            sent_at=now,
-        )
 
         result = await session.send(
             mail_from=ctx.tenant.from_email,

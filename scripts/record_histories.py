@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,6 +76,20 @@ async def cancelled(client: Client, queue: str, campaign_id: str) -> Handle:
     return handle
 
 
+async def cancelled_through_temporal(client: Client, queue: str, campaign_id: str) -> Handle:
+    handle = await client.start_workflow(
+        CampaignWorkflow.run, CampaignRun(CampaignInput(campaign_id, "demo")),
+        id=f"campaign-{campaign_id}", task_queue=queue, start_signal="pause",
+    )  # fmt: skip
+    await handle.query(CampaignWorkflow.progress)
+    await handle.cancel()
+    try:
+        await handle.result()
+    except WorkflowFailureError:
+        pass
+    return handle
+
+
 async def continued_as_new(client: Client, queue: str, campaign_id: str) -> Handle:
     handle = await completed(client, queue, campaign_id)
     # The first run of the chain: the one that ends in continue-as-new.
@@ -88,6 +102,7 @@ SCENARIOS: dict[str, tuple[Callable[[Client, str, str], Awaitable[Handle]], dict
     "campaign_completed": (completed, {}),
     "campaign_paused_revoked_resumed": (paused_revoked_resumed, {}),
     "campaign_cancelled": (cancelled, {}),
+    "campaign_cancelled_through_temporal": (cancelled_through_temporal, {}),
     "campaign_continued_as_new": (continued_as_new, {"chunks_per_run": 2}),
 }
 

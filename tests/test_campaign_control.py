@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+import pytest
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import CancelledError
 from temporalio.testing import WorkflowEnvironment
 
 from tailor.db import Database
@@ -13,8 +15,9 @@ from tailor.models import ConsentStatus, SendStatus
 from tailor.payloads import CampaignInput, CampaignOutcome, CampaignProgress, CampaignRun
 from tailor.seed import seed_demo
 from tailor.smtp_sink import read_outbox, start_sink
-from tailor.store.campaigns import create_campaign, send_counts
+from tailor.store.campaigns import create_campaign, get_campaign, send_counts
 from tailor.store.consent import current_consent
+from tailor.store.contacts import find_contact
 from tests.conftest import Sink, settings_for, task_queue
 from worker import build_worker
 from workflows.campaign import CampaignWorkflow
@@ -84,8 +87,6 @@ async def test_cancelled_campaign_stops_and_is_marked_cancelled(
     assert outcome.sent == 0
     assert read_outbox(sink.maildir, campaign_id) == []
     async with sqlite_db.read_session() as session:
-        from tailor.store.campaigns import get_campaign
-
         campaign = await get_campaign(session=session, campaign_id=campaign_id)
     assert campaign.status == "cancelled" and campaign.completed_at is not None
 
@@ -108,8 +109,6 @@ async def test_revoke_consent_signal_reaches_chunks_scheduled_after_it(
         outcome = await handle.result()
     assert outcome.sent == consenting - 1
     async with sqlite_db.read_session() as session:
-        from tailor.store.contacts import find_contact
-
         victim_email = (await find_contact(session=session, contact_id=victim)).email
     assert victim_email not in {e.to for e in read_outbox(sink.maildir, campaign_id)}
 
@@ -211,3 +210,22 @@ async def test_large_campaign_continues_as_new_and_keeps_totals(
         handle.id, run_id=handle.first_execution_run_id
     )
     assert (await first_run.describe()).status == WorkflowExecutionStatus.CONTINUED_AS_NEW
+
+
+async def test_cancelling_through_temporal_records_the_campaign_as_cancelled(
+    time_skipping_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink
+) -> None:
+    campaign_id, _ = await _campaign(sqlite_db, 80)
+    queue = task_queue()
+    settings = settings_for(sqlite_db, sink)
+    async with build_worker(time_skipping_env.client, sqlite_db, settings, queue):
+        handle = await _start_paused(time_skipping_env, campaign_id, queue)
+        await handle.query(CampaignWorkflow.progress)  # the planner has run
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError) as failure:
+            await handle.result()
+    assert isinstance(failure.value.cause, CancelledError)
+    async with sqlite_db.read_session() as session:
+        campaign = await get_campaign(session=session, campaign_id=campaign_id)
+    assert campaign.status == "cancelled"
+    assert read_outbox(sink.maildir, campaign_id) == []

@@ -15,6 +15,7 @@ from tailor.seed import seed_demo
 from tailor.smtp_sink import read_outbox
 from tailor.store.campaigns import create_campaign, send_counts
 from tailor.store.consent import current_consent, record_consent
+from tailor.store.contacts import find_contact
 from tests.conftest import Sink, settings_for, task_queue
 from worker import build_worker
 from workflows.campaign import CampaignWorkflow
@@ -99,8 +100,6 @@ async def test_revoked_contact_is_suppressed_not_sent(
     assert counts[SendStatus.SUPPRESSED] >= 1
     recipients = {e.to for e in read_outbox(sink.maildir, campaign_id)}
     async with sqlite_db.read_session() as session:
-        from tailor.store.contacts import find_contact
-
         victim_email = (await find_contact(session=session, contact_id=victim)).email
     assert victim_email not in recipients
 

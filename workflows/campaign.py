@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
@@ -79,19 +79,26 @@ class CampaignWorkflow:
         if run.progress is not None:
             self._progress = run.progress
         plan = run.plan
-        if plan is None:
-            plan = await workflow.execute_activity_method(
-                PlannerActivities.plan_campaign,
-                campaign.campaign_id,
-                start_to_close_timeout=STORE_TIMEOUT,
-                retry_policy=PLANNER_RETRY,
-                summary="plan: decompose campaign into chunked steps",
-            )
-            self._progress.total = plan.audience
         try:
+            if plan is None:
+                plan = await workflow.execute_activity_method(
+                    PlannerActivities.plan_campaign,
+                    campaign.campaign_id,
+                    start_to_close_timeout=STORE_TIMEOUT,
+                    retry_policy=PLANNER_RETRY,
+                    summary="plan: decompose campaign into chunked steps",
+                )
+                self._progress.total = plan.audience
             more = await self._send_chunks(plan)
-        except ActivityError:
-            await self._finalize(campaign.campaign_id, "failed")
+        except (ActivityError, asyncio.CancelledError) as exc:
+            if is_cancelled_exception(exc):
+                # Cancelled through Temporal (UI, CLI) rather than the cancel signal: stop the
+                # same way, record it, then end as cancelled.
+                self._cancel_requested = True
+                await self._stop_chunks()
+                await self._finalize(campaign.campaign_id, "cancelled")
+            else:
+                await self._finalize(campaign.campaign_id, "failed")
             raise
         if more:
             # More segment left: carry the cursor and totals into a fresh history.
@@ -136,8 +143,7 @@ class CampaignWorkflow:
             chunks_this_run += 1
 
         if self._cancel_requested:
-            for task in self._chunks:
-                task.cancel()
+            await self._stop_chunks()
         while self._chunks:
             await workflow.wait_condition(lambda: any(task.done() for task in self._chunks))
             self._collect_finished()
@@ -145,6 +151,14 @@ class CampaignWorkflow:
         if pending:
             self._progress.cursor = pending[0].after_contact_id
         return not self._cancel_requested and not exhausted
+
+    async def _stop_chunks(self) -> None:
+        """Cancel in-flight chunks and wait until each has stopped (after its claimed message)."""
+        for task in self._chunks:
+            task.cancel()
+        while self._chunks:
+            await workflow.wait_condition(lambda: all(task.done() for task in self._chunks))
+            self._collect_finished()
 
     def _collect_finished(self) -> None:
         for task in [t for t in self._chunks if t.done()]:

@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException, status
 from sqlalchemy import delete
 from sqlmodel import col
 
-from api.deps import ControlDep, DatabaseDep, SessionDep, SettingsDep, TenantDep
+from api.deps import ControlDep, DatabaseDep, GatewayDep, SessionDep, SettingsDep, TenantDep
 from api.schemas import CampaignIn, CampaignPublic, CampaignStarted
 from tailor.errors import InvalidInput, NotFound
 from tailor.models import Campaign, CampaignStatus
@@ -63,16 +63,21 @@ async def read(
     campaign_id: str,
     session: SessionDep,
     tenant: TenantDep,
-    control: ControlDep,
+    gateway: GatewayDep,
     settings: SettingsDep,
     db: DatabaseDep,
 ) -> CampaignPublic:
+    """The campaign, its sends by status, and live progress while it runs (when Temporal is
+    reachable: the counts come from the store either way)."""
     campaign = await get_campaign(session=session, campaign_id=campaign_id, tenant_id=tenant.id)
     async with db.read() as conn:
         counts = await send_counts(conn, campaign.id)
     progress = None
     if campaign.status in (CampaignStatus.RUNNING, CampaignStatus.PAUSED):
-        live = await control.progress(campaign)
+        try:
+            live = await (await gateway.control()).progress(campaign)
+        except HTTPException:
+            live = None
         progress = dataclasses.asdict(live) if live is not None else None
     return CampaignPublic(
         **campaign.model_dump(
