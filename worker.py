@@ -48,7 +48,13 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         await migrate(settings.resolved_database_url)
         db = Database(settings.resolved_database_url)
         stack.push_async_callback(db.dispose)
-        client = await connect(settings)
+        try:
+            client = await connect(settings)
+        except RuntimeError:
+            raise SystemExit(
+                f"tailor worker: cannot reach Temporal at {settings.temporal_address}; "
+                "start it with `tailor server` or set TAILOR_TEMPORAL_ADDRESS"
+            ) from None
         await ensure_search_attributes(client, settings.temporal_namespace)
         worker = build_worker(client, db, settings, settings.temporal_task_queue)
         log.info("worker polling %s on %s", settings.temporal_task_queue, settings.temporal_address)
