@@ -45,20 +45,24 @@ async def _new_campaign(db: Database, version_id: int) -> str:
     return campaign.id
 
 
+async def _start(client: Client, queue: str, campaign_id: str, *, paused: bool = False) -> Handle:
+    return await client.start_workflow(
+        CampaignWorkflow.run,
+        CampaignRun(CampaignInput(campaign_id, "demo")),
+        id=f"campaign-{campaign_id}",
+        task_queue=queue,
+        start_signal="pause" if paused else None,
+    )
+
+
 async def completed(client: Client, queue: str, campaign_id: str) -> Handle:
-    handle = await client.start_workflow(
-        CampaignWorkflow.run, CampaignRun(CampaignInput(campaign_id, "demo")),
-        id=f"campaign-{campaign_id}", task_queue=queue,
-    )  # fmt: skip
+    handle = await _start(client, queue, campaign_id)
     await handle.result()
     return handle
 
 
 async def paused_revoked_resumed(client: Client, queue: str, campaign_id: str) -> Handle:
-    handle = await client.start_workflow(
-        CampaignWorkflow.run, CampaignRun(CampaignInput(campaign_id, "demo")),
-        id=f"campaign-{campaign_id}", task_queue=queue, start_signal="pause",
-    )  # fmt: skip
+    handle = await _start(client, queue, campaign_id, paused=True)
     await handle.query(CampaignWorkflow.progress)
     await handle.signal(CampaignWorkflow.revoke_consent, 3)
     await handle.signal(CampaignWorkflow.resume)
@@ -67,20 +71,14 @@ async def paused_revoked_resumed(client: Client, queue: str, campaign_id: str) -
 
 
 async def cancelled(client: Client, queue: str, campaign_id: str) -> Handle:
-    handle = await client.start_workflow(
-        CampaignWorkflow.run, CampaignRun(CampaignInput(campaign_id, "demo")),
-        id=f"campaign-{campaign_id}", task_queue=queue, start_signal="pause",
-    )  # fmt: skip
+    handle = await _start(client, queue, campaign_id, paused=True)
     await handle.signal(CampaignWorkflow.cancel)
     await handle.result()
     return handle
 
 
 async def cancelled_through_temporal(client: Client, queue: str, campaign_id: str) -> Handle:
-    handle = await client.start_workflow(
-        CampaignWorkflow.run, CampaignRun(CampaignInput(campaign_id, "demo")),
-        id=f"campaign-{campaign_id}", task_queue=queue, start_signal="pause",
-    )  # fmt: skip
+    handle = await _start(client, queue, campaign_id, paused=True)
     await handle.query(CampaignWorkflow.progress)
     await handle.cancel()
     try:

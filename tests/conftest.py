@@ -22,12 +22,16 @@ from typing import Any
 import asyncpg
 import pytest
 from aiosmtpd.controller import Controller
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from tailor.config import Settings
 from tailor.db import Database, migrate
+from tailor.payloads import CampaignInput, CampaignOutcome, CampaignRun
+from tailor.seed import seed_demo
 from tailor.smtp_sink import CaptureHandler, SinkFaults, start_sink
+from tailor.store.campaigns import create_campaign
+from workflows.campaign import CampaignWorkflow
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "TAILOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -152,6 +156,36 @@ async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
+async def seeded_campaign(db: Database, contacts: int) -> tuple[str, int]:
+    """Seed the demo tenant and create a campaign to all of it: (campaign id, consenting)."""
+    seeded = await seed_demo(db, contacts=contacts)
+    async with db.session() as session:
+        campaign = await create_campaign(
+            session=session,
+            tenant_id=seeded.tenant_id,
+            name="Test campaign",
+            template_version_id=seeded.template_version_id,
+            segment={},
+        )
+    return campaign.id, seeded.consenting
+
+
+async def start_campaign(
+    client: Client, campaign_id: str, queue: str, *, paused: bool = False
+) -> WorkflowHandle[CampaignWorkflow, CampaignOutcome]:
+    return await client.start_workflow(
+        CampaignWorkflow.run,
+        CampaignRun(CampaignInput(campaign_id, "demo")),
+        id=f"campaign-{campaign_id}",
+        task_queue=queue,
+        start_signal="pause" if paused else None,
+    )
+
+
+async def run_campaign(client: Client, campaign_id: str, queue: str) -> CampaignOutcome:
+    return await (await start_campaign(client, campaign_id, queue)).result()
+
+
 def task_queue() -> str:
     return f"tq-{uuid.uuid4().hex[:8]}"
 
@@ -168,9 +202,6 @@ async def wait_for(predicate: object, timeout: float = 30.0, interval: float = 0
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError("condition not met in time")
         await asyncio.sleep(interval)
-
-
-__all__ = ["Client", "Sink", "free_port", "settings_for", "task_queue", "wait_for"]
 
 
 # The Temporal SDK's native runtime can, rarely, abort the interpreter during finalization after

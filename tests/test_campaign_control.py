@@ -12,40 +12,20 @@ from temporalio.testing import WorkflowEnvironment
 
 from tailor.db import Database
 from tailor.models import ConsentStatus, SendStatus
-from tailor.payloads import CampaignInput, CampaignOutcome, CampaignProgress, CampaignRun
-from tailor.seed import seed_demo
+from tailor.payloads import CampaignOutcome, CampaignProgress
 from tailor.smtp_sink import read_outbox, start_sink
-from tailor.store.campaigns import create_campaign, get_campaign, send_counts
+from tailor.store.campaigns import get_campaign, send_counts
 from tailor.store.consent import current_consent
 from tailor.store.contacts import find_contact
-from tests.conftest import Sink, settings_for, task_queue
+from tests.conftest import (
+    Sink,
+    seeded_campaign,
+    settings_for,
+    start_campaign,
+    task_queue,
+)
 from worker import build_worker
 from workflows.campaign import CampaignWorkflow
-
-
-async def _campaign(db: Database, contacts: int) -> tuple[str, int]:
-    seeded = await seed_demo(db, contacts=contacts)
-    async with db.session() as session:
-        campaign = await create_campaign(
-            session=session,
-            tenant_id=seeded.tenant_id,
-            name="Control",
-            template_version_id=seeded.template_version_id,
-            segment={},
-        )
-    return campaign.id, seeded.consenting
-
-
-async def _start_paused(
-    env: WorkflowEnvironment, campaign_id: str, queue: str
-) -> WorkflowHandle[CampaignWorkflow, CampaignOutcome]:
-    return await env.client.start_workflow(
-        CampaignWorkflow.run,
-        CampaignRun(CampaignInput(campaign_id, "demo")),
-        id=f"campaign-{campaign_id}",
-        task_queue=queue,
-        start_signal="pause",
-    )
 
 
 async def _progress(handle: WorkflowHandle[CampaignWorkflow, CampaignOutcome]) -> CampaignProgress:
@@ -55,12 +35,12 @@ async def _progress(handle: WorkflowHandle[CampaignWorkflow, CampaignOutcome]) -
 async def test_paused_campaign_sends_nothing_until_resumed(
     time_skipping_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink
 ) -> None:
-    campaign_id, consenting = await _campaign(sqlite_db, 120)
+    campaign_id, consenting = await seeded_campaign(sqlite_db, 120)
     queue = task_queue()
     async with build_worker(
         time_skipping_env.client, sqlite_db, settings_for(sqlite_db, sink), queue
     ):
-        handle = await _start_paused(time_skipping_env, campaign_id, queue)
+        handle = await start_campaign(time_skipping_env.client, campaign_id, queue, paused=True)
         await asyncio.sleep(1.0)  # real time: a running campaign would have sent by now
         progress = await _progress(handle)
         assert progress.status == "paused" and progress.total == 120
@@ -75,12 +55,12 @@ async def test_paused_campaign_sends_nothing_until_resumed(
 async def test_cancelled_campaign_stops_and_is_marked_cancelled(
     time_skipping_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink
 ) -> None:
-    campaign_id, _ = await _campaign(sqlite_db, 80)
+    campaign_id, _ = await seeded_campaign(sqlite_db, 80)
     queue = task_queue()
     async with build_worker(
         time_skipping_env.client, sqlite_db, settings_for(sqlite_db, sink), queue
     ):
-        handle = await _start_paused(time_skipping_env, campaign_id, queue)
+        handle = await start_campaign(time_skipping_env.client, campaign_id, queue, paused=True)
         await handle.signal(CampaignWorkflow.cancel)
         outcome = await handle.result()
     assert outcome.status == "cancelled"
@@ -95,7 +75,7 @@ async def test_revoke_consent_signal_reaches_chunks_scheduled_after_it(
     time_skipping_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink
 ) -> None:
     """The signal alone (no ledger row yet, e.g. a lagging replica) keeps the email from going."""
-    campaign_id, consenting = await _campaign(sqlite_db, 100)
+    campaign_id, consenting = await seeded_campaign(sqlite_db, 100)
     async with sqlite_db.read() as conn:
         consent = await current_consent(conn, range(1, 101))
     victim = next(cid for cid, status in consent.items() if status == ConsentStatus.GRANTED)
@@ -103,7 +83,7 @@ async def test_revoke_consent_signal_reaches_chunks_scheduled_after_it(
     async with build_worker(
         time_skipping_env.client, sqlite_db, settings_for(sqlite_db, sink), queue
     ):
-        handle = await _start_paused(time_skipping_env, campaign_id, queue)
+        handle = await start_campaign(time_skipping_env.client, campaign_id, queue, paused=True)
         await handle.signal(CampaignWorkflow.revoke_consent, victim)
         await handle.signal(CampaignWorkflow.resume)
         outcome = await handle.result()
@@ -116,18 +96,13 @@ async def test_revoke_consent_signal_reaches_chunks_scheduled_after_it(
 async def test_deferred_sends_are_retried_and_nobody_gets_two(
     time_skipping_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink
 ) -> None:
-    campaign_id, consenting = await _campaign(sqlite_db, 150)
+    campaign_id, consenting = await seeded_campaign(sqlite_db, 150)
     sink.handler.faults.defer_first = 7  # the provider says 451 to the first seven messages
     queue = task_queue()
     async with build_worker(
         time_skipping_env.client, sqlite_db, settings_for(sqlite_db, sink), queue
     ):
-        handle = await time_skipping_env.client.start_workflow(
-            CampaignWorkflow.run,
-            CampaignRun(CampaignInput(campaign_id, "demo")),
-            id=f"campaign-{campaign_id}",
-            task_queue=queue,
-        )
+        handle = await start_campaign(time_skipping_env.client, campaign_id, queue)
         outcome = await handle.result()
     assert sink.handler.faults.deferred == 7
     assert outcome.sent == consenting and outcome.failed == 0
@@ -146,18 +121,15 @@ async def test_deferred_sends_are_retried_and_nobody_gets_two(
 async def test_reply_lost_after_end_of_data_is_never_resent(
     time_skipping_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink
 ) -> None:
-    campaign_id, consenting = await _campaign(sqlite_db, 90)
+    campaign_id, consenting = await seeded_campaign(sqlite_db, 90)
     sink.handler.faults.hang_up_first = 3  # accepted, but the connection drops before "250"
     queue = task_queue()
     async with build_worker(
         time_skipping_env.client, sqlite_db, settings_for(sqlite_db, sink), queue
     ):
-        outcome = await time_skipping_env.client.execute_workflow(
-            CampaignWorkflow.run,
-            CampaignRun(CampaignInput(campaign_id, "demo")),
-            id=f"campaign-{campaign_id}",
-            task_queue=queue,
-        )
+        outcome = await (
+            await start_campaign(time_skipping_env.client, campaign_id, queue)
+        ).result()
     per_recipient = Counter(e.to for e in read_outbox(sink.maildir, campaign_id))
     assert set(per_recipient.values()) == {1} and len(per_recipient) == consenting
     assert outcome.sent == consenting
@@ -169,18 +141,13 @@ async def test_reply_lost_after_end_of_data_is_never_resent(
 async def test_smtp_outage_is_retried_until_the_server_is_back(
     time_skipping_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink
 ) -> None:
-    campaign_id, consenting = await _campaign(sqlite_db, 60)
+    campaign_id, consenting = await seeded_campaign(sqlite_db, 60)
     sink.controller.stop()
     queue = task_queue()
     async with build_worker(
         time_skipping_env.client, sqlite_db, settings_for(sqlite_db, sink), queue
     ):
-        handle = await time_skipping_env.client.start_workflow(
-            CampaignWorkflow.run,
-            CampaignRun(CampaignInput(campaign_id, "demo")),
-            id=f"campaign-{campaign_id}",
-            task_queue=queue,
-        )
+        handle = await start_campaign(time_skipping_env.client, campaign_id, queue)
         await asyncio.sleep(1.5)
         assert read_outbox(sink.maildir, campaign_id) == []
         sink.controller, sink.handler = start_sink(sink.maildir, "127.0.0.1", sink.port)
@@ -192,16 +159,11 @@ async def test_smtp_outage_is_retried_until_the_server_is_back(
 async def test_large_campaign_continues_as_new_and_keeps_totals(
     time_skipping_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink
 ) -> None:
-    campaign_id, consenting = await _campaign(sqlite_db, 200)
+    campaign_id, consenting = await seeded_campaign(sqlite_db, 200)
     settings = settings_for(sqlite_db, sink, chunk_size=20, chunks_per_run=3)
     queue = task_queue()
     async with build_worker(time_skipping_env.client, sqlite_db, settings, queue):
-        handle = await time_skipping_env.client.start_workflow(
-            CampaignWorkflow.run,
-            CampaignRun(CampaignInput(campaign_id, "demo")),
-            id=f"campaign-{campaign_id}",
-            task_queue=queue,
-        )
+        handle = await start_campaign(time_skipping_env.client, campaign_id, queue)
         outcome = await handle.result()
     assert outcome.sent == consenting and outcome.suppressed == 200 - consenting
     per_recipient = Counter(e.to for e in read_outbox(sink.maildir, campaign_id))
@@ -215,11 +177,11 @@ async def test_large_campaign_continues_as_new_and_keeps_totals(
 async def test_cancelling_through_temporal_records_the_campaign_as_cancelled(
     time_skipping_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink
 ) -> None:
-    campaign_id, _ = await _campaign(sqlite_db, 80)
+    campaign_id, _ = await seeded_campaign(sqlite_db, 80)
     queue = task_queue()
     settings = settings_for(sqlite_db, sink)
     async with build_worker(time_skipping_env.client, sqlite_db, settings, queue):
-        handle = await _start_paused(time_skipping_env, campaign_id, queue)
+        handle = await start_campaign(time_skipping_env.client, campaign_id, queue, paused=True)
         await handle.query(CampaignWorkflow.progress)  # the planner has run
         await handle.cancel()
         with pytest.raises(WorkflowFailureError) as failure:

@@ -10,43 +10,32 @@ from temporalio.testing import WorkflowEnvironment
 
 from tailor.db import Database
 from tailor.models import ConsentStatus, SendStatus
-from tailor.payloads import CampaignInput, CampaignOutcome, CampaignRun
-from tailor.seed import seed_demo
+from tailor.payloads import CampaignOutcome
 from tailor.smtp_sink import read_outbox
-from tailor.store.campaigns import create_campaign, send_counts
+from tailor.store.campaigns import send_counts
 from tailor.store.consent import current_consent, record_consent
 from tailor.store.contacts import find_contact
-from tests.conftest import Sink, settings_for, task_queue
+from tests.conftest import (
+    Sink,
+    run_campaign,
+    seeded_campaign,
+    settings_for,
+    start_campaign,
+    task_queue,
+)
 from worker import build_worker
-from workflows.campaign import CampaignWorkflow
-
-
-async def _campaign(db: Database, contacts: int) -> tuple[str, int]:
-    seeded = await seed_demo(db, contacts=contacts)
-    async with db.session() as session:
-        campaign = await create_campaign(
-            session=session,
-            tenant_id=seeded.tenant_id,
-            name="Autumn picks",
-            template_version_id=seeded.template_version_id,
-            segment={},
-        )
-    return campaign.id, seeded.consenting
 
 
 async def test_campaign_sends_one_compliant_email_per_consenting_contact(
     time_skipping_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink
 ) -> None:
-    campaign_id, consenting = await _campaign(sqlite_db, 230)
+    campaign_id, consenting = await seeded_campaign(sqlite_db, 230)
     settings = settings_for(sqlite_db, sink)
     queue = task_queue()
     async with build_worker(time_skipping_env.client, sqlite_db, settings, queue):
-        outcome: CampaignOutcome = await time_skipping_env.client.execute_workflow(
-            CampaignWorkflow.run,
-            CampaignRun(CampaignInput(campaign_id, "demo")),
-            id=f"campaign-{campaign_id}",
-            task_queue=queue,
-        )
+        outcome: CampaignOutcome = await (
+            await start_campaign(time_skipping_env.client, campaign_id, queue)
+        ).result()
     assert outcome.status == "completed"
     assert outcome.sent == consenting
     assert outcome.suppressed == 230 - consenting
@@ -71,7 +60,7 @@ async def test_campaign_sends_one_compliant_email_per_consenting_contact(
 async def test_revoked_contact_is_suppressed_not_sent(
     time_skipping_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink
 ) -> None:
-    campaign_id, _ = await _campaign(sqlite_db, 60)
+    campaign_id, _ = await seeded_campaign(sqlite_db, 60)
     async with sqlite_db.read() as conn:
         consent = await current_consent(conn, range(1, 61))
     victim = next(cid for cid, status in consent.items() if status == ConsentStatus.GRANTED)
@@ -89,12 +78,7 @@ async def test_revoked_contact_is_suppressed_not_sent(
     settings = settings_for(sqlite_db, sink)
     queue = task_queue()
     async with build_worker(time_skipping_env.client, sqlite_db, settings, queue):
-        await time_skipping_env.client.execute_workflow(
-            CampaignWorkflow.run,
-            CampaignRun(CampaignInput(campaign_id, "demo")),
-            id=f"campaign-{campaign_id}",
-            task_queue=queue,
-        )
+        await run_campaign(time_skipping_env.client, campaign_id, queue)
     async with sqlite_db.read() as conn:
         counts = await send_counts(conn, campaign_id)
     assert counts[SendStatus.SUPPRESSED] >= 1
@@ -111,12 +95,7 @@ async def test_unknown_campaign_fails_without_retrying_forever(
     queue = task_queue()
     async with build_worker(time_skipping_env.client, sqlite_db, settings, queue):
         try:
-            await time_skipping_env.client.execute_workflow(
-                CampaignWorkflow.run,
-                CampaignRun(CampaignInput("cmp_missing", "demo")),
-                id="campaign-cmp_missing",
-                task_queue=queue,
-            )
+            await run_campaign(time_skipping_env.client, "cmp_missing", queue)
         except WorkflowFailureError as exc:
             assert exc.cause is not None and "not found" in str(exc.cause.__cause__ or exc.cause)
         else:
@@ -126,16 +105,11 @@ async def test_unknown_campaign_fails_without_retrying_forever(
 async def test_no_contact_data_reaches_the_workflow_history(
     time_skipping_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink
 ) -> None:
-    campaign_id, _ = await _campaign(sqlite_db, 120)
+    campaign_id, _ = await seeded_campaign(sqlite_db, 120)
     settings = settings_for(sqlite_db, sink)
     queue = task_queue()
     async with build_worker(time_skipping_env.client, sqlite_db, settings, queue):
-        handle = await time_skipping_env.client.start_workflow(
-            CampaignWorkflow.run,
-            CampaignRun(CampaignInput(campaign_id, "demo")),
-            id=f"campaign-{campaign_id}",
-            task_queue=queue,
-        )
+        handle = await start_campaign(time_skipping_env.client, campaign_id, queue)
         await handle.result()
         history = (await handle.fetch_history()).to_json()
     async with sqlite_db.read() as conn:
