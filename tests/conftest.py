@@ -190,20 +190,6 @@ def task_queue() -> str:
     return f"tq-{uuid.uuid4().hex[:8]}"
 
 
-async def wait_for(predicate: object, timeout: float = 30.0, interval: float = 0.05) -> None:
-    """Poll an async or sync predicate until true (for real servers, not time-skipping)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = predicate()  # type: ignore[operator]
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError("condition not met in time")
-        await asyncio.sleep(interval)
-
-
 # The Temporal SDK's native runtime can, rarely, abort the interpreter during finalization after
 # every test has finished (PyGILState_Release). Leave with pytest's own status before that.
 _exit_status: list[int] = []

@@ -197,8 +197,7 @@ async def _measure(
 def run_campaign_bench(args: argparse.Namespace) -> int:
     console = Console(stderr=args.json, soft_wrap=True)
     home = Path(tempfile.mkdtemp(prefix="tailor-bench-"))
-    stack = LocalStack(home, Ports(args.temporal_port, args.ui_port, args.api_port,
-                                   args.smtp_port), with_ui=False)  # fmt: skip
+    stack = LocalStack(home, Ports.from_args(args), with_ui=False)  # fmt: skip
     sampler = RssSampler()
     try:
         stack.check_ports(api=False)

@@ -106,9 +106,7 @@ def run_server(args: argparse.Namespace) -> int:
     console = Console(stderr=True, soft_wrap=True)
     home = _home(args)
     with _exclusive(home):
-        stack = LocalStack(
-            home, Ports(args.temporal_port, args.ui_port, args.api_port, args.smtp_port)
-        )
+        stack = LocalStack(home, Ports.from_args(args))
         try:
             settings = _start(stack, console, sink=not args.no_smtp_sink)
             asyncio.run(_wait_worker(stack, settings))
@@ -178,9 +176,7 @@ def run_demo(args: argparse.Namespace) -> int:
     console = Console(stderr=args.json, soft_wrap=True)
     home = _home(args)
     with _exclusive(home):
-        stack = LocalStack(
-            home, Ports(args.temporal_port, args.ui_port, args.api_port, args.smtp_port)
-        )
+        stack = LocalStack(home, Ports.from_args(args))
         try:
             settings = _start(stack, console)
             version_id, audience = asyncio.run(_seed(settings, args.contacts, console))

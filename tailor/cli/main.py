@@ -34,12 +34,6 @@ def _add_ports(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--smtp-port", type=int, default=2525)
 
 
-def _ports(args: argparse.Namespace) -> object:
-    from tailor.cli.stack import Ports
-
-    return Ports(args.temporal_port, args.ui_port, args.api_port, args.smtp_port)
-
-
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import sys
@@ -35,6 +36,11 @@ class Ports:
     ui: int = 8233
     api: int = 8000
     smtp: int = 2525
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Ports:
+        """From the --temporal-port, --ui-port, --api-port and --smtp-port flags."""
+        return cls(args.temporal_port, args.ui_port, args.api_port, args.smtp_port)
 
 
 class LocalStack:

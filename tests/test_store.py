@@ -1,0 +1,65 @@
+"""Store behaviour on both SQLite and PostgreSQL: the delivery claim and the consent ledger."""
+
+from __future__ import annotations
+
+from tailor.db import Database
+from tailor.models import ConsentStatus, SendStatus
+from tailor.store.campaigns import send_counts
+from tailor.store.consent import consent_history, current_consent, record_consent
+from tailor.store.sends import claim_for_dispatch, ensure_send_rows, sends_for
+from tests.conftest import seeded_campaign
+
+
+async def _revoke(db: Database, contact_id: int) -> None:
+    async with db.session() as session:
+        await record_consent(
+            session=session, tenant_id="demo", contact_id=contact_id,
+            status=ConsentStatus.REVOKED, source="api", method="web-form",
+            wording_version="prefs-v1", recorded_by="test",
+        )  # fmt: skip
+
+
+async def test_claims_are_exclusive_and_respect_the_newest_consent(db: Database) -> None:
+    campaign_id, _ = await seeded_campaign(db, 30)
+    async with db.read() as conn:
+        consent = await current_consent(conn, range(1, 31))
+    granted = [c for c, s in consent.items() if s == ConsentStatus.GRANTED][:6]
+    async with db.write() as conn:
+        await ensure_send_rows(conn, campaign_id=campaign_id, contact_ids=granted, domain="x.test")
+        await ensure_send_rows(conn, campaign_id=campaign_id, contact_ids=granted, domain="x.test")
+    async with db.read() as conn:
+        sends = await sends_for(conn, campaign_id=campaign_id, contact_ids=granted)
+    assert len(sends) == 6, "a second ensure adds no rows"
+    assert sends[0][3] == f"<{campaign_id}.{sends[0][1]}@x.test>"
+    revoked_send, revoked_contact = sends[0][0], sends[0][1]
+    await _revoke(db, revoked_contact)
+
+    ids = [s[0] for s in sends]
+    async with db.write() as conn:
+        first = await claim_for_dispatch(conn, send_ids=ids, provider="smtp")
+    async with db.write() as conn:
+        second = await claim_for_dispatch(conn, send_ids=ids, provider="smtp")
+    assert first == set(ids) - {revoked_send}
+    assert second == set(), "a claimed send is never claimed again"
+    async with db.read() as conn:
+        counts = await send_counts(conn, campaign_id)
+    assert counts[SendStatus.DISPATCHED] == 5 and counts[SendStatus.PENDING] == 1
+
+
+async def test_consent_ledger_is_append_only(db: Database) -> None:
+    await seeded_campaign(db, 5)
+    async with db.read() as conn:
+        contact_id = next(iter(await current_consent(conn, range(1, 6))))
+    await _revoke(db, contact_id)
+    async with db.session() as session:
+        await record_consent(
+            session=session, tenant_id="demo", contact_id=contact_id,
+            status=ConsentStatus.GRANTED, source="signup-form", method="double-opt-in",
+            wording_version="newsletter-v3", recorded_by="test",
+        )  # fmt: skip
+    async with db.read_session() as session:
+        history = await consent_history(session=session, contact_id=contact_id)
+    assert [r.status for r in history] == ["granted", "revoked", "granted"]
+    assert history[-1].wording_version == "newsletter-v3"
+    async with db.read() as conn:
+        assert (await current_consent(conn, [contact_id]))[contact_id] == "granted"
