@@ -57,6 +57,29 @@ class Settings(BaseSettings):
 
     unsubscribe_secret: str = DEV_UNSUBSCRIBE_SECRET
 
+    # LLM tiers. With neither a key nor a base URL, generation is rule-based.
+    openai_api_key: str | None = None
+    llm_base_url: str | None = Field(
+        None, description="OpenAI-compatible server (Ollama, vLLM, a proxy) for the OpenAI tier."
+    )
+    openai_model: str = "gpt-5-mini"
+    anthropic_api_key: str | None = None
+    anthropic_base_url: str | None = None
+    anthropic_model: str = "claude-haiku-4-5"
+    llm_timeout_s: float = Field(20.0, gt=0, le=300)
+    llm_max_output_tokens: int = Field(700, ge=100, le=4000)
+    llm_prices: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="Extra or overriding $/1M-token prices per model."
+    )
+
+    @property
+    def openai_enabled(self) -> bool:
+        return bool(self.openai_api_key or self.llm_base_url)
+
+    @property
+    def anthropic_enabled(self) -> bool:
+        return bool(self.anthropic_api_key)
+
     @model_validator(mode="after")
     def _no_dev_secrets_in_production(self) -> Settings:
         if self.env != "development" and self.unsubscribe_secret == DEV_UNSUBSCRIBE_SECRET:

@@ -1,0 +1,1 @@
+"""LLM generation: versioned prompts, prices, and the request/response shapes."""

@@ -1,0 +1,139 @@
+"""A loopback server that speaks the OpenAI chat-completions and Anthropic messages wire formats.
+
+The real ``openai`` and ``anthropic`` clients talk to it over HTTP, so tests exercise their actual
+request building, auth headers, error mapping and response parsing. Behaviour per provider is
+scripted: latency, an HTTP error status (500, 429 with a quota or rate-limit body), token usage,
+and the JSON content to answer with. Every request body is captured for assertions.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Answer = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass
+class Behaviour:
+    latency_s: float = 0.0
+    status: int = 200
+    error_type: str = ""  # e.g. "insufficient_quota" (OpenAI) or "rate_limit_error" (Anthropic)
+    input_tokens: int = 420
+    output_tokens: int = 180
+    answer: Answer | None = None  # returns the email JSON for a request
+
+
+@dataclass
+class Recorded:
+    provider: str
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class StubLlm:
+    openai: Behaviour = field(default_factory=Behaviour)
+    anthropic: Behaviour = field(default_factory=Behaviour)
+    requests: list[Recorded] = field(default_factory=list)
+    url: str = ""
+
+    def prompts(self) -> str:
+        """Everything any client sent, as one string (for leak assertions)."""
+        return "\n".join(json.dumps(r.body) for r in self.requests)
+
+
+def default_answer(body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "subject": "{{first_name}}, picks we chose for you",
+        "preheader": "New arrivals in your favourite category",
+        "body": "Hi {{first_name}},\n\nWe picked a few things we think you will like.",
+        "cta_text": "See the picks",
+    }
+
+
+def _handler(stub: StubLlm) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:  # keep test output quiet
+            pass
+
+        def _send(self, status: int, payload: dict[str, Any]) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            if status == 429:
+                self.send_header("retry-after", "30")
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self) -> None:  # noqa: N802
+            length = int(self.headers.get("Content-Length", "0"))
+            body = json.loads(self.rfile.read(length) or b"{}")
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            if self.path.endswith("/chat/completions"):
+                provider, behaviour = "openai", stub.openai
+            elif self.path.endswith("/messages"):
+                provider, behaviour = "anthropic", stub.anthropic
+            else:
+                self._send(404, {"error": {"message": f"no route {self.path}"}})
+                return
+            stub.requests.append(Recorded(provider, self.path, headers, body))
+            auth = headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if not (auth or headers.get("x-api-key")):
+                self._send(401, {"error": {"message": "missing api key"}})
+                return
+            time.sleep(behaviour.latency_s)
+            if behaviour.status != 200:
+                kind = behaviour.error_type or ("server_error" if behaviour.status >= 500 else "x")
+                if provider == "openai":
+                    error = {"message": kind, "type": kind, "code": kind}
+                    self._send(behaviour.status, {"error": error})
+                else:
+                    self._send(
+                        behaviour.status,
+                        {"type": "error", "error": {"type": kind, "message": kind}},
+                    )
+                return
+            content = json.dumps((behaviour.answer or default_answer)(body))
+            if provider == "openai":
+                self._send(200, {
+                    "id": "chatcmpl-stub", "object": "chat.completion", "created": 0,
+                    "model": body.get("model", ""),
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": content}}],
+                    "usage": {"prompt_tokens": behaviour.input_tokens,
+                              "completion_tokens": behaviour.output_tokens,
+                              "total_tokens": behaviour.input_tokens + behaviour.output_tokens},
+                })  # fmt: skip
+            else:
+                self._send(200, {
+                    "id": "msg_stub", "type": "message", "role": "assistant",
+                    "model": body.get("model", ""), "stop_reason": "end_turn",
+                    "content": [{"type": "text", "text": content}],
+                    "usage": {"input_tokens": behaviour.input_tokens,
+                              "output_tokens": behaviour.output_tokens},
+                })  # fmt: skip
+
+    return Handler
+
+
+@contextmanager
+def running_stub() -> Iterator[StubLlm]:
+    stub = StubLlm()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(stub))
+    stub.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield stub
+    finally:
+        server.shutdown()
+        server.server_close()
