@@ -16,6 +16,8 @@ from temporalio.worker import Worker
 from activities.campaign_chunk import ChunkActivities
 from activities.context import CampaignContexts
 from activities.delivery import SmtpDelivery
+from activities.generation import ClusterGenerator
+from activities.llm_executor import LlmExecutor, build_tiers
 from activities.planner import PlannerActivities
 from tailor.config import Settings
 from tailor.db import Database, migrate
@@ -28,7 +30,10 @@ log = logging.getLogger("tailor.worker")
 def build_worker(client: Client, db: Database, settings: Settings, task_queue: str) -> Worker:
     contexts = CampaignContexts(db)
     planner = PlannerActivities(db, settings, contexts)
-    chunks = ChunkActivities(db, settings, contexts, SmtpDelivery(settings))
+    llm = LlmExecutor(build_tiers(settings), settings.llm_prices)
+    chunks = ChunkActivities(
+        db, settings, contexts, SmtpDelivery(settings), ClusterGenerator(db, llm)
+    )
     return Worker(
         client,
         task_queue=task_queue,

@@ -18,9 +18,17 @@ from temporalio import activity
 from activities.claims import ClaimBatcher
 from activities.context import CampaignContext, CampaignContexts
 from activities.delivery import DeliveryUnavailable, Outcome, SmtpDelivery, SmtpSession
-from activities.errors import deferred, delivery_unavailable, not_found, template_error
-from activities.executor import RuleBasedExecutor, TemplateRenderError
+from activities.errors import (
+    deferred,
+    delivery_unavailable,
+    llm_quota,
+    not_found,
+    template_error,
+)
+from activities.executor import Personalised, RuleBasedExecutor, TemplateRenderError
+from activities.generation import ClusterContent, ClusterGenerator, fill
 from activities.guardrail import Guardrail, GuardrailViolation
+from activities.llm_executor import LlmQuotaExhausted
 from tailor.config import Settings
 from tailor.db import Database
 from tailor.errors import NotFound
@@ -52,7 +60,7 @@ class _Tally:
     """Outcomes of one attempt, flushed to the send rows in batches."""
 
     def __init__(self) -> None:
-        self.accepted: list[tuple[int, str]] = []
+        self.accepted: list[tuple[int, str, str]] = []  # send id, provider id, generator
         self.refused: list[tuple[int, str]] = []
         self.deferred: list[int] = []
         self.not_claimed: list[int] = []
@@ -67,12 +75,14 @@ class ChunkActivities:
         settings: Settings,
         contexts: CampaignContexts,
         delivery: SmtpDelivery,
+        generator: ClusterGenerator,
     ) -> None:
         self._db = db
         self._settings = settings
         self._contexts = contexts
         self._delivery = delivery
         self._executor = RuleBasedExecutor()
+        self._generator = generator
         self._claims = ClaimBatcher(db, delivery.name)
         self._guardrail = Guardrail(
             public_url=settings.public_url, secret=settings.unsubscribe_secret
@@ -85,10 +95,16 @@ class ChunkActivities:
         except NotFound as exc:
             raise not_found(exc) from exc
         work, already_done = await self._prepare(ctx, chunk)
+        try:
+            contents = await self._generator.for_contacts(
+                ctx, [item.contact for item in work], utcnow()
+            )
+        except LlmQuotaExhausted as exc:
+            raise llm_quota(exc.retry_after_s) from exc
         tally = _Tally()
         failure: BaseException | None = None
         try:
-            await self._deliver(ctx, work, tally)
+            await self._deliver(ctx, work, contents, tally)
         except BaseException as exc:  # record what was settled before re-raising
             failure = exc
         finally:
@@ -153,14 +169,20 @@ class ChunkActivities:
         ]
         return work, len(sends) - len(pending)
 
-    async def _deliver(self, ctx: CampaignContext, work: Sequence[_Work], tally: _Tally) -> None:
+    async def _deliver(
+        self,
+        ctx: CampaignContext,
+        work: Sequence[_Work],
+        contents: dict[int, ClusterContent],
+        tally: _Tally,
+    ) -> None:
         queue: asyncio.Queue[_Work] = asyncio.Queue()
         for item in work:
             queue.put_nowait(item)
         sessions = min(self._settings.smtp_connections, max(len(work), 1))
         # gather, not a TaskGroup: one session failing must not cancel another mid-message.
         results = await asyncio.gather(
-            *(self._session_loop(ctx, queue, tally) for _ in range(sessions)),
+            *(self._session_loop(ctx, queue, contents, tally) for _ in range(sessions)),
             return_exceptions=True,
         )
         for result in results:
@@ -168,14 +190,19 @@ class ChunkActivities:
                 raise result
 
     async def _session_loop(
-        self, ctx: CampaignContext, queue: asyncio.Queue[_Work], tally: _Tally
+        self,
+        ctx: CampaignContext,
+        queue: asyncio.Queue[_Work],
+        contents: dict[int, ClusterContent],
+        tally: _Tally,
     ) -> None:
         async with self._delivery.session() as session:
             while not queue.empty():
                 item = queue.get_nowait()
                 # Shielded: once a message is claimed, its end-of-data must be written even if
                 # the activity is cancelled, or the contact would be marked but never receive it.
-                task = asyncio.ensure_future(self._deliver_one(ctx, session, item, tally))
+                content = contents.get(item.contact.id or 0)
+                task = asyncio.ensure_future(self._deliver_one(ctx, session, item, content, tally))
                 try:
                     await asyncio.shield(task)
                 except asyncio.CancelledError:
@@ -187,7 +214,12 @@ class ChunkActivities:
                     await self._flush(tally)
 
     async def _deliver_one(
-        self, ctx: CampaignContext, session: SmtpSession, item: _Work, tally: _Tally
+        self,
+        ctx: CampaignContext,
+        session: SmtpSession,
+        item: _Work,
+        written: ClusterContent | None,
+        tally: _Tally,
     ) -> None:
         now = utcnow()
         try:
@@ -198,6 +230,8 @@ class ChunkActivities:
                 tenant_name=ctx.tenant.name,
                 now=now,
             )
+            if written is not None:
+                content = _from_llm(content, written, item.contact, ctx)
             self._guardrail.check_content(content)
             compliance = self._guardrail.compliance(
                 campaign_id=ctx.campaign_id,
@@ -227,7 +261,8 @@ class ChunkActivities:
             claim=lambda: self._claims.claim(item.send_id),
         )
         if result.outcome is Outcome.ACCEPTED:
-            tally.accepted.append((item.send_id, result.provider_message_id or ""))
+            generator = written.provider if written is not None else "rules"
+            tally.accepted.append((item.send_id, result.provider_message_id or "", generator))
         elif result.outcome is Outcome.REFUSED:
             tally.refused.append((item.send_id, result.detail or "refused"))
         elif result.outcome is Outcome.DEFERRED:
@@ -296,3 +331,18 @@ class ChunkActivities:
             failed=counts.get(SendStatus.FAILED, 0),
             already_done=already_done,
         )
+
+
+def _from_llm(
+    rules: Personalised, written: ClusterContent, contact: Contact, ctx: CampaignContext
+) -> Personalised:
+    """The LLM's words for the cluster, filled for this recipient; the rules keep the link."""
+    email = written.email
+    return Personalised(
+        subject=" ".join(fill(email.subject, contact, ctx.catalog).split()),
+        preheader=" ".join(fill(email.preheader, contact, ctx.catalog).split()),
+        body=fill(email.body, contact, ctx.catalog),
+        cta_text=fill(email.cta_text, contact, ctx.catalog) or rules.cta_text,
+        cta_url=rules.cta_url,
+        rules=[*rules.rules, f"llm:{written.provider}:{written.model}"],
+    )

@@ -21,6 +21,7 @@ class CampaignContext:
     campaign_id: str
     tenant: Tenant
     segment: dict[str, Any]
+    prompt_version: str
     version: TemplateVersion
     catalog: Catalog
 
@@ -61,6 +62,7 @@ class CampaignContexts:
             campaign_id=campaign.id,
             tenant=tenant,
             segment=campaign.segment,
+            prompt_version=campaign.prompt_version,
             version=version,
             catalog=Catalog(
                 products, tenant.website or f"https://{tenant.from_email.split('@')[-1]}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio.exceptions import ApplicationError
 
 from tailor.errors import NotFound
@@ -24,4 +26,14 @@ def deferred(count: int) -> ApplicationError:
     return ApplicationError(
         f"{count} sends deferred by the provider (4xx); retrying the chunk",
         type="DeliveryDeferred",
+    )
+
+
+def llm_quota(retry_after_s: float) -> ApplicationError:
+    # Deferred, not failed: Temporal's retry timer (durable, server-side) brings the chunk back
+    # once the provider's quota window has passed.
+    return ApplicationError(
+        f"LLM quota exhausted; chunk deferred {retry_after_s:.0f}s",
+        type="LlmQuotaExhausted",
+        next_retry_delay=timedelta(seconds=retry_after_s),
     )

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
+from tailor.llm.prompts import DEFAULT_PROMPT, PROMPTS
 from tailor.segments import Segment
 
 
@@ -152,6 +153,15 @@ class CampaignIn(Strict):
     name: str = Field(min_length=1, max_length=200)
     template_version_id: int = Field(ge=1)
     segment: Segment = Field(default_factory=Segment)
+    prompt_version: str = Field(
+        DEFAULT_PROMPT, description=f"LLM prompt version, one of {sorted(PROMPTS)}"
+    )
+
+    @model_validator(mode="after")
+    def _known_prompt(self) -> CampaignIn:
+        if self.prompt_version not in PROMPTS:
+            raise ValueError(f"prompt_version must be one of {sorted(PROMPTS)}")
+        return self
 
 
 class CampaignStarted(BaseModel):

@@ -154,6 +154,7 @@ class Campaign(SQLModel, table=True):
     tenant_id: str = Field(foreign_key="tenant.id", max_length=64, index=True)
     name: str = Field(max_length=200)
     template_version_id: int = Field(foreign_key="template_version.id")
+    prompt_version: str = Field(default="personalization_v3", max_length=64)
     segment: dict[str, Any] = _json(dict)
     status: str = Field(default=CampaignStatus.RUNNING, max_length=16, index=True)
     workflow_id: str = Field(max_length=200)
@@ -175,6 +176,7 @@ class Send(SQLModel, table=True):
     status: str = Field(default=SendStatus.PENDING, max_length=16)
     message_id: str = Field(max_length=300, description="RFC 5322 Message-ID, deterministic.")
     provider: str | None = Field(default=None, max_length=32)
+    generator: str | None = Field(default=None, max_length=32, description="rules, openai, ...")
     provider_message_id: str | None = Field(default=None, max_length=300)
     error: str | None = Field(default=None, max_length=1000)
     attempts: int = Field(default=0)
@@ -195,3 +197,38 @@ class Event(SQLModel, table=True):
     properties: dict[str, Any] = _json(dict)
     message_id: str | None = Field(default=None, max_length=200)
     occurred_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class LlmUsage(SQLModel, table=True):
+    """One row per cluster lookup: a provider call (tokens, dollars) or a cache hit."""
+
+    __tablename__ = "llm_usage"
+    __table_args__ = (sa.Index("ix_llm_usage_tenant_day", "tenant_id", "day"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(foreign_key="tenant.id", max_length=64)
+    campaign_id: str | None = Field(default=None, foreign_key="campaign.id", index=True)
+    provider: str = Field(max_length=32)
+    model: str = Field(max_length=100)
+    prompt_version: str = Field(max_length=64)
+    cache_hit: bool = Field(default=False)
+    input_tokens: int = Field(default=0)
+    output_tokens: int = Field(default=0)
+    cost_usd: float = Field(default=0.0)
+    day: str = Field(max_length=10, description="UTC date, for daily budgets")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class GenerationCache(SQLModel, table=True):
+    """LLM-written content per (template version, prompt version, cluster features)."""
+
+    __tablename__ = "generation_cache"
+
+    key: str = Field(primary_key=True, max_length=64)
+    tenant_id: str = Field(foreign_key="tenant.id", max_length=64, index=True)
+    template_version_id: int = Field(foreign_key="template_version.id")
+    prompt_version: str = Field(max_length=64)
+    provider: str = Field(max_length=32)
+    model: str = Field(max_length=100)
+    content: dict[str, Any] = _json(dict)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)

@@ -37,6 +37,7 @@ async def submit(
         name=body.name,
         template_version_id=body.template_version_id,
         segment=body.segment.model_dump(exclude_none=True),
+        prompt_version=body.prompt_version,
     )
     # The workflow reads the campaign row, so it must be committed before the workflow starts.
     await session.commit()

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col
 
 from tailor.errors import NotFound
+from tailor.llm.prompts import DEFAULT_PROMPT
 from tailor.models import Campaign, CampaignStatus, Send, SendStatus, utcnow
 
 ACTIVE = (CampaignStatus.RUNNING, CampaignStatus.PAUSED)
@@ -28,6 +29,7 @@ async def create_campaign(
     name: str,
     template_version_id: int,
     segment: dict[str, Any],
+    prompt_version: str = DEFAULT_PROMPT,
 ) -> Campaign:
     campaign_id = new_campaign_id()
     campaign = Campaign(
@@ -36,6 +38,7 @@ async def create_campaign(
         name=name,
         template_version_id=template_version_id,
         segment=segment,
+        prompt_version=prompt_version,
         status=CampaignStatus.RUNNING,
         workflow_id=workflow_id_for(campaign_id),
     )

@@ -148,8 +148,8 @@ async def mark(
         )
 
 
-async def mark_sent(conn: AsyncConnection, accepted: Sequence[tuple[int, str]]) -> None:
-    """Record the provider's acceptance: (send id, provider message id)."""
+async def mark_sent(conn: AsyncConnection, accepted: Sequence[tuple[int, str, str]]) -> None:
+    """Record the provider's acceptance: (send id, provider message id, generator)."""
     if not accepted:
         return
     now = utcnow()
@@ -159,6 +159,14 @@ async def mark_sent(conn: AsyncConnection, accepted: Sequence[tuple[int, str]]) 
             col(Send.id) == bindparam("send_id"),
             col(Send.status) == SendStatus.DISPATCHED.value,
         )
-        .values(status=SendStatus.SENT.value, provider_message_id=bindparam("pmid"), sent_at=now),
-        [{"send_id": send_id, "pmid": pmid[:300]} for send_id, pmid in accepted],
+        .values(
+            status=SendStatus.SENT.value,
+            provider_message_id=bindparam("pmid"),
+            generator=bindparam("made_by"),
+            sent_at=now,
+        ),
+        [
+            {"send_id": send_id, "pmid": pmid[:300], "made_by": generator}
+            for send_id, pmid, generator in accepted
+        ],
     )

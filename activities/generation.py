@@ -1,0 +1,206 @@
+"""Per-cluster LLM generation with a cache, so a campaign calls a model once per kind of
+recipient, not once per recipient.
+
+Recipients are grouped by non-identifying features (engagement tier, favourite category, device
+class, whether they have a cart). Each group gets one LLM-written email with ``{{first_name}}``
+and ``{{cart_item}}`` placeholders that the system fills per recipient, so every email still
+reads personal while no personal data reaches a provider. Content is cached by (template
+version, prompt version, cluster) in the database, shared by all workers and campaigns; every
+lookup is recorded in ``llm_usage`` as a call (tokens, dollars) or a cache hit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import insert, select
+from sqlmodel import col
+
+from activities.context import CampaignContext
+from activities.executor import Catalog, engagement_tier
+from activities.llm_executor import Generation, LlmExecutor
+from tailor.db import Database
+from tailor.llm.prompts import ClusterRequest, GeneratedEmail, ProductFact, Prompt, get_prompt
+from tailor.models import Contact, GenerationCache, LlmUsage, utcnow
+
+_URL = re.compile(r"(https?://|www\.)\S+", re.IGNORECASE)
+_PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+
+
+@dataclass(frozen=True)
+class ClusterContent:
+    provider: str  # "openai", "anthropic", ...
+    model: str
+    email: GeneratedEmail
+
+
+def cluster_of(contact: Contact, catalog: Catalog, now: datetime) -> tuple[str, str, str, bool]:
+    top = next((c for c in contact.preferred_categories if c in catalog.by_category),
+               next(iter(catalog.by_category), "new arrivals"))  # fmt: skip
+    device = "mobile" if contact.device == "mobile" else "desktop"
+    has_cart = any(sku in catalog.by_sku for sku in contact.cart_items)
+    return engagement_tier(contact, now), top, device, has_cart
+
+
+def fill(text: str, contact: Contact, catalog: Catalog) -> str:
+    """Per-recipient values into the cluster's text; links are the system's job, never the
+    model's, so any URL the model wrote is dropped."""
+    cart = [catalog.by_sku[s].name for s in contact.cart_items if s in catalog.by_sku]
+    values = {"first_name": contact.first_name or "there", "cart_item": cart[0] if cart else ""}
+    text = _PLACEHOLDER.sub(lambda m: values.get(m.group(1), ""), text)
+    return _URL.sub("", text).strip()
+
+
+class ClusterGenerator:
+    def __init__(self, db: Database, executor: LlmExecutor, memory: int = 2048) -> None:
+        self._db = db
+        self._executor = executor
+        self._memory: OrderedDict[str, ClusterContent] = OrderedDict()
+        self._size = memory
+        # Chunks running side by side often need the same cluster: one call serves them all.
+        self._in_flight: dict[str, asyncio.Future[Generation | None]] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self._executor.enabled
+
+    def _request(self, ctx: CampaignContext, cluster: tuple[str, str, str, bool]) -> ClusterRequest:
+        tier, top, device, has_cart = cluster
+        picks = ctx.catalog.by_category.get(top, [])[:3]
+        goal = "seasonal promotion"
+        if has_cart:
+            goal = "cart reminder: the reader left {{cart_item}} in their cart"
+        return ClusterRequest(
+            tenant_name=ctx.tenant.name,
+            campaign_goal=goal,
+            tier=tier,
+            top_category=top,
+            device=device,
+            locale="en",
+            recommendations=[ProductFact(p.name, f"${p.price_cents / 100:,.2f}", p.url)
+                             for p in picks],
+            template_subject=ctx.version.subject,
+            template_body=ctx.version.body,
+        )  # fmt: skip
+
+    async def for_contacts(
+        self, ctx: CampaignContext, contacts: list[Contact], now: datetime
+    ) -> dict[int, ClusterContent]:
+        """Content per contact id; contacts whose cluster no LLM tier could write are absent
+        (they get the rules tier). Raises ``LlmQuotaExhausted`` to have the chunk deferred."""
+        if not self.enabled or not contacts:
+            return {}
+        prompt = get_prompt(ctx.prompt_version)
+        clusters = {c.id or 0: cluster_of(c, ctx.catalog, now) for c in contacts}
+        usage: list[dict[str, object]] = []
+        by_cluster: dict[tuple[str, str, str, bool], ClusterContent | None] = {}
+        for cluster in dict.fromkeys(clusters.values()):
+            request = self._request(ctx, cluster)
+            key = hashlib.sha256(
+                f"{ctx.version.id}|{prompt.version}|{request.cache_key()}".encode()
+            ).hexdigest()
+            content = await self._cached(key)
+            if content is None and key in self._in_flight:
+                await asyncio.shield(self._in_flight[key])
+                content = await self._cached(key)
+            if content is not None:
+                usage.append(self._usage(ctx, prompt.version, content, None))
+            else:
+                generation = await self._generate(key, request, prompt)
+                if generation is not None:
+                    content = ClusterContent(generation.tier, generation.model, generation.email)
+                    await self._store(key, ctx, prompt.version, content)
+                    usage.append(self._usage(ctx, prompt.version, content, generation))
+            by_cluster[cluster] = content
+        if usage:
+            async with self._db.write() as conn:
+                await conn.execute(insert(LlmUsage), usage)
+        return {
+            contact_id: content
+            for contact_id, cluster in clusters.items()
+            if (content := by_cluster[cluster]) is not None
+        }
+
+    async def _generate(
+        self, key: str, request: ClusterRequest, prompt: Prompt
+    ) -> Generation | None:
+        future: asyncio.Future[Generation | None] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = future
+        try:
+            generation = await self._executor.generate(request, prompt)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # waiters re-check the cache; nobody needs this one raised
+            raise
+        else:
+            future.set_result(generation)
+            return generation
+        finally:
+            del self._in_flight[key]
+
+    def _usage(
+        self, ctx: CampaignContext, prompt_version: str, content: ClusterContent,
+        generation: Generation | None,
+    ) -> dict[str, object]:  # fmt: skip
+        now = utcnow()
+        return {
+            "tenant_id": ctx.tenant.id,
+            "campaign_id": ctx.campaign_id,
+            "provider": content.provider,
+            "model": content.model,
+            "prompt_version": prompt_version,
+            "cache_hit": generation is None,
+            "input_tokens": generation.usage.input_tokens if generation else 0,
+            "output_tokens": generation.usage.output_tokens if generation else 0,
+            "cost_usd": generation.cost_usd if generation else 0.0,
+            "day": now.date().isoformat(),
+            "created_at": now,
+        }
+
+    async def _cached(self, key: str) -> ClusterContent | None:
+        content = self._memory.get(key)
+        if content is not None:
+            self._memory.move_to_end(key)
+            return content
+        async with self._db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(GenerationCache.provider, GenerationCache.model,  # type: ignore[call-overload]
+                           GenerationCache.content).where(col(GenerationCache.key) == key)
+                )
+            ).first()  # fmt: skip
+        if row is None:
+            # Written to memory by another chunk while we were reading the database?
+            return self._memory.get(key)
+        content = ClusterContent(row[0], row[1], GeneratedEmail.model_validate(row[2]))
+        self._remember(key, content)
+        return content
+
+    async def _store(
+        self, key: str, ctx: CampaignContext, prompt_version: str, content: ClusterContent
+    ) -> None:
+        self._remember(key, content)
+        async with self._db.write() as conn:
+            exists = (
+                await conn.execute(select(GenerationCache.key).where(  # type: ignore[call-overload]
+                    col(GenerationCache.key) == key))
+            ).first()  # fmt: skip
+            if exists is None:  # another worker may have written the same cluster meanwhile
+                await conn.execute(
+                    insert(GenerationCache).values(
+                        key=key, tenant_id=ctx.tenant.id, template_version_id=ctx.version.id,
+                        prompt_version=prompt_version, provider=content.provider,
+                        model=content.model, content=content.email.model_dump(),
+                        created_at=utcnow(),
+                    )
+                )  # fmt: skip
+
+    def _remember(self, key: str, content: ClusterContent) -> None:
+        self._memory[key] = content
+        if len(self._memory) > self._size:
+            self._memory.popitem(last=False)
