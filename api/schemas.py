@@ -181,6 +181,9 @@ class CampaignPublic(BaseModel):
     created_at: datetime
     completed_at: datetime | None
     counts: dict[str, int] = Field(description="Sends by status, from the sends table.")
+    generation: dict[str, Any] = Field(
+        description="Emails by generator (rules, openai, anthropic), LLM calls, cache hits, cost."
+    )
     progress: dict[str, Any] | None = Field(
         None, description="Live workflow progress (query), while it runs."
     )

@@ -194,6 +194,16 @@ async def test_campaign_runs_to_completion_through_the_api(api: Api) -> None:
     sent = done["counts"]["sent"] + done["counts"]["dispatched"]
     assert sent + done["counts"]["suppressed"] == 40
     assert len(read_outbox(api.sink.maildir, started["id"])) == sent
+    assert done["generation"]["by_generator"] == {"rules": done["counts"]["sent"]}
+    assert done["generation"]["llm_calls"] == 0 and done["generation"]["cost_usd"] == 0
+
+    unknown_prompt = await api.http.post(
+        "/v1/campaigns",
+        json={"name": "x", "template_version_id": version_id, "prompt_version": "v999"},
+        headers=TENANT,
+    )
+    assert unknown_prompt.status_code == 422
+    assert "personalization_v3" in unknown_prompt.json()["message"]
 
     again = await api.http.post(f"/v1/campaigns/{started['id']}/pause", headers=TENANT)
     assert again.status_code == 409

@@ -11,6 +11,7 @@ from sqlalchemy import update
 from temporalio.testing import WorkflowEnvironment
 
 from tailor.db import Database
+from tailor.devtools.llm_stub import StubLlm, running_stub
 from tailor.models import Contact
 from tailor.smtp_sink import read_outbox
 from tests.conftest import (
@@ -21,13 +22,14 @@ from tests.conftest import (
     start_campaign,
     task_queue,
 )
-from tests.stubs.llm_server import StubLlm, running_stub
 from worker import build_worker
 
 
 @pytest.fixture
 def stub() -> Iterator[StubLlm]:
     with running_stub() as server:
+        for provider in (server.openai, server.anthropic):
+            provider.input_tokens, provider.output_tokens = 420, 180
         yield server
 
 
@@ -114,6 +116,7 @@ async def test_quota_exhaustion_defers_the_chunk_instead_of_falling_back(
 ) -> None:
     for provider in (stub.openai, stub.anthropic):
         provider.status = 429
+        provider.retry_after_s = 2
     stub.openai.error_type = "insufficient_quota"
 
     def recover_after_first_refusals(body: dict[str, Any]) -> dict[str, Any]:

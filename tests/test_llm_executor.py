@@ -10,8 +10,8 @@ import pytest
 
 from activities.llm_executor import LlmExecutor, LlmQuotaExhausted, build_tiers
 from tailor.config import Settings
+from tailor.devtools.llm_stub import StubLlm, running_stub
 from tailor.llm.prompts import ClusterRequest, ProductFact, get_prompt
-from tests.stubs.llm_server import StubLlm, running_stub
 
 PROMPT = get_prompt("personalization_v3")
 
@@ -19,6 +19,8 @@ PROMPT = get_prompt("personalization_v3")
 @pytest.fixture
 def stub() -> Iterator[StubLlm]:
     with running_stub() as server:
+        for provider in (server.openai, server.anthropic):
+            provider.input_tokens, provider.output_tokens = 420, 180
         yield server
 
 

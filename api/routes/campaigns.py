@@ -12,6 +12,7 @@ from api.schemas import CampaignIn, CampaignPublic, CampaignStarted
 from tailor.errors import InvalidInput, NotFound
 from tailor.models import Campaign, CampaignStatus
 from tailor.store.campaigns import create_campaign, get_campaign, send_counts
+from tailor.store.generation import generation_stats
 from tailor.store.templates import get_version
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
@@ -73,6 +74,7 @@ async def read(
     campaign = await get_campaign(session=session, campaign_id=campaign_id, tenant_id=tenant.id)
     async with db.read() as conn:
         counts = await send_counts(conn, campaign.id)
+        generation = await generation_stats(conn, campaign.id)
     progress = None
     if campaign.status in (CampaignStatus.RUNNING, CampaignStatus.PAUSED):
         try:
@@ -93,6 +95,7 @@ async def read(
             }
         ),
         counts=counts,
+        generation=generation,
         progress=progress,
         temporal_ui_url=settings.temporal_ui_workflow_url(campaign.workflow_id),
     )

@@ -190,6 +190,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 _run_campaign(f"http://{HOST}:{stack.ports.api}", version_id, audience, console)
             )
             counts = final["counts"]
+            generation = final["generation"]
             summary = {
                 "campaign_id": started["id"],
                 "status": final["status"],
@@ -198,7 +199,8 @@ def run_demo(args: argparse.Namespace) -> int:
                 "failed": counts["failed"] + counts["pending"],
                 "seconds": round(seconds, 2),
                 "outbox": str(settings.outbox_dir),
-                "generator": "rule-based (no LLM configured)",
+                "generator": _generator_line(settings, generation),
+                "generation": generation,
                 "temporal_ui_url": started["temporal_ui_url"],
             }
             _print_summary(console, summary, settings, stack, started["workflow_id"])
@@ -236,4 +238,21 @@ def _print_summary(
     console.print(
         f"  Find it:      temporal workflow list --address {HOST}:{stack.ports.temporal} "
         f"--query 'TailorCampaign=\"{s['campaign_id']}\"'"
+    )
+
+
+def _generator_line(settings: Settings, generation: dict[str, Any]) -> str:
+    if not (settings.openai_enabled or settings.anthropic_enabled):
+        return (
+            "rule-based (no LLM configured: set TAILOR_OPENAI_API_KEY, TAILOR_LLM_BASE_URL "
+            "or TAILOR_ANTHROPIC_API_KEY)"
+        )
+    tiers = ", ".join(f"{name} {count:,}" for name, count in generation["by_generator"].items())
+    rate = generation["cache_hit_rate"]
+    return (
+        f"{tiers}; LLM cost ${generation['cost_usd']:.4f} "
+        f"(${generation['cost_per_1k_usd']:.4f} per 1K emails), {generation['llm_calls']} calls, "
+        f"cache hit rate {rate:.0%}"
+        if rate is not None
+        else f"{tiers}; no LLM calls"
     )

@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     sink.add_argument("--port", type=int, default=None)
     sink.add_argument("--maildir", type=Path, default=None)
 
+    stub = sub.add_parser(
+        "llm-stub", help="a loopback server speaking the OpenAI and Anthropic APIs (for trials)"
+    )
+    stub.add_argument("--port", type=int, default=8089)
+
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply Alembic migrations")
@@ -104,6 +109,23 @@ def _run_sink(settings: Settings, port: int | None, maildir: Path | None) -> Non
     controller.stop()
 
 
+def _run_llm_stub(port: int) -> None:
+    from tailor.devtools.llm_stub import running_stub
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with running_stub(port) as stub:
+        logging.getLogger("tailor.llm_stub").info(
+            "serving on %s; point Tailor at it with TAILOR_LLM_BASE_URL=%s/v1 "
+            "(and TAILOR_ANTHROPIC_BASE_URL=%s TAILOR_ANTHROPIC_API_KEY=stub)",
+            stub.url,
+            stub.url,
+            stub.url,
+        )
+        stop.wait()
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -126,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
             _serve_api(_settings())
         elif args.command == "smtp-sink":
             _run_sink(_settings(), args.port, args.maildir)
+        elif args.command == "llm-stub":
+            _run_llm_stub(args.port)
         elif args.command == "db":
             from tailor.db import migrate
 
