@@ -32,7 +32,16 @@ def build_worker(client: Client, db: Database, settings: Settings, task_queue: s
     planner = PlannerActivities(db, settings, contexts)
     llm = LlmExecutor(build_tiers(settings), settings.llm_prices)
     chunks = ChunkActivities(
-        db, settings, contexts, SmtpDelivery(settings), ClusterGenerator(db, llm)
+        db,
+        settings,
+        contexts,
+        SmtpDelivery(settings),
+        ClusterGenerator(
+            db,
+            llm,
+            daily_budget_usd=settings.llm_daily_budget_usd,
+            alert_ratio=settings.llm_budget_alert_ratio,
+        ),
     )
     return Worker(
         client,

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlmodel import col
 
 from activities.context import CampaignContext
@@ -28,6 +29,7 @@ from tailor.db import Database
 from tailor.llm.prompts import ClusterRequest, GeneratedEmail, ProductFact, Prompt, get_prompt
 from tailor.models import Contact, GenerationCache, LlmUsage, utcnow
 
+log = logging.getLogger(__name__)
 _URL = re.compile(r"(https?://|www\.)\S+", re.IGNORECASE)
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
@@ -57,9 +59,19 @@ def fill(text: str, contact: Contact, catalog: Catalog) -> str:
 
 
 class ClusterGenerator:
-    def __init__(self, db: Database, executor: LlmExecutor, memory: int = 2048) -> None:
+    def __init__(
+        self,
+        db: Database,
+        executor: LlmExecutor,
+        *,
+        daily_budget_usd: float,
+        alert_ratio: float,
+        memory: int = 2048,
+    ) -> None:
         self._db = db
         self._executor = executor
+        self._daily_budget_usd = daily_budget_usd
+        self._alert_ratio = alert_ratio
         self._memory: OrderedDict[str, ClusterContent] = OrderedDict()
         self._size = memory
         # Chunks running side by side often need the same cluster: one call serves them all.
@@ -97,6 +109,8 @@ class ClusterGenerator:
             return {}
         prompt = get_prompt(ctx.prompt_version)
         clusters = {c.id or 0: cluster_of(c, ctx.catalog, now) for c in contacts}
+        # Checked once per chunk: a chunk can overshoot the cap by its own few calls.
+        may_call = await self._within_budget(ctx, now)
         usage: list[dict[str, object]] = []
         by_cluster: dict[tuple[str, str, str, bool], ClusterContent | None] = {}
         for cluster in dict.fromkeys(clusters.values()):
@@ -110,7 +124,7 @@ class ClusterGenerator:
                 content = await self._cached(key)
             if content is not None:
                 usage.append(self._usage(ctx, prompt.version, content, None))
-            else:
+            elif may_call:
                 generation = await self._generate(key, request, prompt)
                 if generation is not None:
                     content = ClusterContent(generation.tier, generation.model, generation.email)
@@ -125,6 +139,32 @@ class ClusterGenerator:
             for contact_id, cluster in clusters.items()
             if (content := by_cluster[cluster]) is not None
         }
+
+    async def _within_budget(self, ctx: CampaignContext, now: datetime) -> bool:
+        """False once the tenant's LLM spend today reached its cap: cached content is still
+        used (it costs nothing), new clusters get the rules tier."""
+        budget = ctx.tenant.llm_daily_budget_usd
+        if budget is None:
+            budget = self._daily_budget_usd
+        async with self._db.read() as conn:
+            spent = float(
+                (
+                    await conn.execute(
+                        select(func.coalesce(func.sum(LlmUsage.cost_usd), 0.0)).where(
+                            col(LlmUsage.tenant_id) == ctx.tenant.id,
+                            col(LlmUsage.day) == now.date().isoformat(),
+                        )
+                    )
+                ).scalar_one()
+            )
+        if spent >= budget:
+            log.warning("tenant %s reached its daily LLM budget ($%.2f of $%.2f): rules tier",
+                        ctx.tenant.id, spent, budget)  # fmt: skip
+            return False
+        if spent >= budget * self._alert_ratio:
+            log.warning("tenant %s has spent $%.2f of its $%.2f daily LLM budget",
+                        ctx.tenant.id, spent, budget)  # fmt: skip
+        return True
 
     async def _generate(
         self, key: str, request: ClusterRequest, prompt: Prompt

@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     anthropic_model: str = "claude-haiku-4-5"
     llm_timeout_s: float = Field(20.0, gt=0, le=300)
     llm_max_output_tokens: int = Field(700, ge=100, le=4000)
+    llm_daily_budget_usd: float = Field(
+        20.0, ge=0, description="Per-tenant daily LLM spend; past it, generation is rule-based."
+    )
+    llm_budget_alert_ratio: float = Field(
+        0.8, gt=0, le=1, description="Warn when a tenant has spent this share of its budget."
+    )
     llm_prices: dict[str, tuple[float, float]] = Field(
         default_factory=dict, description="Extra or overriding $/1M-token prices per model."
     )

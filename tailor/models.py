@@ -68,6 +68,11 @@ class Tenant(SQLModel, table=True):
     from_name: str = Field(max_length=200)
     postal_address: str = Field(max_length=500, description="CAN-SPAM requires it in every email.")
     website: str = Field(default="", max_length=300, description="Shop URL for calls to action.")
+    llm_daily_budget_usd: float | None = Field(
+        default=None,
+        ge=0,
+        description="Daily LLM spend limit; None uses TAILOR_LLM_DAILY_BUDGET_USD.",
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
 
 

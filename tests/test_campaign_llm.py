@@ -7,12 +7,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from temporalio.testing import WorkflowEnvironment
 
 from tailor.db import Database
 from tailor.devtools.llm_stub import StubLlm, running_stub
-from tailor.models import Contact
+from tailor.models import Contact, LlmUsage, Tenant, utcnow
 from tailor.smtp_sink import read_outbox
 from tests.conftest import (
     Sink,
@@ -169,3 +169,25 @@ async def test_hostile_profile_fields_and_model_links_never_reach_the_email(
     for email in emails:
         raw = email.path.read_bytes()
         assert b"evil.example" not in raw
+
+
+async def test_daily_budget_hard_limit_throttles_the_tenant_to_rules(
+    time_skipping_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink, stub: StubLlm
+) -> None:
+    campaign_id, consenting = await seeded_campaign(sqlite_db, 60)
+    async with sqlite_db.write() as conn:
+        await conn.execute(update(Tenant).values(llm_daily_budget_usd=0.01))
+        await conn.execute(
+            insert(LlmUsage).values(
+                tenant_id="demo", provider="openai", model="gpt-4o-mini",
+                prompt_version="personalization_v3", cost_usd=0.01,
+                day=utcnow().date().isoformat(), created_at=utcnow(),
+            )
+        )  # fmt: skip
+    queue = task_queue()
+    async with build_worker(time_skipping_env.client, sqlite_db, _settings(sqlite_db, sink, stub),
+                            queue):  # fmt: skip
+        outcome = await run_campaign(time_skipping_env.client, campaign_id, queue)
+    assert outcome.sent == consenting
+    assert stub.requests == [], "over budget: no provider was called"
+    assert await _generators(sqlite_db) == {"rules": consenting}
