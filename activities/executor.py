@@ -7,6 +7,7 @@ intro and call to action from the recipient's cart, engagement tier and favourit
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -40,6 +41,19 @@ class Personalised:
 
 class TemplateRenderError(ValueError):
     """A template that cannot render for a recipient; fixing it needs a new template version."""
+
+
+_URLISH = re.compile(r"(https?://|www\.)\S+|\S+\.(com|net|org|io|example)\S*", re.IGNORECASE)
+_NAME_CHARS = re.compile(r"[^\w\s'.-]", re.UNICODE)
+
+
+def safe_name(value: str | None) -> str | None:
+    """A profile name as it may appear in an email. Profile fields are untrusted input: no
+    links, no markup or symbols, at most 40 characters."""
+    if not value:
+        return None
+    cleaned = " ".join(_NAME_CHARS.sub(" ", _URLISH.sub(" ", value)).split())[:40].strip()
+    return cleaned or None
 
 
 def _money(cents: int) -> str:
@@ -135,7 +149,7 @@ class RuleBasedExecutor:
             recommendations = recommendations[:2]
 
         context: dict[str, object] = {
-            "first_name": contact.first_name,
+            "first_name": safe_name(contact.first_name),
             "headline": headline,
             "intro": intro,
             "tier": tier,

@@ -23,10 +23,18 @@ from sqlalchemy import func, insert, select
 from sqlmodel import col
 
 from activities.context import CampaignContext
-from activities.executor import Catalog, engagement_tier
+from activities.evaluator import Evaluation, evaluate
+from activities.executor import Catalog, engagement_tier, safe_name
 from activities.llm_executor import Generation, LlmExecutor
 from tailor.db import Database
-from tailor.llm.prompts import ClusterRequest, GeneratedEmail, ProductFact, Prompt, get_prompt
+from tailor.llm.prompts import (
+    ClusterRequest,
+    GeneratedEmail,
+    ProductFact,
+    Prompt,
+    alternate_prompt,
+    get_prompt,
+)
 from tailor.models import Contact, GenerationCache, LlmUsage, utcnow
 
 log = logging.getLogger(__name__)
@@ -39,6 +47,7 @@ class ClusterContent:
     provider: str  # "openai", "anthropic", ...
     model: str
     email: GeneratedEmail
+    evaluation: Evaluation | None = None  # None when served from the cache
 
 
 def cluster_of(contact: Contact, catalog: Catalog, now: datetime) -> tuple[str, str, str, bool]:
@@ -53,7 +62,10 @@ def fill(text: str, contact: Contact, catalog: Catalog) -> str:
     """Per-recipient values into the cluster's text; links are the system's job, never the
     model's, so any URL the model wrote is dropped."""
     cart = [catalog.by_sku[s].name for s in contact.cart_items if s in catalog.by_sku]
-    values = {"first_name": contact.first_name or "there", "cart_item": cart[0] if cart else ""}
+    values = {
+        "first_name": safe_name(contact.first_name) or "there",
+        "cart_item": cart[0] if cart else "",
+    }
     text = _PLACEHOLDER.sub(lambda m: values.get(m.group(1), ""), text)
     return _URL.sub("", text).strip()
 
@@ -75,7 +87,7 @@ class ClusterGenerator:
         self._memory: OrderedDict[str, ClusterContent] = OrderedDict()
         self._size = memory
         # Chunks running side by side often need the same cluster: one call serves them all.
-        self._in_flight: dict[str, asyncio.Future[Generation | None]] = {}
+        self._in_flight: dict[str, asyncio.Future[None]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -125,11 +137,12 @@ class ClusterGenerator:
             if content is not None:
                 usage.append(self._usage(ctx, prompt.version, content, None))
             elif may_call:
-                generation = await self._generate(key, request, prompt)
-                if generation is not None:
-                    content = ClusterContent(generation.tier, generation.model, generation.email)
+                content, calls = await self._generate(key, request, prompt, now)
+                for generation in calls:  # rejected attempts cost money too
+                    made = ClusterContent(generation.tier, generation.model, generation.email)
+                    usage.append(self._usage(ctx, generation.prompt_version, made, generation))
+                if content is not None:
                     await self._store(key, ctx, prompt.version, content)
-                    usage.append(self._usage(ctx, prompt.version, content, generation))
             by_cluster[cluster] = content
         if usage:
             async with self._db.write() as conn:
@@ -167,20 +180,29 @@ class ClusterGenerator:
         return True
 
     async def _generate(
-        self, key: str, request: ClusterRequest, prompt: Prompt
-    ) -> Generation | None:
-        future: asyncio.Future[Generation | None] = asyncio.get_running_loop().create_future()
+        self, key: str, request: ClusterRequest, prompt: Prompt, now: datetime
+    ) -> tuple[ClusterContent | None, list[Generation]]:
+        """Write, evaluate, and regenerate once with another prompt version if the evaluator
+        refuses. Returns the content to use (None: rules) and every call made."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
+        calls: list[Generation] = []
         try:
-            generation = await self._executor.generate(request, prompt)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # waiters re-check the cache; nobody needs this one raised
-            raise
-        else:
-            future.set_result(generation)
-            return generation
+            for attempt in (prompt, alternate_prompt(prompt)):
+                generation = await self._executor.generate(request, attempt)
+                if generation is None:
+                    return None, calls
+                calls.append(generation)
+                evaluation = evaluate(generation.email, request, now)
+                if evaluation.passed:
+                    return ClusterContent(
+                        generation.tier, generation.model, generation.email, evaluation
+                    ), calls
+                log.warning("cluster content refused (%s, %s): %s", generation.tier,
+                            attempt.version, evaluation.verdict())  # fmt: skip
+            return None, calls
         finally:
+            future.set_result(None)
             del self._in_flight[key]
 
     def _usage(

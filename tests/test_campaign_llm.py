@@ -119,10 +119,6 @@ async def test_quota_exhaustion_defers_the_chunk_instead_of_falling_back(
         provider.retry_after_s = 2
     stub.openai.error_type = "insufficient_quota"
 
-    def recover_after_first_refusals(body: dict[str, Any]) -> dict[str, Any]:
-        return {"subject": "{{first_name}}, back in stock", "body": "Good news: it is back.",
-                "cta_text": "Shop now", "preheader": ""}  # fmt: skip
-
     campaign_id, consenting = await seeded_campaign(sqlite_db, 40)
     queue = task_queue()
     async with build_worker(time_skipping_env.client, sqlite_db, _settings(sqlite_db, sink, stub),
@@ -132,7 +128,6 @@ async def test_quota_exhaustion_defers_the_chunk_instead_of_falling_back(
             await asyncio.sleep(0.05)
         assert read_outbox(sink.maildir, campaign_id) == [], "nothing went out on the rules tier"
         stub.openai.status = 200
-        stub.openai.answer = recover_after_first_refusals
         outcome = await handle.result()
         history = await handle.fetch_history()
     assert outcome.sent == consenting

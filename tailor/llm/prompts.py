@@ -113,5 +113,11 @@ def get_prompt(version: str) -> Prompt:
         raise KeyError(f"unknown prompt version {version!r}; known: {sorted(PROMPTS)}") from None
 
 
+def alternate_prompt(prompt: Prompt) -> Prompt:
+    """The version to regenerate with when the evaluator refuses this one's output."""
+    versions = sorted(PROMPTS)
+    return PROMPTS[versions[(versions.index(prompt.version) + 1) % len(versions)]]
+
+
 def system_message(prompt: Prompt, brand: str) -> str:
     return prompt.system.format(brand=brand)
