@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import shutil
 import tempfile
 import threading
@@ -32,10 +34,12 @@ from tailor.campaign_control import CampaignControl
 from tailor.cli.stack import LocalStack, Ports
 from tailor.config import Settings
 from tailor.db import Database, migrate
+from tailor.devtools.llm_stub import running_stub
 from tailor.mail import build_message
 from tailor.models import Contact, utcnow
 from tailor.seed import seed_demo
 from tailor.store.campaigns import create_campaign, send_counts
+from tailor.store.generation import generation_stats
 from tailor.temporal import connect
 
 
@@ -169,6 +173,8 @@ async def _measure(
         seconds = time.monotonic() - started
         processed = outcome.sent + outcome.suppressed + outcome.failed
 
+        async with db.read() as conn:
+            generation = await generation_stats(conn, campaign.id)
         with console.status(f"Baseline: plain loop over {baseline_n:,} emails…"):
             baseline = await _baseline(settings, campaign.id, baseline_n)
         emails_per_s = outcome.sent / seconds
@@ -186,6 +192,7 @@ async def _measure(
             "peak_rss_mb": round(sampler.peak.get("worker", 0.0), 1),
             "peak_rss_mb_by_process": {k: round(v, 1) for k, v in sampler.peak.items()},
             "seed_seconds": round(seed_seconds, 2),
+            "generation": generation,
             "chunk_size": settings.chunk_size,
             "chunk_concurrency": settings.chunk_concurrency,
             "smtp_connections": settings.smtp_connections,
@@ -199,7 +206,16 @@ def run_campaign_bench(args: argparse.Namespace) -> int:
     home = Path(tempfile.mkdtemp(prefix="tailor-bench-"))
     stack = LocalStack(home, Ports.from_args(args), with_ui=False)  # fmt: skip
     sampler = RssSampler()
+    llm_stub = contextlib.ExitStack()
     try:
+        if args.llm_stub:
+            # The loopback stand-in for an OpenAI-compatible provider, priced as gpt-4o-mini.
+            stub = llm_stub.enter_context(running_stub())
+            os.environ.update(
+                TAILOR_LLM_BASE_URL=f"{stub.url}/v1",
+                TAILOR_OPENAI_API_KEY="stub",
+                TAILOR_OPENAI_MODEL="gpt-4o-mini",
+            )
         stack.check_ports(api=False)
         settings = stack.settings()
         asyncio.run(migrate(settings.resolved_database_url))
@@ -215,6 +231,7 @@ def run_campaign_bench(args: argparse.Namespace) -> int:
     finally:
         sampler.stop()
         stack.group.stop()
+        llm_stub.close()
         if not args.keep:
             shutil.rmtree(home, ignore_errors=True)
     console.print(
@@ -223,6 +240,14 @@ def run_campaign_bench(args: argparse.Namespace) -> int:
         f"{report['baseline_emails_per_s']:,}/s; ratio {report['ratio']}; "
         f"worker peak RSS {report['peak_rss_mb']} MB"
     )
+    generation = report["generation"]
+    if generation["llm_calls"] or generation["cache_hits"]:
+        console.print(
+            f"LLM: {generation['llm_calls']} calls, cache hit rate "
+            f"{generation['cache_hit_rate']:.1%}, ${generation['cost_usd']:.4f} in all, "
+            f"${generation['cost_per_1k_usd']:.4f} per 1K emails; by tier "
+            f"{generation['by_generator']}"
+        )
     if args.json:
         print(json.dumps(report), flush=True)  # noqa: T201  (the machine-readable last line)
     return 0 if report["failed"] == 0 else 1

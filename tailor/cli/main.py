@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     campaign.add_argument("--baseline-contacts", type=_positive, default=None)
     campaign.add_argument("--json", action="store_true")
     campaign.add_argument("--keep", action="store_true", help="keep the bench state folder")
+    campaign.add_argument(
+        "--llm-stub",
+        action="store_true",
+        help="generate with the LLM tier against a loopback OpenAI-compatible stub",
+    )
     _add_ports(campaign)
     return parser
 
