@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlmodel import col
@@ -29,6 +30,7 @@ from activities.executor import Personalised, RuleBasedExecutor, TemplateRenderE
 from activities.generation import ClusterContent, ClusterGenerator, fill
 from activities.guardrail import Guardrail, GuardrailViolation
 from activities.llm_executor import LlmQuotaExhausted
+from activities.planner import plan_steps
 from tailor.config import Settings
 from tailor.db import Database
 from tailor.errors import NotFound
@@ -60,7 +62,8 @@ class _Tally:
     """Outcomes of one attempt, flushed to the send rows in batches."""
 
     def __init__(self) -> None:
-        self.accepted: list[tuple[int, str, str]] = []  # send id, provider id, generator
+        # send id, provider message id, generator, why this email
+        self.accepted: list[tuple[int, str, str, dict[str, Any]]] = []
         self.refused: list[tuple[int, str]] = []
         self.deferred: list[int] = []
         self.not_claimed: list[int] = []
@@ -83,6 +86,7 @@ class ChunkActivities:
         self._delivery = delivery
         self._executor = RuleBasedExecutor()
         self._generator = generator
+        self._steps = plan_steps(settings)
         self._claims = ClaimBatcher(db, delivery.name)
         self._guardrail = Guardrail(
             public_url=settings.public_url, secret=settings.unsubscribe_secret
@@ -262,7 +266,8 @@ class ChunkActivities:
         )
         if result.outcome is Outcome.ACCEPTED:
             generator = written.provider if written is not None else "rules"
-            tally.accepted.append((item.send_id, result.provider_message_id or "", generator))
+            why = _explain(ctx, self._steps, content, written)
+            tally.accepted.append((item.send_id, result.provider_message_id or "", generator, why))
         elif result.outcome is Outcome.REFUSED:
             tally.refused.append((item.send_id, result.detail or "refused"))
         elif result.outcome is Outcome.DEFERRED:
@@ -346,3 +351,36 @@ def _from_llm(
         cta_url=rules.cta_url,
         rules=[*rules.rules, f"llm:{written.provider}:{written.model}"],
     )
+
+
+def _explain(
+    ctx: CampaignContext, steps: list[str], content: Personalised, written: ClusterContent | None
+) -> dict[str, Any]:
+    """Why this email: every decision behind it, and nothing about the person."""
+    why: dict[str, Any] = {
+        "plan": steps,
+        "template_version_id": ctx.version.id,
+        "rules": content.rules,
+        "guardrail": {
+            "consent": "granted: checked atomically with the claim, right before delivery",
+            "can_spam": "postal address, unsubscribe link, List-Unsubscribe one-click",
+            "subject": "honest: not a fake reply or forward",
+        },
+        "retrieved_exemplars": [],
+    }
+    if written is None:
+        why["generator"] = {"tier": "rules"}
+    else:
+        why["generator"] = {
+            "tier": written.provider,
+            "model": written.model,
+            "prompt_version": ctx.prompt_version,
+            "source": "cache" if written.evaluation is None else "generated",
+        }
+        if written.evaluation is not None:
+            why["evaluation"] = {
+                "quality": written.evaluation.quality,
+                "relevance": written.evaluation.relevance,
+                "verdict": written.evaluation.verdict(),
+            }
+    return why

@@ -17,7 +17,16 @@ from tailor.segments import segment_filter
 from tailor.store.campaigns import send_counts, set_status
 from tailor.store.sends import segment_contact_ids
 
-STEPS = ["load_features", "personalise:rules", "guardrail", "consent_at_send", "deliver:smtp"]
+
+def plan_steps(settings: Settings) -> list[str]:
+    """The steps every send of a campaign goes through, in order."""
+    tiers = [t for t, on in (("openai", settings.openai_enabled),
+                             ("anthropic", settings.anthropic_enabled)) if on]  # fmt: skip
+    personalise = "personalise:" + "→".join([*tiers, "rules"])
+    steps = ["load_features", personalise]
+    if tiers:
+        steps.append("evaluate")
+    return [*steps, "guardrail", "consent_at_send", "deliver:smtp"]
 
 
 class PlannerActivities:
@@ -52,7 +61,7 @@ class PlannerActivities:
             chunk_size=self._settings.chunk_size,
             chunk_concurrency=self._settings.chunk_concurrency,
             chunks_per_run=self._settings.chunks_per_run,
-            steps=STEPS,
+            steps=plan_steps(self._settings),
         )
 
     @activity.defn

@@ -182,6 +182,9 @@ class Send(SQLModel, table=True):
     message_id: str = Field(max_length=300, description="RFC 5322 Message-ID, deterministic.")
     provider: str | None = Field(default=None, max_length=32)
     generator: str | None = Field(default=None, max_length=32, description="rules, openai, ...")
+    explain: dict[str, Any] | None = Field(
+        default=None, sa_type=sa.JSON, nullable=True, description="Why this email: no PII."
+    )
     provider_message_id: str | None = Field(default=None, max_length=300)
     error: str | None = Field(default=None, max_length=1000)
     attempts: int = Field(default=0)

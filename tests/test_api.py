@@ -197,6 +197,22 @@ async def test_campaign_runs_to_completion_through_the_api(api: Api) -> None:
     assert done["generation"]["by_generator"] == {"rules": done["counts"]["sent"]}
     assert done["generation"]["llm_calls"] == 0 and done["generation"]["cost_usd"] == 0
 
+    listed = (
+        await api.http.get(f"/v1/campaigns/{started['id']}/sends?limit=1000", headers=TENANT)
+    ).json()
+    assert listed["count"] == 40
+    sent_one = next(s for s in listed["data"] if s["status"] == "sent")
+    why = (await api.http.get(f"/v1/sends/{sent_one['id']}/explain", headers=TENANT)).json()
+    assert why["explain"]["generator"] == {"tier": "rules"}
+    assert why["explain"]["plan"][-1] == "deliver:smtp" and why["explain"]["rules"]
+    assert "consent" in why["explain"]["guardrail"]
+    contact = (await api.http.get(f"/v1/contacts/{sent_one['contact_id']}", headers=TENANT)).json()
+    assert contact["email"] not in str(why["explain"])
+    other = await api.http.get(
+        f"/v1/sends/{sent_one['id']}/explain", headers={"X-Tailor-Tenant": "acme"}
+    )
+    assert other.status_code == 404
+
     unknown_prompt = await api.http.post(
         "/v1/campaigns",
         json={"name": "x", "template_version_id": version_id, "prompt_version": "v999"},

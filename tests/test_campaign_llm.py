@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -79,6 +80,13 @@ async def test_llm_writes_once_per_cluster_and_every_email_is_filled_in(
     # and never two for one cluster, even with chunks generating side by side.
     assert calls == cached[0][0] and calls <= 96
     assert usage[0][2] == pytest.approx(calls * (420 * 0.15 + 180 * 0.60) / 1e6)
+
+    explained = await _rows(sqlite_db, "SELECT explain FROM send WHERE status = 'sent'")
+    whys = [json.loads(row[0]) for row in explained]
+    assert {w["generator"]["tier"] for w in whys} == {"openai"}
+    generated = [w for w in whys if w["generator"]["source"] == "generated"]
+    assert generated and all(w["evaluation"]["verdict"] == "passed" for w in generated)
+    assert "evaluate" in whys[0]["plan"]
 
     # No contact data reached a provider: prompts only describe clusters.
     prompts = stub.prompts()

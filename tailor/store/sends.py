@@ -148,8 +148,10 @@ async def mark(
         )
 
 
-async def mark_sent(conn: AsyncConnection, accepted: Sequence[tuple[int, str, str]]) -> None:
-    """Record the provider's acceptance: (send id, provider message id, generator)."""
+async def mark_sent(
+    conn: AsyncConnection, accepted: Sequence[tuple[int, str, str, dict[str, Any]]]
+) -> None:
+    """Record the provider's acceptance: (send id, provider message id, generator, explain)."""
     if not accepted:
         return
     now = utcnow()
@@ -163,10 +165,11 @@ async def mark_sent(conn: AsyncConnection, accepted: Sequence[tuple[int, str, st
             status=SendStatus.SENT.value,
             provider_message_id=bindparam("pmid"),
             generator=bindparam("made_by"),
+            explain=bindparam("why"),
             sent_at=now,
         ),
         [
-            {"send_id": send_id, "pmid": pmid[:300], "made_by": generator}
-            for send_id, pmid, generator in accepted
+            {"send_id": send_id, "pmid": pmid[:300], "made_by": generator, "why": why}
+            for send_id, pmid, generator, why in accepted
         ],
     )

@@ -63,6 +63,7 @@ def upgrade() -> None:
 
     with op.batch_alter_table('send', schema=None) as batch_op:
         batch_op.add_column(sa.Column('generator', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True))
+        batch_op.add_column(sa.Column('explain', sa.JSON(), nullable=True))
 
     with op.batch_alter_table('tenant', schema=None) as batch_op:
         batch_op.add_column(sa.Column('llm_daily_budget_usd', sa.Float(), nullable=True))
@@ -76,6 +77,7 @@ def downgrade() -> None:
         batch_op.drop_column('llm_daily_budget_usd')
 
     with op.batch_alter_table('send', schema=None) as batch_op:
+        batch_op.drop_column('explain')
         batch_op.drop_column('generator')
 
     with op.batch_alter_table('campaign', schema=None) as batch_op:

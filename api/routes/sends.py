@@ -1,0 +1,60 @@
+"""Sends: list a campaign's sends, and explain one ("why this email")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+from sqlmodel import col
+
+from api.deps import SessionDep, TenantDep
+from tailor.errors import NotFound
+from tailor.models import Campaign, Send
+from tailor.store.campaigns import get_campaign
+
+router = APIRouter(tags=["sends"])
+
+
+def _public(send: Send) -> dict[str, Any]:
+    return {
+        "id": send.id,
+        "campaign_id": send.campaign_id,
+        "contact_id": send.contact_id,
+        "status": send.status,
+        "generator": send.generator,
+        "message_id": send.message_id,
+        "error": send.error,
+        "sent_at": send.sent_at,
+    }
+
+
+@router.get("/v1/campaigns/{campaign_id}/sends")
+async def list_sends(
+    campaign_id: str,
+    session: SessionDep,
+    tenant: TenantDep,
+    after: int = Query(0, ge=0, description="Keyset cursor: the last send id you have."),
+    limit: int = Query(100, ge=1, le=1000),
+) -> dict[str, Any]:
+    await get_campaign(session=session, campaign_id=campaign_id, tenant_id=tenant.id)
+    rows = (
+        await session.execute(
+            select(Send)
+            .where(col(Send.campaign_id) == campaign_id, col(Send.id) > after)
+            .order_by(col(Send.id))
+            .limit(limit)
+        )
+    ).scalars()
+    data = [_public(send) for send in rows]
+    return {"data": data, "count": len(data), "next_after": data[-1]["id"] if data else None}
+
+
+@router.get("/v1/sends/{send_id}/explain")
+async def explain(send_id: int, session: SessionDep, tenant: TenantDep) -> dict[str, Any]:
+    """The plan, tier, model, prompt version, scores and verdicts behind one email."""
+    send = await session.get(Send, send_id)
+    campaign = await session.get(Campaign, send.campaign_id) if send else None
+    if send is None or campaign is None or campaign.tenant_id != tenant.id:
+        raise NotFound("send", send_id)
+    return {**_public(send), "explain": send.explain}
