@@ -18,6 +18,7 @@ from activities.context import CampaignContexts
 from activities.delivery import SmtpDelivery
 from activities.generation import ClusterGenerator
 from activities.llm_executor import LlmExecutor, build_tiers
+from activities.pii import PiiScanner
 from activities.planner import PlannerActivities
 from tailor.config import Settings
 from tailor.db import Database, migrate
@@ -41,6 +42,7 @@ def build_worker(client: Client, db: Database, settings: Settings, task_queue: s
             llm,
             daily_budget_usd=settings.llm_daily_budget_usd,
             alert_ratio=settings.llm_budget_alert_ratio,
+            pii=PiiScanner(),
         ),
     )
     return Worker(

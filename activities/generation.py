@@ -26,6 +26,7 @@ from activities.context import CampaignContext
 from activities.evaluator import Evaluation, evaluate
 from activities.executor import Catalog, engagement_tier, safe_name
 from activities.llm_executor import Generation, LlmExecutor
+from activities.pii import PiiScanner
 from tailor.db import Database
 from tailor.llm.prompts import (
     ClusterRequest,
@@ -35,7 +36,7 @@ from tailor.llm.prompts import (
     alternate_prompt,
     get_prompt,
 )
-from tailor.models import Contact, GenerationCache, LlmUsage, utcnow
+from tailor.models import Contact, GenerationCache, LlmUsage, PiiIncident, utcnow
 
 log = logging.getLogger(__name__)
 _URL = re.compile(r"(https?://|www\.)\S+", re.IGNORECASE)
@@ -78,10 +79,12 @@ class ClusterGenerator:
         *,
         daily_budget_usd: float,
         alert_ratio: float,
+        pii: PiiScanner,
         memory: int = 2048,
     ) -> None:
         self._db = db
         self._executor = executor
+        self._pii = pii
         self._daily_budget_usd = daily_budget_usd
         self._alert_ratio = alert_ratio
         self._memory: OrderedDict[str, ClusterContent] = OrderedDict()
@@ -142,6 +145,7 @@ class ClusterGenerator:
                     made = ClusterContent(generation.tier, generation.model, generation.email)
                     usage.append(self._usage(ctx, generation.prompt_version, made, generation))
                 if content is not None:
+                    content = await self._without_pii(ctx, content)
                     await self._store(key, ctx, prompt.version, content)
             by_cluster[cluster] = content
         if usage:
@@ -152,6 +156,31 @@ class ClusterGenerator:
             for contact_id, cluster in clusters.items()
             if (content := by_cluster[cluster]) is not None
         }
+
+    async def _without_pii(self, ctx: CampaignContext, content: ClusterContent) -> ClusterContent:
+        """Redact any PII the model wrote (it never saw any, but may invent or echo some) and
+        record an incident with the entity types."""
+        fields = content.email.model_dump()
+        found: set[str] = set()
+        for name, value in fields.items():
+            fields[name], entities = await asyncio.to_thread(self._pii.redact, value)
+            found.update(entities)
+        if not found:
+            return content
+        log.warning("redacted %s from %s content for campaign %s", sorted(found),
+                    content.provider, ctx.campaign_id)  # fmt: skip
+        async with self._db.write() as conn:
+            await conn.execute(
+                insert(PiiIncident).values(
+                    tenant_id=ctx.tenant.id, campaign_id=ctx.campaign_id,
+                    source=f"llm:{content.provider}:{content.model}", entities=sorted(found),
+                    action="redacted", created_at=utcnow(),
+                )
+            )  # fmt: skip
+        return ClusterContent(
+            content.provider, content.model, GeneratedEmail.model_validate(fields),
+            content.evaluation,
+        )  # fmt: skip
 
     async def _within_budget(self, ctx: CampaignContext, now: datetime) -> bool:
         """False once the tenant's LLM spend today reached its cap: cached content is still

@@ -90,7 +90,7 @@ class Database:
             await self.reader.dispose()
 
 
-def _alembic_config(url: str) -> Any:
+def alembic_config(url: str) -> Any:
     from alembic.config import Config
 
     cfg = Config()
@@ -102,7 +102,7 @@ def _alembic_config(url: str) -> Any:
 def _upgrade(url: str) -> None:
     from alembic import command
 
-    command.upgrade(_alembic_config(url), "head")
+    command.upgrade(alembic_config(url), "head")
 
 
 async def migrate(url: str) -> None:

@@ -240,3 +240,17 @@ class GenerationCache(SQLModel, table=True):
     model: str = Field(max_length=100)
     content: dict[str, Any] = _json(dict)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class PiiIncident(SQLModel, table=True):
+    """PII found in generated content and redacted before sending. Types only, never values."""
+
+    __tablename__ = "pii_incident"
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(foreign_key="tenant.id", max_length=64, index=True)
+    campaign_id: str | None = Field(default=None, foreign_key="campaign.id", index=True)
+    source: str = Field(max_length=100, description="What wrote it, e.g. llm:openai:gpt-5-mini")
+    entities: list[str] = _json()
+    action: str = Field(default="redacted", max_length=32)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)

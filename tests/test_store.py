@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from tailor.db import Database
+import asyncio
+
+from alembic import command
+
+from tailor.db import Database, alembic_config
 from tailor.models import ConsentStatus, SendStatus
 from tailor.store.campaigns import send_counts
 from tailor.store.consent import consent_history, current_consent, record_consent
@@ -63,3 +67,8 @@ async def test_consent_ledger_is_append_only(db: Database) -> None:
     assert history[-1].wording_version == "newsletter-v3"
     async with db.read() as conn:
         assert (await current_consent(conn, [contact_id]))[contact_id] == "granted"
+
+
+async def test_migrations_match_the_models(db: Database) -> None:
+    """Every model change ships with its migration (alembic check, on both backends)."""
+    await asyncio.to_thread(command.check, alembic_config(db.url))
