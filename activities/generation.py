@@ -128,6 +128,28 @@ class ClusterGenerator:
         may_call = await self._within_budget(ctx, now)
         usage: list[dict[str, object]] = []
         by_cluster: dict[tuple[str, str, str, bool], ClusterContent | None] = {}
+        try:
+            await self._fill_clusters(ctx, prompt, clusters, by_cluster, usage, may_call, now)
+        finally:  # calls made before a quota refusal still cost money: record them
+            if usage:
+                async with self._db.write() as conn:
+                    await conn.execute(insert(LlmUsage), usage)
+        return {
+            contact_id: content
+            for contact_id, cluster in clusters.items()
+            if (content := by_cluster[cluster]) is not None
+        }
+
+    async def _fill_clusters(
+        self,
+        ctx: CampaignContext,
+        prompt: Prompt,
+        clusters: dict[int, tuple[str, str, str, bool]],
+        by_cluster: dict[tuple[str, str, str, bool], ClusterContent | None],
+        usage: list[dict[str, object]],
+        may_call: bool,
+        now: datetime,
+    ) -> None:
         for cluster in dict.fromkeys(clusters.values()):
             request = self._request(ctx, cluster)
             key = hashlib.sha256(
@@ -140,22 +162,8 @@ class ClusterGenerator:
             if content is not None:
                 usage.append(self._usage(ctx, prompt.version, content, None))
             elif may_call:
-                content, calls = await self._generate(key, request, prompt, now)
-                for generation in calls:  # rejected attempts cost money too
-                    made = ClusterContent(generation.tier, generation.model, generation.email)
-                    usage.append(self._usage(ctx, generation.prompt_version, made, generation))
-                if content is not None:
-                    content = await self._without_pii(ctx, content)
-                    await self._store(key, ctx, prompt.version, content)
+                content = await self._generate(key, ctx, request, prompt, now, usage)
             by_cluster[cluster] = content
-        if usage:
-            async with self._db.write() as conn:
-                await conn.execute(insert(LlmUsage), usage)
-        return {
-            contact_id: content
-            for contact_id, cluster in clusters.items()
-            if (content := by_cluster[cluster]) is not None
-        }
 
     async def _without_pii(self, ctx: CampaignContext, content: ClusterContent) -> ClusterContent:
         """Redact any PII the model wrote (it never saw any, but may invent or echo some) and
@@ -209,27 +217,36 @@ class ClusterGenerator:
         return True
 
     async def _generate(
-        self, key: str, request: ClusterRequest, prompt: Prompt, now: datetime
-    ) -> tuple[ClusterContent | None, list[Generation]]:
-        """Write, evaluate, and regenerate once with another prompt version if the evaluator
-        refuses. Returns the content to use (None: rules) and every call made."""
+        self,
+        key: str,
+        ctx: CampaignContext,
+        request: ClusterRequest,
+        prompt: Prompt,
+        now: datetime,
+        usage: list[dict[str, object]],
+    ) -> ClusterContent | None:
+        """Write, evaluate, regenerate once with another prompt version if the evaluator
+        refuses; redact and cache what passes. None: the cluster gets the rules tier. Other
+        chunks waiting on this cluster resume only once the content is cached."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
-        calls: list[Generation] = []
         try:
             for attempt in (prompt, alternate_prompt(prompt)):
                 generation = await self._executor.generate(request, attempt)
                 if generation is None:
-                    return None, calls
-                calls.append(generation)
+                    return None
+                made = ClusterContent(generation.tier, generation.model, generation.email)
+                usage.append(self._usage(ctx, attempt.version, made, generation))
                 evaluation = evaluate(generation.email, request, now)
                 if evaluation.passed:
-                    return ClusterContent(
-                        generation.tier, generation.model, generation.email, evaluation
-                    ), calls
+                    content = await self._without_pii(
+                        ctx, ClusterContent(made.provider, made.model, made.email, evaluation)
+                    )
+                    await self._store(key, ctx, prompt.version, content)
+                    return content
                 log.warning("cluster content refused (%s, %s): %s", generation.tier,
                             attempt.version, evaluation.verdict())  # fmt: skip
-            return None, calls
+            return None
         finally:
             future.set_result(None)
             del self._in_flight[key]

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -36,9 +38,17 @@ class LlmQuotaExhausted(Exception):
 class TierFailed(Exception):
     """One provider could not produce a valid email; the next tier is tried."""
 
-    def __init__(self, reason: str, *, quota: bool = False, retry_after_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        quota: bool = False,
+        outage: bool = False,
+        retry_after_s: float = 60.0,
+    ) -> None:
         super().__init__(reason)
         self.quota = quota
+        self.outage = outage  # unreachable, timed out or 5xx: likely to fail again right away
         self.retry_after_s = retry_after_s
 
 
@@ -96,9 +106,11 @@ class OpenAiTier:
                 retry_after_s=_retry_after(exc.response.headers),
             ) from exc
         except (openai.APITimeoutError, openai.APIConnectionError) as exc:
-            raise TierFailed(f"openai unreachable: {type(exc).__name__}") from exc
+            raise TierFailed(f"openai unreachable: {type(exc).__name__}", outage=True) from exc
         except openai.APIStatusError as exc:
-            raise TierFailed(f"openai HTTP {exc.status_code}") from exc
+            raise TierFailed(
+                f"openai HTTP {exc.status_code}", outage=exc.status_code >= 500
+            ) from exc
         usage = response.usage
         text = response.choices[0].message.content or ""
         return text, Usage(usage.prompt_tokens if usage else 0,
@@ -128,9 +140,11 @@ class AnthropicTier:
                 retry_after_s=_retry_after(exc.response.headers),
             ) from exc
         except (anthropic.APITimeoutError, anthropic.APIConnectionError) as exc:
-            raise TierFailed(f"anthropic unreachable: {type(exc).__name__}") from exc
+            raise TierFailed(f"anthropic unreachable: {type(exc).__name__}", outage=True) from exc
         except anthropic.APIStatusError as exc:
-            raise TierFailed(f"anthropic HTTP {exc.status_code}") from exc
+            raise TierFailed(
+                f"anthropic HTTP {exc.status_code}", outage=exc.status_code >= 500
+            ) from exc
         text = "".join(block.text for block in response.content if block.type == "text")
         return text, Usage(response.usage.input_tokens, response.usage.output_tokens)
 
@@ -169,10 +183,22 @@ def build_tiers(settings: Settings) -> list[Tier]:
     return tiers
 
 
+# After an outage-type failure a tier is skipped for this long, so a dead provider costs one
+# timeout per worker and half-minute, not one per cluster.
+CIRCUIT_OPEN_S = 30.0
+
+
 class LlmExecutor:
-    def __init__(self, tiers: list[Tier], prices: dict[str, tuple[float, float]]) -> None:
+    def __init__(
+        self,
+        tiers: list[Tier],
+        prices: dict[str, tuple[float, float]],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._tiers = tiers
         self._prices = {**DEFAULT_PRICES, **prices}
+        self._clock = clock
+        self._open_until: dict[str, float] = {}
 
     @property
     def enabled(self) -> bool:
@@ -184,11 +210,16 @@ class LlmExecutor:
         user = prompt.user_message(request)
         failures: list[TierFailed] = []
         for tier in self._tiers:
+            if self._open_until.get(tier.name, 0.0) > self._clock():
+                failures.append(TierFailed(f"{tier.name} skipped: failing recently"))
+                continue
             try:
                 text, usage = await tier.complete(system, user)
                 email = _parse(text)
             except TierFailed as exc:
                 log.warning("LLM tier %s skipped: %s", tier.name, exc)
+                if exc.outage:
+                    self._open_until[tier.name] = self._clock() + CIRCUIT_OPEN_S
                 failures.append(exc)
                 continue
             if tier.model not in self._prices:

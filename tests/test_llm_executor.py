@@ -119,3 +119,17 @@ async def test_no_keys_means_rules_only() -> None:
     executor = LlmExecutor(build_tiers(settings), settings.llm_prices)
     assert not executor.enabled
     assert await executor.generate(_request(), PROMPT) is None
+
+
+async def test_a_failing_provider_is_skipped_for_a_while_then_tried_again(stub: StubLlm) -> None:
+    now = [1000.0]
+    settings = Settings(llm_base_url=f"{stub.url}/v1", openai_api_key="sk", llm_timeout_s=1.0,
+                        anthropic_api_key="ak", anthropic_base_url=stub.url)  # fmt: skip
+    executor = LlmExecutor(build_tiers(settings), {}, clock=lambda: now[0])
+    stub.openai.status = 503
+    assert (await executor.generate(_request(), PROMPT)).tier == "anthropic"  # type: ignore[union-attr]
+    assert (await executor.generate(_request(), PROMPT)).tier == "anthropic"  # type: ignore[union-attr]
+    assert len([r for r in stub.requests if r.provider == "openai"]) == 1, "circuit open"
+    stub.openai.status = 200
+    now[0] += 31
+    assert (await executor.generate(_request(), PROMPT)).tier == "openai"  # type: ignore[union-attr]
