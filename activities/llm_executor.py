@@ -13,9 +13,10 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import anthropic
 import openai
@@ -83,6 +84,23 @@ def _retry_after(headers: object) -> float:
         return 60.0
 
 
+@contextmanager
+def _provider_errors(name: str, sdk: Any) -> Iterator[None]:
+    """Both official SDKs raise the same family of errors; map them to a tier decision."""
+    try:
+        yield
+    except sdk.RateLimitError as exc:
+        raise TierFailed(
+            f"{name} 429: {getattr(exc, 'code', None) or 'rate limited'}",
+            quota=True,
+            retry_after_s=_retry_after(exc.response.headers),
+        ) from exc
+    except (sdk.APITimeoutError, sdk.APIConnectionError) as exc:
+        raise TierFailed(f"{name} unreachable: {type(exc).__name__}", outage=True) from exc
+    except sdk.APIStatusError as exc:
+        raise TierFailed(f"{name} HTTP {exc.status_code}", outage=exc.status_code >= 500) from exc
+
+
 class OpenAiTier:
     name = "openai"
 
@@ -92,25 +110,13 @@ class OpenAiTier:
         self._max_tokens = max_tokens
 
     async def complete(self, system: str, user: str) -> tuple[str, Usage]:
-        try:
+        with _provider_errors(self.name, openai):
             response = await self._client.chat.completions.create(
                 model=self.model,
                 messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
                 response_format={"type": "json_object"},
                 max_completion_tokens=self._max_tokens,
             )
-        except openai.RateLimitError as exc:
-            raise TierFailed(
-                f"openai 429: {exc.code or 'rate limited'}",
-                quota=True,
-                retry_after_s=_retry_after(exc.response.headers),
-            ) from exc
-        except (openai.APITimeoutError, openai.APIConnectionError) as exc:
-            raise TierFailed(f"openai unreachable: {type(exc).__name__}", outage=True) from exc
-        except openai.APIStatusError as exc:
-            raise TierFailed(
-                f"openai HTTP {exc.status_code}", outage=exc.status_code >= 500
-            ) from exc
         usage = response.usage
         text = response.choices[0].message.content or ""
         return text, Usage(usage.prompt_tokens if usage else 0,
@@ -126,25 +132,13 @@ class AnthropicTier:
         self._max_tokens = max_tokens
 
     async def complete(self, system: str, user: str) -> tuple[str, Usage]:
-        try:
+        with _provider_errors(self.name, anthropic):
             response = await self._client.messages.create(
                 model=self.model,
                 system=system,
                 messages=[{"role": "user", "content": user}],
                 max_tokens=self._max_tokens,
             )
-        except anthropic.RateLimitError as exc:
-            raise TierFailed(
-                "anthropic 429: rate limited",
-                quota=True,
-                retry_after_s=_retry_after(exc.response.headers),
-            ) from exc
-        except (anthropic.APITimeoutError, anthropic.APIConnectionError) as exc:
-            raise TierFailed(f"anthropic unreachable: {type(exc).__name__}", outage=True) from exc
-        except anthropic.APIStatusError as exc:
-            raise TierFailed(
-                f"anthropic HTTP {exc.status_code}", outage=exc.status_code >= 500
-            ) from exc
         text = "".join(block.text for block in response.content if block.type == "text")
         return text, Usage(response.usage.input_tokens, response.usage.output_tokens)
 

@@ -27,6 +27,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from tailor.config import Settings
 from tailor.db import Database, migrate
+from tailor.devtools.llm_stub import StubLlm, running_stub
 from tailor.payloads import CampaignInput, CampaignOutcome, CampaignRun
 from tailor.seed import seed_demo
 from tailor.smtp_sink import CaptureHandler, SinkFaults, start_sink
@@ -116,6 +117,27 @@ def sink(tmp_path: Path) -> Iterator[Sink]:
     # A test may have stopped or replaced it (outage scenarios).
     with contextlib.suppress(AssertionError):
         running.controller.stop()
+
+
+@pytest.fixture
+def stub() -> Iterator[StubLlm]:
+    """Loopback OpenAI + Anthropic servers with fixed token usage (420 in, 180 out)."""
+    with running_stub() as server:
+        for provider in (server.openai, server.anthropic):
+            provider.input_tokens, provider.output_tokens = 420, 180
+        yield server
+
+
+def llm_settings(stub: StubLlm) -> dict[str, object]:
+    """Settings that point both LLM tiers at the stub, priced as gpt-4o-mini."""
+    return {
+        "llm_base_url": f"{stub.url}/v1",
+        "openai_api_key": "sk-test",
+        "openai_model": "gpt-4o-mini",
+        "anthropic_api_key": "ak-test",
+        "anthropic_base_url": stub.url,
+        "llm_timeout_s": 2.0,
+    }
 
 
 def settings_for(db: Database, sink: Sink, **overrides: object) -> Settings:

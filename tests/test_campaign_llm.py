@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import insert, update
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from tailor.db import Database
-from tailor.devtools.llm_stub import StubLlm, running_stub
+from tailor.devtools.llm_stub import StubLlm
 from tailor.models import Contact, LlmUsage, Tenant, utcnow
 from tailor.smtp_sink import read_outbox
 from tests.conftest import (
     Sink,
+    llm_settings,
     run_campaign,
     seeded_campaign,
     settings_for,
@@ -26,20 +27,10 @@ from tests.conftest import (
 from worker import build_worker
 
 
-@pytest.fixture
-def stub() -> Iterator[StubLlm]:
-    with running_stub() as server:
-        for provider in (server.openai, server.anthropic):
-            provider.input_tokens, provider.output_tokens = 420, 180
-        yield server
-
-
-def _settings(db: Database, sink: Sink, stub: StubLlm) -> Any:
-    return settings_for(
-        db, sink,
-        llm_base_url=f"{stub.url}/v1", openai_api_key="sk-test", openai_model="gpt-4o-mini",
-        anthropic_api_key="ak-test", anthropic_base_url=stub.url, llm_timeout_s=2.0,
-    )  # fmt: skip
+def _worker(
+    env: WorkflowEnvironment, db: Database, sink: Sink, stub: StubLlm, queue: str
+) -> Worker:
+    return build_worker(env.client, db, settings_for(db, sink, **llm_settings(stub)), queue)
 
 
 async def _rows(db: Database, sql: str) -> list[Any]:
@@ -58,8 +49,7 @@ async def test_llm_writes_once_per_cluster_and_every_email_is_filled_in(
 ) -> None:
     campaign_id, consenting = await seeded_campaign(sqlite_db, 150)
     queue = task_queue()
-    async with build_worker(time_skipping_env.client, sqlite_db, _settings(sqlite_db, sink, stub),
-                            queue):  # fmt: skip
+    async with _worker(time_skipping_env, sqlite_db, sink, stub, queue):
         outcome = await run_campaign(time_skipping_env.client, campaign_id, queue)
     assert outcome.sent == consenting
 
@@ -95,8 +85,7 @@ async def test_llm_writes_once_per_cluster_and_every_email_is_filled_in(
 
     # A second campaign with the same template and prompt is served from the cache.
     second, _ = await seeded_campaign(sqlite_db, 150)
-    async with build_worker(time_skipping_env.client, sqlite_db, _settings(sqlite_db, sink, stub),
-                            queue):  # fmt: skip
+    async with _worker(time_skipping_env, sqlite_db, sink, stub, queue):
         await run_campaign(time_skipping_env.client, second, queue)
     assert len([r for r in stub.requests if r.provider == "openai"]) == calls
     hits = await _rows(sqlite_db, f"SELECT count(*) FROM llm_usage WHERE campaign_id = '{second}' "
@@ -111,8 +100,7 @@ async def test_llm_outage_falls_back_to_rules(
     stub.anthropic.status = 503
     campaign_id, consenting = await seeded_campaign(sqlite_db, 60)
     queue = task_queue()
-    async with build_worker(time_skipping_env.client, sqlite_db, _settings(sqlite_db, sink, stub),
-                            queue):  # fmt: skip
+    async with _worker(time_skipping_env, sqlite_db, sink, stub, queue):
         outcome = await run_campaign(time_skipping_env.client, campaign_id, queue)
     assert outcome.sent == consenting and outcome.failed == 0
     generators = await _generators(sqlite_db)
@@ -129,8 +117,7 @@ async def test_quota_exhaustion_defers_the_chunk_instead_of_falling_back(
 
     campaign_id, consenting = await seeded_campaign(sqlite_db, 40)
     queue = task_queue()
-    async with build_worker(time_skipping_env.client, sqlite_db, _settings(sqlite_db, sink, stub),
-                            queue):  # fmt: skip
+    async with _worker(time_skipping_env, sqlite_db, sink, stub, queue):
         handle = await start_campaign(time_skipping_env.client, campaign_id, queue)
         while not any(r.provider == "anthropic" for r in stub.requests):
             await asyncio.sleep(0.05)
@@ -163,8 +150,7 @@ async def test_hostile_profile_fields_and_model_links_never_reach_the_email(
             update(Contact).values(first_name=hostile, preferred_categories=[hostile, "kitchen"])
         )
     queue = task_queue()
-    async with build_worker(time_skipping_env.client, sqlite_db, _settings(sqlite_db, sink, stub),
-                            queue):  # fmt: skip
+    async with _worker(time_skipping_env, sqlite_db, sink, stub, queue):
         await run_campaign(time_skipping_env.client, campaign_id, queue)
     assert hostile not in stub.prompts() and "evil.example" not in stub.prompts()
     emails = read_outbox(sink.maildir, campaign_id)
@@ -188,8 +174,7 @@ async def test_daily_budget_hard_limit_throttles_the_tenant_to_rules(
             )
         )  # fmt: skip
     queue = task_queue()
-    async with build_worker(time_skipping_env.client, sqlite_db, _settings(sqlite_db, sink, stub),
-                            queue):  # fmt: skip
+    async with _worker(time_skipping_env, sqlite_db, sink, stub, queue):
         outcome = await run_campaign(time_skipping_env.client, campaign_id, queue)
     assert outcome.sent == consenting
     assert stub.requests == [], "over budget: no provider was called"

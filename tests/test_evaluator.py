@@ -9,10 +9,17 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.evaluator import evaluate
 from tailor.db import Database
-from tailor.devtools.llm_stub import default_answer, running_stub
+from tailor.devtools.llm_stub import StubLlm, default_answer
 from tailor.llm.prompts import ClusterRequest, GeneratedEmail, ProductFact
 from tailor.smtp_sink import read_outbox
-from tests.conftest import Sink, run_campaign, seeded_campaign, settings_for, task_queue
+from tests.conftest import (
+    Sink,
+    llm_settings,
+    run_campaign,
+    seeded_campaign,
+    settings_for,
+    task_queue,
+)
 from worker import build_worker
 
 NOW = datetime(2026, 11, 29, tzinfo=UTC)
@@ -67,7 +74,7 @@ def test_shouting_and_off_topic_content_score_low() -> None:
 
 
 async def test_refused_content_is_regenerated_with_another_prompt_then_used(
-    time_skipping_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink
+    time_skipping_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink, stub: StubLlm
 ) -> None:
     def by_prompt(body: dict[str, Any]) -> dict[str, Any]:
         answer = default_answer(body)
@@ -76,13 +83,11 @@ async def test_refused_content_is_regenerated_with_another_prompt_then_used(
         return answer
 
     campaign_id, consenting = await seeded_campaign(sqlite_db, 80)
-    with running_stub() as stub:
-        stub.openai.answer = by_prompt
-        settings = settings_for(sqlite_db, sink, llm_base_url=f"{stub.url}/v1",
-                                openai_api_key="sk", openai_model="gpt-4o-mini")  # fmt: skip
-        queue = task_queue()
-        async with build_worker(time_skipping_env.client, sqlite_db, settings, queue):
-            outcome = await run_campaign(time_skipping_env.client, campaign_id, queue)
+    stub.openai.answer = by_prompt
+    settings = settings_for(sqlite_db, sink, **llm_settings(stub))
+    queue = task_queue()
+    async with build_worker(time_skipping_env.client, sqlite_db, settings, queue):
+        outcome = await run_campaign(time_skipping_env.client, campaign_id, queue)
     assert outcome.sent == consenting
     async with sqlite_db.read() as conn:
         rows: list[Any] = list((await conn.exec_driver_sql(

@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from activities.llm_executor import LlmExecutor, LlmQuotaExhausted, build_tiers
 from tailor.config import Settings
-from tailor.devtools.llm_stub import StubLlm, running_stub
+from tailor.devtools.llm_stub import StubLlm
 from tailor.llm.prompts import ClusterRequest, ProductFact, get_prompt
 
 PROMPT = get_prompt("personalization_v3")
-
-
-@pytest.fixture
-def stub() -> Iterator[StubLlm]:
-    with running_stub() as server:
-        for provider in (server.openai, server.anthropic):
-            provider.input_tokens, provider.output_tokens = 420, 180
-        yield server
 
 
 def _executor(stub: StubLlm, **overrides: Any) -> LlmExecutor:

@@ -11,9 +11,16 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.pii import PiiScanner
 from tailor.db import Database
-from tailor.devtools.llm_stub import default_answer, running_stub
+from tailor.devtools.llm_stub import StubLlm, default_answer
 from tailor.smtp_sink import read_outbox
-from tests.conftest import Sink, run_campaign, seeded_campaign, settings_for, task_queue
+from tests.conftest import (
+    Sink,
+    llm_settings,
+    run_campaign,
+    seeded_campaign,
+    settings_for,
+    task_queue,
+)
 from worker import build_worker
 
 PLANTED = {
@@ -50,7 +57,7 @@ def test_clean_text_is_left_alone(scanner: PiiScanner) -> None:
 
 
 async def test_pii_written_by_the_model_never_reaches_a_recipient(
-    time_skipping_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink
+    time_skipping_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink, stub: StubLlm
 ) -> None:
     def leaky(body: dict[str, Any]) -> dict[str, Any]:
         answer = default_answer(body)
@@ -58,13 +65,11 @@ async def test_pii_written_by_the_model_never_reaches_a_recipient(
         return answer
 
     campaign_id, consenting = await seeded_campaign(sqlite_db, 60)
-    with running_stub() as stub:
-        stub.openai.answer = leaky
-        settings = settings_for(sqlite_db, sink, llm_base_url=f"{stub.url}/v1",
-                                openai_api_key="sk", openai_model="gpt-4o-mini")  # fmt: skip
-        queue = task_queue()
-        async with build_worker(time_skipping_env.client, sqlite_db, settings, queue):
-            outcome = await run_campaign(time_skipping_env.client, campaign_id, queue)
+    stub.openai.answer = leaky
+    settings = settings_for(sqlite_db, sink, **llm_settings(stub))
+    queue = task_queue()
+    async with build_worker(time_skipping_env.client, sqlite_db, settings, queue):
+        outcome = await run_campaign(time_skipping_env.client, campaign_id, queue)
     assert outcome.sent == consenting
     for email in read_outbox(sink.maildir, campaign_id):
         raw = email.path.read_bytes()
