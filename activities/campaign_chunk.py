@@ -262,7 +262,7 @@ class ChunkActivities:
             mail_from=ctx.tenant.from_email,
             rcpt_to=item.contact.email,
             message=message,
-            claim=lambda: self._claims.claim(item.send_id),
+            claim=lambda end_of_data: self._claims.claim(item.send_id, end_of_data),
         )
         if result.outcome is Outcome.ACCEPTED:
             generator = written.provider if written is not None else "rules"

@@ -4,11 +4,17 @@ Every message needs its claim committed right before the provider can accept it.
 row at a time costs a transaction per email; here the concurrent SMTP sessions of all chunks in
 this worker hand their claims to one batcher, which commits whatever has queued up in a single
 statement. A claim still resolves only after its commit, so crash semantics are unchanged.
+
+Right after the commit, and before control returns to the event loop, the batcher runs each
+claimed send's ``on_claimed`` callback, which writes the SMTP end-of-data line. Doing that
+synchronously keeps the window in which a crash could leave a claimed send unsent down to the
+microseconds of that loop, rather than the time every session task takes to be scheduled.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from tailor.db import Database
 from tailor.store.sends import claim_for_dispatch
@@ -20,13 +26,15 @@ class ClaimBatcher:
     def __init__(self, db: Database, provider: str) -> None:
         self._db = db
         self._provider = provider
-        self._queue: list[tuple[int, asyncio.Future[bool]]] = []
+        self._queue: list[tuple[int, asyncio.Future[bool], Callable[[], None]]] = []
         self._task: asyncio.Task[None] | None = None
 
-    async def claim(self, send_id: int) -> bool:
+    async def claim(self, send_id: int, on_claimed: Callable[[], None]) -> bool:
+        """True once the claim is committed and ``on_claimed`` has run; False: do not send.
+        An exception from ``on_claimed`` is raised here."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
-        self._queue.append((send_id, future))
+        self._queue.append((send_id, future, on_claimed))
         if self._task is None or self._task.done():
             # Runs while claims keep arriving, then ends: nothing lingers after the worker.
             self._task = loop.create_task(self._drain())
@@ -35,17 +43,27 @@ class ClaimBatcher:
     async def _drain(self) -> None:
         while self._queue:
             batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-            send_ids = [send_id for send_id, _ in batch]
+            send_ids = [send_id for send_id, _, _ in batch]
             try:
                 async with self._db.write() as conn:
                     claimed = await claim_for_dispatch(
                         conn, send_ids=send_ids, provider=self._provider
                     )
             except Exception as exc:  # every waiter learns that its claim failed
-                for _, future in batch:
+                for _, future, _ in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for send_id, future in batch:
-                if not future.done():
-                    future.set_result(send_id in claimed)
+            # No await in this loop: every end-of-data goes out before anything else runs.
+            for send_id, future, on_claimed in batch:
+                if future.done():
+                    continue
+                if send_id not in claimed:
+                    future.set_result(False)
+                    continue
+                try:
+                    on_claimed()
+                except Exception as exc:
+                    future.set_exception(exc)
+                else:
+                    future.set_result(True)

@@ -92,8 +92,10 @@ class SmtpSession:
         mail_from: str,
         rcpt_to: str,
         message: bytes,
-        claim: Callable[[], Awaitable[bool]],
+        claim: Callable[[Callable[[], None]], Awaitable[bool]],
     ) -> DeliveryResult:
+        """``claim(end_of_data)`` must commit the send's claim and then call ``end_of_data``
+        (synchronously, right after the commit) before it returns True."""
         smtp = await self._connection()
         try:
             await smtp.mail(mail_from)
@@ -115,8 +117,20 @@ class SmtpSession:
             self._drop()
             raise DeliveryUnavailable(f"SMTP connection lost before end of data: {exc}") from exc
 
+        protocol = smtp.protocol
+
+        def end_of_data() -> None:
+            # The reply may arrive before we await it: mark it expected first, as
+            # aiosmtplib's own execute_command does, or the protocol drops it as unsolicited.
+            protocol._response_pending = True
+            protocol.write(b".\r\n")
+
         try:
-            claimed = await claim()
+            claimed = await claim(end_of_data)
+        except aiosmtplib.SMTPServerDisconnected as exc:
+            # The server went away before end-of-data could be written: nothing was accepted.
+            self._drop()
+            return DeliveryResult(Outcome.DEFERRED, detail=f"connection lost: {exc}")
         except BaseException:
             self._drop()  # closing mid-DATA makes the server discard the message
             raise
@@ -125,7 +139,7 @@ class SmtpSession:
             return DeliveryResult(Outcome.NOT_CLAIMED)
 
         try:
-            reply = await smtp.execute_command(b".")
+            reply = await protocol.read_response(timeout=self._settings.smtp_timeout_s)
         except (aiosmtplib.SMTPException, OSError) as exc:
             self._drop()
             return DeliveryResult(Outcome.AMBIGUOUS, detail=f"no reply after end of data: {exc}")

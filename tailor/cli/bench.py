@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,8 @@ async def _baseline(settings: Settings, tenant_campaign: str, limit: int) -> flo
         for contact in contacts:
             queue.put_nowait(contact)
 
-        async def always() -> bool:
+        async def always(end_of_data: Callable[[], None]) -> bool:
+            end_of_data()
             return True
 
         async def loop() -> None:
