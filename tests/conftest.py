@@ -71,6 +71,22 @@ def postgres_url() -> Iterator[str]:
     _run_aside(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+async def empty_postgres(url: str) -> None:
+    """Empty every table of the session's PostgreSQL database (its schema stays)."""
+    database = Database(url)
+    try:
+        async with database.write() as conn:
+            tables = (
+                await conn.exec_driver_sql(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                    "AND tablename <> 'alembic_version'"
+                )
+            ).scalars()
+            await conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+    finally:
+        await database.dispose()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
     """A migrated store on each backend; PostgreSQL tables are emptied between tests."""
@@ -79,13 +95,9 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
         await migrate(url)
     else:
         url = request.getfixturevalue("postgres_url")
+    if request.param == "postgres":
+        await empty_postgres(url)
     database = Database(url)
-    if not database.sqlite:
-        async with database.write() as conn:
-            await conn.exec_driver_sql(
-                "TRUNCATE send, event, campaign, consent_record, contact, product,"
-                " template_version, template, tenant RESTART IDENTITY CASCADE"
-            )
     yield database
     await database.dispose()
 

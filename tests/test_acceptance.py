@@ -28,7 +28,7 @@ from tailor.smtp_sink import read_outbox
 from tailor.store.campaigns import create_campaign, send_counts
 from tailor.store.consent import current_consent
 from tailor.temporal import connect
-from tests.conftest import free_port
+from tests.conftest import empty_postgres, free_port
 
 pytestmark = [pytest.mark.devserver, pytest.mark.slow]
 CONTACTS = 20_000
@@ -65,10 +65,14 @@ class Stack:
         return {emails[c] for c, s in consent.items() if s == ConsentStatus.GRANTED}
 
 
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stack]:
     ports = Ports(temporal=free_port(), ui=free_port(), api=free_port(), smtp=free_port())
-    local = LocalStack(tmp_path / "home", ports, with_ui=False)
+    database_url = None
+    if request.param == "postgres":
+        database_url = request.getfixturevalue("postgres_url")
+        await empty_postgres(database_url)
+    local = LocalStack(tmp_path / "home", ports, with_ui=False, database_url=database_url)
     local.home.mkdir(parents=True)
     settings = local.settings()
     await migrate(settings.resolved_database_url)

@@ -9,6 +9,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from temporalio.api.enums.v1 import TaskQueueType
@@ -44,10 +45,18 @@ class Ports:
 
 
 class LocalStack:
-    def __init__(self, home: Path, ports: Ports, *, with_ui: bool = True) -> None:
+    def __init__(
+        self,
+        home: Path,
+        ports: Ports,
+        *,
+        with_ui: bool = True,
+        database_url: str | None = None,
+    ) -> None:
         self.home = home.resolve()
         self.ports = ports
         self.with_ui = with_ui
+        self.database_url = database_url  # None: TAILOR_DATABASE_URL, or SQLite under home
         self.group = ProcessGroup(self.home)
 
     @property
@@ -67,16 +76,21 @@ class LocalStack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if self.database_url:
+            env["TAILOR_DATABASE_URL"] = self.database_url
         return env
 
     def settings(self) -> Settings:
-        return Settings(
-            home=self.home,
-            temporal_address=f"{HOST}:{self.ports.temporal}",
-            temporal_ui_url=f"http://{HOST}:{self.ports.ui}",
-            api_port=self.ports.api,
-            smtp_port=self.ports.smtp,
-        )
+        values: dict[str, Any] = {
+            "home": self.home,
+            "temporal_address": f"{HOST}:{self.ports.temporal}",
+            "temporal_ui_url": f"http://{HOST}:{self.ports.ui}",
+            "api_port": self.ports.api,
+            "smtp_port": self.ports.smtp,
+        }
+        if self.database_url:  # otherwise TAILOR_DATABASE_URL or the SQLite default applies
+            values["database_url"] = self.database_url
+        return Settings(**values)
 
     def check_ports(self, *, api: bool = True, smtp: bool = True) -> None:
         wanted = {"Temporal": (self.ports.temporal, "--temporal-port")}
