@@ -243,6 +243,7 @@ class ChunkActivities:
                 tenant_name=ctx.tenant.name,
                 postal_address=ctx.tenant.postal_address,
                 unsubscribe_mailbox=f"unsubscribe@{ctx.sender_domain}",
+                disclaimer=ctx.brand.required_disclaimer,
             )
             message = build_message(
                 content=content,

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlmodel import col, select
 
+from activities.brand import BrandPolicy
 from activities.executor import Catalog
 from tailor.db import Database
 from tailor.models import Product, TemplateVersion, Tenant
@@ -24,6 +25,7 @@ class CampaignContext:
     prompt_version: str
     version: TemplateVersion
     catalog: Catalog
+    brand: BrandPolicy
 
     @property
     def sender_domain(self) -> str:
@@ -64,6 +66,7 @@ class CampaignContexts:
             segment=campaign.segment,
             prompt_version=campaign.prompt_version,
             version=version,
+            brand=BrandPolicy.of(tenant.brand_policy),
             catalog=Catalog(
                 products, tenant.website or f"https://{tenant.from_email.split('@')[-1]}"
             ),

@@ -22,6 +22,7 @@ from datetime import datetime
 from sqlalchemy import func, insert, select
 from sqlmodel import col
 
+from activities.brand import brand_violations
 from activities.context import CampaignContext
 from activities.evaluator import Evaluation, evaluate
 from activities.executor import Catalog, engagement_tier, safe_name
@@ -113,6 +114,7 @@ class ClusterGenerator:
                              for p in picks],
             template_subject=ctx.version.subject,
             template_body=ctx.version.body,
+            avoid_phrases=ctx.brand.banned_phrases,
         )  # fmt: skip
 
     async def for_contacts(
@@ -238,6 +240,11 @@ class ClusterGenerator:
                 made = ClusterContent(generation.tier, generation.model, generation.email)
                 usage.append(self._usage(ctx, attempt.version, made, generation))
                 evaluation = evaluate(generation.email, request, now)
+                brand = brand_violations(generation.email, ctx.brand)
+                if brand:
+                    evaluation = Evaluation(
+                        evaluation.quality, evaluation.relevance, [*evaluation.violations, *brand]
+                    )
                 if evaluation.passed:
                     content = await self._without_pii(
                         ctx, ClusterContent(made.provider, made.model, made.email, evaluation)

@@ -60,6 +60,7 @@ class Guardrail:
         tenant_name: str,
         postal_address: str,
         unsubscribe_mailbox: str,
+        disclaimer: str | None = None,
     ) -> Compliance:
         if not postal_address.strip():
             raise GuardrailViolation("tenant has no postal address (CAN-SPAM requires one)")
@@ -71,6 +72,8 @@ class Guardrail:
             f"Unsubscribe: {url}\n"
             f"{postal_address}"
         )
+        if disclaimer:
+            footer = f"{disclaimer}\n{footer}"
         headers = {
             "List-Unsubscribe": f"<{url}>, <{mailto}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",

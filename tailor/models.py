@@ -68,6 +68,12 @@ class Tenant(SQLModel, table=True):
     from_name: str = Field(max_length=200)
     postal_address: str = Field(max_length=500, description="CAN-SPAM requires it in every email.")
     website: str = Field(default="", max_length=300, description="Shop URL for calls to action.")
+    brand_policy: dict[str, Any] = Field(
+        default_factory=dict,
+        sa_type=sa.JSON,
+        nullable=False,
+        description="banned_phrases, required_disclaimer, max_subject_length (see BrandPolicy)",
+    )
     llm_daily_budget_usd: float | None = Field(
         default=None,
         ge=0,

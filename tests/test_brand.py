@@ -1,0 +1,79 @@
+"""Brand compliance: banned phrases and spam triggers are refused; the disclaimer always shows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import update
+from temporalio.testing import WorkflowEnvironment
+
+from activities.brand import BrandPolicy, brand_violations
+from tailor.db import Database
+from tailor.devtools.llm_stub import StubLlm, default_answer
+from tailor.llm.prompts import GeneratedEmail
+from tailor.models import Tenant
+from tailor.smtp_sink import read_outbox
+from tests.conftest import (
+    Sink,
+    llm_settings,
+    run_campaign,
+    seeded_campaign,
+    settings_for,
+    task_queue,
+)
+from worker import build_worker
+
+EMAIL = GeneratedEmail(
+    subject="{{first_name}}, fresh kitchen picks",
+    preheader="",
+    body="Hi {{first_name}}, our Chef's Knife is back and the kitchen shelves are full again.",
+    cta_text="See the picks",
+)
+
+
+def test_banned_phrases_spam_triggers_and_long_subjects_are_named() -> None:
+    policy = BrandPolicy(banned_phrases=["cheap"], max_subject_length=30)
+    assert brand_violations(EMAIL, policy) == ["subject longer than 30 characters"]
+    spammy = EMAIL.model_copy(update={"body": EMAIL.body + " Act now, it's cheap!"})
+    assert brand_violations(spammy, BrandPolicy(banned_phrases=["cheap"])) == [
+        "banned phrase 'cheap'",
+        "spam trigger 'act now'",
+    ]
+    # Whole words only: "cheapest" is not "cheap", "winners" is not "winner".
+    fine = EMAIL.model_copy(update={"body": EMAIL.body + " Our winners list is the cheapest."})
+    assert brand_violations(fine, BrandPolicy(banned_phrases=["cheap"])) == []
+
+
+async def test_campaign_content_keeps_the_brand_rules_and_the_disclaimer(
+    time_skipping_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink, stub: StubLlm
+) -> None:
+    def cheap_first(body: dict[str, Any]) -> dict[str, Any]:
+        answer = default_answer(body)
+        if "Lead with the single most relevant product" not in str(body["messages"]):
+            answer["body"] += " Everything is cheap this week."
+        return answer
+
+    stub.openai.answer = cheap_first
+    campaign_id, consenting = await seeded_campaign(sqlite_db, 50)
+    disclaimer = "Prices include VAT. Offers while stocks last."
+    async with sqlite_db.write() as conn:
+        policy = {"banned_phrases": ["cheap"], "required_disclaimer": disclaimer}
+        await conn.execute(update(Tenant).values(brand_policy=policy))
+    settings = settings_for(sqlite_db, sink, **llm_settings(stub))
+    queue = task_queue()
+    async with build_worker(time_skipping_env.client, sqlite_db, settings, queue):
+        outcome = await run_campaign(time_skipping_env.client, campaign_id, queue)
+    assert outcome.sent == consenting
+    assert "avoid_phrases" in stub.prompts() and "cheap" in stub.prompts(), "the model is told"
+    async with sqlite_db.read() as conn:
+        sql = "SELECT DISTINCT generator FROM send WHERE status = 'sent'"
+        tiers = (await conn.exec_driver_sql(sql)).scalars().all()
+    assert list(tiers) == ["openai"], "refused once, rewritten with the other prompt, then sent"
+    emails = read_outbox(sink.maildir, campaign_id)
+    assert len(emails) == consenting
+    for email in emails:
+        text = email.full().get_body(("plain",))
+        assert text is not None
+        content = text.get_content()
+        assert "cheap" not in content.lower()
+        assert disclaimer in content
