@@ -159,7 +159,7 @@ def build_tiers(settings: Settings) -> list[Tier]:
     if settings.openai_enabled:
         client = openai.AsyncOpenAI(
             api_key=settings.openai_api_key or "not-needed-for-this-server",
-            base_url=settings.llm_base_url,
+            base_url=settings.llm_base_url or None,  # "" from compose means the default
             max_retries=0,
             timeout=settings.llm_timeout_s,
         )
@@ -167,7 +167,7 @@ def build_tiers(settings: Settings) -> list[Tier]:
     if settings.anthropic_enabled:
         aclient = anthropic.AsyncAnthropic(
             api_key=settings.anthropic_api_key,
-            base_url=settings.anthropic_base_url,
+            base_url=settings.anthropic_base_url or None,
             max_retries=0,
             timeout=settings.llm_timeout_s,
         )
