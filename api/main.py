@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 
 from api.deps import TemporalGateway
-from api.routes import campaigns, contacts, health, sends, templates, unsubscribe
+from api.routes import campaigns, contacts, health, sends, templates, unsubscribe, usage
 from tailor import __version__
 from tailor.config import Settings
 from tailor.db import Database
@@ -67,6 +67,6 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
         return JSONResponse({"message": str(exc)}, status_code=404)
 
-    for module in (health, contacts, templates, campaigns, sends, unsubscribe):
+    for module in (health, contacts, templates, campaigns, sends, usage, unsubscribe):
         app.include_router(module.router)
     return app

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from temporalio.testing import WorkflowEnvironment
 
 from activities.guardrail import unsubscribe_token
 from api.main import create_app
 from tailor.db import Database
-from tailor.models import Contact
+from tailor.models import Contact, LlmUsage, utcnow
 from tailor.seed import seed_demo
 from tailor.smtp_sink import read_outbox
 from tests.conftest import Sink, settings_for, task_queue
@@ -288,3 +289,29 @@ async def test_one_click_unsubscribe_revokes_consent(api: Api) -> None:
 async def test_healthz(api: Api) -> None:
     response = await api.http.get("/healthz")
     assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+async def test_llm_usage_by_day_against_the_budget(api: Api) -> None:
+    today = utcnow().date()
+    async with api.db.write() as conn:
+        await conn.execute(insert(LlmUsage), [
+            {"tenant_id": "demo", "provider": "openai", "model": "gpt-4o-mini",
+             "prompt_version": "personalization_v3", "cache_hit": hit, "input_tokens": 700,
+             "output_tokens": 180, "cost_usd": cost, "day": day.isoformat(),
+             "created_at": utcnow()}
+            for day, hit, cost in [(today, False, 0.25), (today, True, 0.0),
+                                   (today - timedelta(days=1), False, 0.5)]
+        ])  # fmt: skip
+    body = (await api.http.get("/v1/usage/llm", headers=TENANT)).json()
+    assert [(d["day"], d["calls"], d["cache_hits"]) for d in body["data"]] == [
+        ((today - timedelta(days=1)).isoformat(), 1, 0),
+        (today.isoformat(), 1, 1),
+    ]
+    assert body["total_cost_usd"] == 0.75 and body["spent_today_usd"] == 0.25
+    assert body["daily_budget_usd"] == 20.0 and body["throttled_today"] is False
+    only_today = await api.http.get(f"/v1/usage/llm?since={today}", headers=TENANT)
+    assert only_today.json()["total_cost_usd"] == 0.25
+    backwards = await api.http.get(
+        f"/v1/usage/llm?since={today}&until={today - timedelta(days=3)}", headers=TENANT
+    )
+    assert backwards.status_code == 422 and "since" in backwards.json()["message"]

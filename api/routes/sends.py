@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from sqlalchemy import select
@@ -34,8 +34,8 @@ async def list_sends(
     campaign_id: str,
     session: SessionDep,
     tenant: TenantDep,
-    after: int = Query(0, ge=0, description="Keyset cursor: the last send id you have."),
-    limit: int = Query(100, ge=1, le=1000),
+    after: Annotated[int, Query(ge=0, description="Keyset cursor: the last send id you have.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     await get_campaign(session=session, campaign_id=campaign_id, tenant_id=tenant.id)
     rows = (
