@@ -32,6 +32,7 @@ from tailor.payloads import CampaignInput, CampaignOutcome, CampaignRun
 from tailor.seed import seed_demo
 from tailor.smtp_sink import CaptureHandler, SinkFaults, start_sink
 from tailor.store.campaigns import create_campaign
+from worker import build_worker
 from workflows.campaign import CampaignWorkflow
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -218,6 +219,15 @@ async def start_campaign(
 
 async def run_campaign(client: Client, campaign_id: str, queue: str) -> CampaignOutcome:
     return await (await start_campaign(client, campaign_id, queue)).result()
+
+
+async def run_llm_campaign(
+    env: WorkflowEnvironment, db: Database, sink: Sink, stub: StubLlm, campaign_id: str
+) -> CampaignOutcome:
+    """Run a campaign to the end on a fresh worker whose LLM tiers talk to the stub."""
+    queue = task_queue()
+    async with build_worker(env.client, db, settings_for(db, sink, **llm_settings(stub)), queue):
+        return await run_campaign(env.client, campaign_id, queue)
 
 
 def task_queue() -> str:

@@ -13,15 +13,7 @@ from tailor.devtools.llm_stub import StubLlm, default_answer
 from tailor.llm.prompts import GeneratedEmail
 from tailor.models import Tenant
 from tailor.smtp_sink import read_outbox
-from tests.conftest import (
-    Sink,
-    llm_settings,
-    run_campaign,
-    seeded_campaign,
-    settings_for,
-    task_queue,
-)
-from worker import build_worker
+from tests.conftest import Sink, run_llm_campaign, seeded_campaign
 
 EMAIL = GeneratedEmail(
     subject="{{first_name}}, fresh kitchen picks",
@@ -59,10 +51,7 @@ async def test_campaign_content_keeps_the_brand_rules_and_the_disclaimer(
     async with sqlite_db.write() as conn:
         policy = {"banned_phrases": ["cheap"], "required_disclaimer": disclaimer}
         await conn.execute(update(Tenant).values(brand_policy=policy))
-    settings = settings_for(sqlite_db, sink, **llm_settings(stub))
-    queue = task_queue()
-    async with build_worker(time_skipping_env.client, sqlite_db, settings, queue):
-        outcome = await run_campaign(time_skipping_env.client, campaign_id, queue)
+    outcome = await run_llm_campaign(time_skipping_env, sqlite_db, sink, stub, campaign_id)
     assert outcome.sent == consenting
     assert "avoid_phrases" in stub.prompts() and "cheap" in stub.prompts(), "the model is told"
     async with sqlite_db.read() as conn:

@@ -12,15 +12,7 @@ from tailor.db import Database
 from tailor.devtools.llm_stub import StubLlm, default_answer
 from tailor.llm.prompts import ClusterRequest, GeneratedEmail, ProductFact
 from tailor.smtp_sink import read_outbox
-from tests.conftest import (
-    Sink,
-    llm_settings,
-    run_campaign,
-    seeded_campaign,
-    settings_for,
-    task_queue,
-)
-from worker import build_worker
+from tests.conftest import Sink, run_llm_campaign, seeded_campaign
 
 NOW = datetime(2026, 11, 29, tzinfo=UTC)
 REQUEST = ClusterRequest(
@@ -84,10 +76,7 @@ async def test_refused_content_is_regenerated_with_another_prompt_then_used(
 
     campaign_id, consenting = await seeded_campaign(sqlite_db, 80)
     stub.openai.answer = by_prompt
-    settings = settings_for(sqlite_db, sink, **llm_settings(stub))
-    queue = task_queue()
-    async with build_worker(time_skipping_env.client, sqlite_db, settings, queue):
-        outcome = await run_campaign(time_skipping_env.client, campaign_id, queue)
+    outcome = await run_llm_campaign(time_skipping_env, sqlite_db, sink, stub, campaign_id)
     assert outcome.sent == consenting
     async with sqlite_db.read() as conn:
         rows: list[Any] = list((await conn.exec_driver_sql(

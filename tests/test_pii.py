@@ -13,15 +13,7 @@ from activities.pii import PiiScanner
 from tailor.db import Database
 from tailor.devtools.llm_stub import StubLlm, default_answer
 from tailor.smtp_sink import read_outbox
-from tests.conftest import (
-    Sink,
-    llm_settings,
-    run_campaign,
-    seeded_campaign,
-    settings_for,
-    task_queue,
-)
-from worker import build_worker
+from tests.conftest import Sink, run_llm_campaign, seeded_campaign
 
 PLANTED = {
     "ada.lovelace@gmail.com": "EMAIL_ADDRESS",
@@ -66,10 +58,7 @@ async def test_pii_written_by_the_model_never_reaches_a_recipient(
 
     campaign_id, consenting = await seeded_campaign(sqlite_db, 60)
     stub.openai.answer = leaky
-    settings = settings_for(sqlite_db, sink, **llm_settings(stub))
-    queue = task_queue()
-    async with build_worker(time_skipping_env.client, sqlite_db, settings, queue):
-        outcome = await run_campaign(time_skipping_env.client, campaign_id, queue)
+    outcome = await run_llm_campaign(time_skipping_env, sqlite_db, sink, stub, campaign_id)
     assert outcome.sent == consenting
     for email in read_outbox(sink.maildir, campaign_id):
         raw = email.path.read_bytes()
