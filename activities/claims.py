@@ -14,10 +14,11 @@ microseconds of that loop, rather than the time every session task takes to be s
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable
 
-from tailor.db import Database
-from tailor.store.sends import claim_for_dispatch
+from tailor.db import Database, sqlite_path
+from tailor.store.sends import claim_for_dispatch, claim_for_dispatch_sqlite
 
 MAX_BATCH = 500
 
@@ -28,6 +29,7 @@ class ClaimBatcher:
         self._provider = provider
         self._queue: list[tuple[int, asyncio.Future[bool], Callable[[], None]]] = []
         self._task: asyncio.Task[None] | None = None
+        self._sqlite: sqlite3.Connection | None = None
 
     async def claim(self, send_id: int, on_claimed: Callable[[], None]) -> bool:
         """True once the claim is committed and ``on_claimed`` has run; False: do not send.
@@ -45,25 +47,60 @@ class ClaimBatcher:
             batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
             send_ids = [send_id for send_id, _, _ in batch]
             try:
-                async with self._db.write() as conn:
-                    claimed = await claim_for_dispatch(
-                        conn, send_ids=send_ids, provider=self._provider
-                    )
-            except Exception as exc:  # every waiter learns that its claim failed
+                claimed = self._claim_now(send_ids) if self._db.sqlite else None
+                if claimed is not None:
+                    self._release(batch, claimed)
+                    continue
+                async with self._db.writer.connect() as conn:
+                    async with conn.begin():
+                        claimed = await claim_for_dispatch(
+                            conn, send_ids=send_ids, provider=self._provider
+                        )
+                    # Committed: release before anything else, even returning the connection.
+                    self._release(batch, claimed)
+            except Exception as exc:  # every waiter still waiting learns its claim failed
                 for _, future, _ in batch:
                     if not future.done():
                         future.set_exception(exc)
+
+    def _claim_now(self, send_ids: list[int]) -> set[int] | None:
+        """SQLite only: claim on this thread, with no await between the commit and the
+        end-of-data writes. None when another writer holds the lock right now (waiting here
+        would block the event loop, and with it that writer's own transaction)."""
+        if self._sqlite is None:
+            self._sqlite = sqlite3.connect(
+                sqlite_path(self._db.url), timeout=0, isolation_level=None,
+                check_same_thread=False,
+            )  # fmt: skip
+            self._sqlite.execute("PRAGMA synchronous=NORMAL")  # as the engines use (WAL)
+        try:
+            self._sqlite.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return None
+            raise
+        try:
+            claimed = claim_for_dispatch_sqlite(self._sqlite, send_ids, self._provider)
+            self._sqlite.execute("COMMIT")
+        except BaseException:
+            self._sqlite.execute("ROLLBACK")
+            raise
+        return claimed
+
+    @staticmethod
+    def _release(
+        batch: list[tuple[int, asyncio.Future[bool], Callable[[], None]]], claimed: set[int]
+    ) -> None:
+        # No await in this loop: every end-of-data goes out before anything else runs.
+        for send_id, future, on_claimed in batch:
+            if future.done():
                 continue
-            # No await in this loop: every end-of-data goes out before anything else runs.
-            for send_id, future, on_claimed in batch:
-                if future.done():
-                    continue
-                if send_id not in claimed:
-                    future.set_result(False)
-                    continue
-                try:
-                    on_claimed()
-                except Exception as exc:
-                    future.set_exception(exc)
-                else:
-                    future.set_result(True)
+            if send_id not in claimed:
+                future.set_result(False)
+                continue
+            try:
+                on_claimed()
+            except Exception as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(True)

@@ -24,6 +24,13 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def sqlite_path(url: str) -> str:
+    path = make_url(url).database
+    if not path:
+        raise ValueError(f"not a SQLite file URL: {url}")
+    return path
+
+
 def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
     path = make_url(url).database
     if path and path != ":memory:":

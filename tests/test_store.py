@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 from alembic import command
 
-from tailor.db import Database, alembic_config
-from tailor.models import ConsentStatus, SendStatus
+from tailor.db import Database, alembic_config, sqlite_path
+from tailor.models import ConsentStatus, Send, SendStatus
 from tailor.store.campaigns import send_counts
 from tailor.store.consent import consent_history, current_consent, record_consent
-from tailor.store.sends import claim_for_dispatch, ensure_send_rows, sends_for
+from tailor.store.sends import (
+    claim_for_dispatch,
+    claim_for_dispatch_sqlite,
+    ensure_send_rows,
+    sends_for,
+)
 from tests.conftest import seeded_campaign
 
 
@@ -72,3 +78,28 @@ async def test_consent_ledger_is_append_only(db: Database) -> None:
 async def test_migrations_match_the_models(db: Database) -> None:
     """Every model change ships with its migration (alembic check, on both backends)."""
     await asyncio.to_thread(command.check, alembic_config(db.url))
+
+
+async def test_the_synchronous_sqlite_claim_matches_the_async_one(sqlite_db: Database) -> None:
+    campaign_id, _ = await seeded_campaign(sqlite_db, 20)
+    async with sqlite_db.read() as conn:
+        consent = await current_consent(conn, range(1, 21))
+    granted = [c for c, s in consent.items() if s == ConsentStatus.GRANTED][:4]
+    async with sqlite_db.write() as conn:
+        await ensure_send_rows(conn, campaign_id=campaign_id, contact_ids=granted, domain="x.test")
+    async with sqlite_db.read() as conn:
+        sends = await sends_for(conn, campaign_id=campaign_id, contact_ids=granted)
+    await _revoke(sqlite_db, sends[0][1])
+    raw = sqlite3.connect(sqlite_path(sqlite_db.url), isolation_level=None)
+    try:
+        raw.execute("BEGIN IMMEDIATE")
+        first = claim_for_dispatch_sqlite(raw, [s[0] for s in sends], "smtp")
+        raw.execute("COMMIT")
+        again = claim_for_dispatch_sqlite(raw, [s[0] for s in sends], "smtp")
+    finally:
+        raw.close()
+    assert first == {s[0] for s in sends[1:]} and again == set()
+    async with sqlite_db.read_session() as session:
+        row = await session.get(Send, sends[1][0])
+    assert row is not None and row.status == SendStatus.DISPATCHED and row.attempts == 1
+    assert row.dispatched_at is not None and row.dispatched_at.tzinfo is not None

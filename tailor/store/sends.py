@@ -13,6 +13,7 @@ revocation racing a send, cannot both win.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -126,6 +127,27 @@ async def claim_for_dispatch(
         .returning(col(Send.id))
     )
     return {int(send_id) for send_id in result.scalars() if send_id is not None}
+
+
+_CLAIM_SQLITE = """
+UPDATE send SET status = 'dispatched', dispatched_at = ?, provider = ?, attempts = attempts + 1
+WHERE id IN ({ids}) AND status = 'pending'
+  AND (SELECT c.status FROM consent_record AS c WHERE c.contact_id = send.contact_id
+       ORDER BY c.id DESC LIMIT 1) = 'granted'
+RETURNING id
+"""
+
+
+def claim_for_dispatch_sqlite(
+    conn: sqlite3.Connection, send_ids: Sequence[int], provider: str
+) -> set[int]:
+    """``claim_for_dispatch`` on a plain sqlite3 connection inside the caller's transaction:
+    the same statement, run synchronously so the caller can act the instant it commits."""
+    # The storage format SQLAlchemy uses for DateTime on SQLite (naive UTC).
+    now = utcnow().replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+    sql = _CLAIM_SQLITE.format(ids=", ".join("?" * len(send_ids)))
+    rows = conn.execute(sql, [now, provider, *send_ids]).fetchall()
+    return {int(row[0]) for row in rows}
 
 
 async def mark(
