@@ -17,13 +17,13 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+from activities.executor import URL
 from tailor.llm.prompts import ClusterRequest, GeneratedEmail
 
 MIN_QUALITY = 0.7
 MIN_RELEVANCE = 0.6
 
 _PRICE = re.compile(r"\$\s?(\d{1,3}(?:,\d{3})*(?:\.\d{2})?)")
-_URL = re.compile(r"(https?://|www\.)\S+", re.IGNORECASE)
 _ISO_DATE = re.compile(r"\b(20\d{2})-(\d{2})-(\d{2})\b")
 _MONTHS = "january february march april may june july august september october november december"
 _LONG_DATE = re.compile(
@@ -78,7 +78,7 @@ def check_facts(email: GeneratedEmail, request: ClusterRequest, now: datetime) -
         for price in _PRICE.findall(text)
         if price not in known and f"{price}.00" not in known
     ]
-    if _URL.search(text):
+    if URL.search(text):
         violations.append("the model wrote a link")
     violations += [f"date {d.isoformat()} is in the past" for d in _dates(text) if d < now.date()]
     return violations

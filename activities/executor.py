@@ -43,6 +43,8 @@ class TemplateRenderError(ValueError):
     """A template that cannot render for a recipient; fixing it needs a new template version."""
 
 
+# A link the model or a profile field might carry; the system alone puts links in emails.
+URL = re.compile(r"(https?://|www\.)\S+", re.IGNORECASE)
 _URLISH = re.compile(r"(https?://|www\.)\S+|\S+\.(com|net|org|io|example)\S*", re.IGNORECASE)
 _NAME_CHARS = re.compile(r"[^\w\s'.-]", re.UNICODE)
 
@@ -77,6 +79,13 @@ class Catalog:
             self.by_category.setdefault(product.category, []).append(product)
         self.shop_url = shop_url.rstrip("/")
 
+    def top_category(self, contact: Contact) -> str:
+        """The contact's first preferred category the catalog carries, else the catalog's first."""
+        return next(
+            (c for c in contact.preferred_categories if c in self.by_category),
+            next(iter(self.by_category), "new arrivals"),
+        )
+
     def view(self, product: Product) -> ProductView:
         return ProductView(product.name, _money(product.price_cents), product.url, product.category)
 
@@ -109,10 +118,7 @@ class RuleBasedExecutor:
         rules: list[str] = []
         tier = engagement_tier(contact, now)
         cart = [catalog.view(catalog.by_sku[s]) for s in contact.cart_items if s in catalog.by_sku]
-        top_category = next(
-            (c for c in contact.preferred_categories if c in catalog.by_category),
-            next(iter(catalog.by_category), "new arrivals"),
-        )
+        top_category = catalog.top_category(contact)
         seen = set(contact.cart_items)
         recommendations = [
             catalog.view(p) for p in catalog.by_category.get(top_category, []) if p.sku not in seen

@@ -25,7 +25,7 @@ from sqlmodel import col
 from activities.brand import brand_violations
 from activities.context import CampaignContext
 from activities.evaluator import Evaluation, evaluate
-from activities.executor import Catalog, engagement_tier, safe_name
+from activities.executor import URL, Catalog, engagement_tier, safe_name
 from activities.llm_executor import Generation, LlmExecutor
 from activities.pii import PiiScanner
 from tailor.db import Database
@@ -40,7 +40,6 @@ from tailor.llm.prompts import (
 from tailor.models import Contact, GenerationCache, LlmUsage, PiiIncident, utcnow
 
 log = logging.getLogger(__name__)
-_URL = re.compile(r"(https?://|www\.)\S+", re.IGNORECASE)
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 
@@ -53,8 +52,7 @@ class ClusterContent:
 
 
 def cluster_of(contact: Contact, catalog: Catalog, now: datetime) -> tuple[str, str, str, bool]:
-    top = next((c for c in contact.preferred_categories if c in catalog.by_category),
-               next(iter(catalog.by_category), "new arrivals"))  # fmt: skip
+    top = catalog.top_category(contact)
     device = "mobile" if contact.device == "mobile" else "desktop"
     has_cart = any(sku in catalog.by_sku for sku in contact.cart_items)
     return engagement_tier(contact, now), top, device, has_cart
@@ -69,7 +67,7 @@ def fill(text: str, contact: Contact, catalog: Catalog) -> str:
         "cart_item": cart[0] if cart else "",
     }
     text = _PLACEHOLDER.sub(lambda m: values.get(m.group(1), ""), text)
-    return _URL.sub("", text).strip()
+    return URL.sub("", text).strip()
 
 
 class ClusterGenerator:
@@ -110,8 +108,8 @@ class ClusterGenerator:
             top_category=top,
             device=device,
             locale="en",
-            recommendations=[ProductFact(p.name, f"${p.price_cents / 100:,.2f}", p.url)
-                             for p in picks],
+            recommendations=[ProductFact(v.name, v.price, v.url)
+                             for v in map(ctx.catalog.view, picks)],
             template_subject=ctx.version.subject,
             template_body=ctx.version.body,
             avoid_phrases=ctx.brand.banned_phrases,
