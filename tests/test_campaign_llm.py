@@ -119,8 +119,9 @@ async def test_quota_exhaustion_defers_the_chunk_instead_of_falling_back(
     queue = task_queue()
     async with _worker(time_skipping_env, sqlite_db, sink, stub, queue):
         handle = await start_campaign(time_skipping_env.client, campaign_id, queue)
-        while not any(r.provider == "anthropic" for r in stub.requests):
-            await asyncio.sleep(0.05)
+        async with asyncio.timeout(60):  # a clear failure, not a hang until pytest's timeout
+            while not any(r.provider == "anthropic" for r in stub.requests):
+                await asyncio.sleep(0.05)
         assert read_outbox(sink.maildir, campaign_id) == [], "nothing went out on the rules tier"
         stub.openai.status = 200
         outcome = await handle.result()
