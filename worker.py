@@ -53,7 +53,9 @@ def build_worker(client: Client, db: Database, settings: Settings, task_queue: s
             planner.plan_campaign,
             planner.next_chunks,
             planner.finalize_campaign,
+            planner.expire_reviews,
             chunks.send_chunk,
+            chunks.release_reviewed,
         ],
         max_concurrent_activities=max(settings.chunk_concurrency * 2, 8),
     )

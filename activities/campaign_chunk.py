@@ -36,8 +36,10 @@ from tailor.db import Database
 from tailor.errors import NotFound
 from tailor.mail import HeaderInjection, build_message
 from tailor.models import ConsentStatus, Contact, Send, SendStatus, utcnow
-from tailor.payloads import ChunkInput, ChunkResult
+from tailor.payloads import ChunkInput, ChunkResult, ReviewBacklog, ReviewRelease
+from tailor.store.campaigns import send_counts
 from tailor.store.consent import current_consent
+from tailor.store.reviews import backlog, hold, release_decided, released_sends
 from tailor.store.sends import (
     ensure_send_rows,
     mark,
@@ -94,37 +96,7 @@ class ChunkActivities:
 
     @activity.defn
     async def send_chunk(self, chunk: ChunkInput) -> ChunkResult:
-        try:
-            ctx = await self._contexts.get(chunk.campaign_id)
-        except NotFound as exc:
-            raise not_found(exc) from exc
-        work, already_done = await self._prepare(ctx, chunk)
-        try:
-            contents = await self._generator.for_contacts(
-                ctx, [item.contact for item in work], utcnow()
-            )
-        except LlmQuotaExhausted as exc:
-            raise llm_quota(exc.retry_after_s) from exc
-        tally = _Tally()
-        failure: BaseException | None = None
-        try:
-            await self._deliver(ctx, work, contents, tally)
-        except BaseException as exc:  # record what was settled before re-raising
-            failure = exc
-        finally:
-            await self._flush(tally, final=True)
-        if isinstance(failure, DeliveryUnavailable):
-            raise delivery_unavailable(str(failure)) from failure
-        if isinstance(failure, TemplateRenderError):
-            raise template_error(str(failure)) from failure
-        if failure is not None:
-            raise failure
-        if tally.deferred:
-            raise deferred(len(tally.deferred))
-        return await self._result(chunk, already_done)
-
-    async def _prepare(self, ctx: CampaignContext, chunk: ChunkInput) -> tuple[list[_Work], int]:
-        """Create this chunk's send rows, settle the ones without consent, return the rest."""
+        ctx = await self._context(chunk.campaign_id)
         async with self._db.read() as conn:
             contact_ids = await segment_contact_ids(
                 conn,
@@ -141,6 +113,95 @@ class ChunkActivities:
                 contact_ids=contact_ids,
                 domain=ctx.sender_domain,
             )
+        work, already_done = await self._prepare(ctx, contact_ids, chunk.revoked_contact_ids)
+        try:
+            contents = await self._generator.for_contacts(
+                ctx, [item.contact for item in work], utcnow()
+            )
+        except LlmQuotaExhausted as exc:
+            raise llm_quota(exc.retry_after_s) from exc
+        await self._send(ctx, await self._hold(work, contents), contents)
+        return await self._result(chunk, already_done)
+
+    @activity.defn
+    async def release_reviewed(self, release: ReviewRelease) -> ReviewBacklog:
+        """Deliver the held sends whose review is decided: the approved content, or the
+        rules-tier email if it was rejected or expired. Idempotent like a chunk: a retry
+        finds what an earlier attempt delivered already settled."""
+        ctx = await self._context(release.campaign_id)
+        async with self._db.write() as conn:
+            await release_decided(conn, ctx.campaign_id)
+        while True:
+            async with self._db.read() as conn:
+                released = await released_sends(conn, ctx.campaign_id, self._settings.chunk_size)
+            if not released:
+                break
+            work, _ = await self._prepare(ctx, list(released), release.revoked_contact_ids)
+            by_review = await self._generator.from_reviews(set(released.values()))
+            contents = {
+                contact_id: by_review[review_id]
+                for contact_id, review_id in released.items()
+                if review_id in by_review
+            }
+            await self._send(ctx, work, contents)
+        async with self._db.read() as conn:
+            open_reviews, held = await backlog(conn, ctx.campaign_id)
+            counts = await send_counts(conn, ctx.campaign_id)
+        return ReviewBacklog(
+            open_reviews=open_reviews,
+            held=held,
+            sent=counts[SendStatus.SENT] + counts[SendStatus.DISPATCHED],
+            suppressed=counts[SendStatus.SUPPRESSED],
+            failed=counts[SendStatus.FAILED],
+        )
+
+    async def _context(self, campaign_id: str) -> CampaignContext:
+        try:
+            return await self._contexts.get(campaign_id)
+        except NotFound as exc:
+            raise not_found(exc) from exc
+
+    async def _hold(self, work: list[_Work], contents: dict[int, ClusterContent]) -> list[_Work]:
+        """Hold the sends whose content awaits review; the rest go ahead."""
+        held: dict[int, list[int]] = {}
+        ready: list[_Work] = []
+        for item in work:
+            content = contents.get(item.contact.id or 0)
+            if content is not None and content.review is not None and content.held:
+                held.setdefault(content.review.id, []).append(item.send_id)
+            else:
+                ready.append(item)
+        if held:
+            async with self._db.write() as conn:
+                for review_id, send_ids in held.items():
+                    await hold(conn, send_ids, review_id)
+        return ready
+
+    async def _send(
+        self, ctx: CampaignContext, work: list[_Work], contents: dict[int, ClusterContent]
+    ) -> None:
+        tally = _Tally()
+        failure: BaseException | None = None
+        try:
+            await self._deliver(ctx, work, contents, tally)
+        except BaseException as exc:  # record what was settled before re-raising
+            failure = exc
+        finally:
+            await self._flush(tally, final=True)
+        if isinstance(failure, DeliveryUnavailable):
+            raise delivery_unavailable(str(failure)) from failure
+        if isinstance(failure, TemplateRenderError):
+            raise template_error(str(failure)) from failure
+        if failure is not None:
+            raise failure
+        if tally.deferred:
+            raise deferred(len(tally.deferred))
+
+    async def _prepare(
+        self, ctx: CampaignContext, contact_ids: list[int], revoked_contact_ids: list[int]
+    ) -> tuple[list[_Work], int]:
+        """Settle these contacts' pending sends that lack consent, return the rest to deliver,
+        and how many sends were already done."""
         async with self._db.read() as conn:
             sends = await sends_for(conn, campaign_id=ctx.campaign_id, contact_ids=contact_ids)
             pending = [s for s in sends if s[2] == SendStatus.PENDING]
@@ -150,7 +211,7 @@ class ChunkActivities:
                 select(Contact).where(col(Contact.id).in_([s[1] for s in pending]))
             )
             contacts = {c.id: c for c in rows.scalars()}
-        revoked = set(chunk.revoked_contact_ids)
+        revoked = set(revoked_contact_ids)
         no_consent = [
             send_id
             for send_id, contact_id, _, _ in pending
@@ -234,7 +295,7 @@ class ChunkActivities:
                 tenant_name=ctx.tenant.name,
                 now=now,
             )
-            if written is not None:
+            if written is not None and written.usable:
                 content = _from_llm(content, written, item.contact, ctx)
             self._guardrail.check_content(content)
             compliance = self._guardrail.compliance(
@@ -266,7 +327,7 @@ class ChunkActivities:
             claim=lambda end_of_data: self._claims.claim(item.send_id, end_of_data),
         )
         if result.outcome is Outcome.ACCEPTED:
-            generator = written.provider if written is not None else "rules"
+            generator = written.provider if written is not None and written.usable else "rules"
             why = _explain(ctx, self._steps, content, written)
             tally.accepted.append((item.send_id, result.provider_message_id or "", generator, why))
         elif result.outcome is Outcome.REFUSED:
@@ -336,6 +397,7 @@ class ChunkActivities:
             suppressed=counts.get(SendStatus.SUPPRESSED, 0),
             failed=counts.get(SendStatus.FAILED, 0),
             already_done=already_done,
+            held=counts.get(SendStatus.HELD, 0),
         )
 
 
@@ -369,19 +431,23 @@ def _explain(
         },
         "retrieved_exemplars": [],
     }
-    if written is None:
+    if written is None or not written.usable:
         why["generator"] = {"tier": "rules"}
     else:
+        source = "cache" if written.evaluation is None else "generated"
         why["generator"] = {
             "tier": written.provider,
             "model": written.model,
             "prompt_version": ctx.prompt_version,
-            "source": "cache" if written.evaluation is None else "generated",
+            "source": "review" if written.review is not None else source,
         }
-        if written.evaluation is not None:
-            why["evaluation"] = {
-                "quality": written.evaluation.quality,
-                "relevance": written.evaluation.relevance,
-                "verdict": written.evaluation.verdict(),
-            }
+    if written is not None and written.evaluation is not None:
+        why["evaluation"] = written.evaluation.as_dict()
+    if written is not None and written.review is not None:
+        why["review"] = {
+            "id": written.review.id,
+            "status": written.review.status.value,
+            "edited": written.review.edited,
+            "sent": "approved content" if written.usable else "rules-tier email instead",
+        }
     return why

@@ -7,8 +7,8 @@
   similarity replaces this once retrieval (rag/) provides embeddings.
 
 Content with a fact violation or relevance < 0.6 is regenerated once with another prompt
-version; quality < 0.7 is not sent by the LLM tier either (until the review queue exists, the
-cluster gets the rules tier). Every verdict is kept for "why this email".
+version, then replaced by the rules tier. Quality < 0.7 or a broken brand rule is regenerated
+once too, then goes to the human review queue. Every verdict is kept for "why this email".
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from activities.executor import URL
-from tailor.llm.prompts import ClusterRequest, GeneratedEmail
+from tailor.llm.prompts import ClusterRequest, GeneratedEmail, ProductFact
 
 MIN_QUALITY = 0.7
 MIN_RELEVANCE = 0.6
@@ -36,22 +36,43 @@ _LONG_DATE = re.compile(
 class Evaluation:
     quality: float
     relevance: float
-    violations: list[str] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)  # facts: never sent, never reviewed
+    brand: list[str] = field(default_factory=list)  # brand rules: a person may approve
 
     @property
     def passed(self) -> bool:
         return (
-            not self.violations and self.quality >= MIN_QUALITY and self.relevance >= MIN_RELEVANCE
+            not self.brand
+            and not self.violations
+            and self.quality >= MIN_QUALITY
+            and (self.relevance >= MIN_RELEVANCE)
         )
+
+    @property
+    def needs_review(self) -> bool:
+        """Factually sound and on topic, but below the quality bar or off-brand: a person
+        decides, rather than the rules tier silently replacing it."""
+        return not self.passed and not self.violations and self.relevance >= MIN_RELEVANCE
 
     def verdict(self) -> str:
         if self.violations:
             return "blocked: " + "; ".join(self.violations)
         if self.relevance < MIN_RELEVANCE:
             return f"rejected: relevance {self.relevance:.2f}"
-        if self.quality < MIN_QUALITY:
-            return f"needs review: quality {self.quality:.2f}"
+        reasons = [f"quality {self.quality:.2f}"] if self.quality < MIN_QUALITY else []
+        reasons += self.brand
+        if reasons:
+            return "needs review: " + "; ".join(reasons)
         return "passed"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "quality": self.quality,
+            "relevance": self.relevance,
+            "violations": self.violations,
+            "brand": self.brand,
+            "verdict": self.verdict(),
+        }
 
 
 def _dates(text: str) -> list[date]:
@@ -120,3 +141,19 @@ def evaluate(email: GeneratedEmail, request: ClusterRequest, now: datetime) -> E
         relevance=relevance_score(email, request),
         violations=check_facts(email, request, now),
     )
+
+
+_ALLOWED_PLACEHOLDERS = {"first_name", "cart_item"}
+_ANY_PLACEHOLDER = re.compile(r"\{\{\s*(\w*)\s*\}\}")
+
+
+def check_edit(email: GeneratedEmail, prices: list[ProductFact], now: datetime) -> list[str]:
+    """What a reviewer's edit may not do either: prices outside the tenant's catalog, links
+    (the system adds them), past dates, placeholders the system cannot fill. Brand rules are
+    the reviewer's call: approving is how an exception is made."""
+    request = ClusterRequest("", "", "", "", "", "", recommendations=prices)
+    problems = check_facts(email, request, now)
+    text = "\n".join([email.subject, email.preheader, email.body, email.cta_text])
+    unknown = sorted(set(_ANY_PLACEHOLDER.findall(text)) - _ALLOWED_PLACEHOLDERS)
+    problems += [f"unknown placeholder {{{{{name}}}}}" for name in unknown]
+    return problems

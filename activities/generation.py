@@ -37,7 +37,8 @@ from tailor.llm.prompts import (
     alternate_prompt,
     get_prompt,
 )
-from tailor.models import Contact, GenerationCache, LlmUsage, PiiIncident, utcnow
+from tailor.models import Contact, GenerationCache, LlmUsage, PiiIncident, ReviewStatus, utcnow
+from tailor.store.reviews import ClusterReview, cluster_review, open_review, review_by_id
 
 log = logging.getLogger(__name__)
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
@@ -49,6 +50,23 @@ class ClusterContent:
     model: str
     email: GeneratedEmail
     evaluation: Evaluation | None = None  # None when served from the cache
+    review: ClusterReview | None = None  # set when a person decides (or must decide) on it
+
+    @property
+    def held(self) -> bool:
+        """Awaiting a person's decision: its recipients wait, nothing is sent."""
+        return self.review is not None and self.review.status is ReviewStatus.PENDING
+
+    @property
+    def usable(self) -> bool:
+        """May be sent: not refused by a reviewer and not waiting for one."""
+        return self.review is None or self.review.status is ReviewStatus.APPROVED
+
+
+def reviewed(review: ClusterReview) -> ClusterContent:
+    return ClusterContent(
+        review.provider, review.model, GeneratedEmail.model_validate(review.content), None, review
+    )
 
 
 def cluster_of(contact: Contact, catalog: Catalog, now: datetime) -> tuple[str, str, str, bool]:
@@ -161,8 +179,15 @@ class ClusterGenerator:
                 content = await self._cached(key)
             if content is not None:
                 usage.append(self._usage(ctx, prompt.version, content, None))
-            elif may_call:
-                content = await self._generate(key, ctx, request, prompt, now, usage)
+            else:
+                # Flagged for this campaign already: wait for (or use) the person's decision
+                # rather than pay for another attempt.
+                async with self._db.read() as conn:
+                    review = await cluster_review(conn, ctx.campaign_id, key)
+                if review is not None:
+                    content = reviewed(review)
+                elif may_call:
+                    content = await self._generate(key, ctx, cluster, request, prompt, now, usage)
             by_cluster[cluster] = content
 
     async def _without_pii(self, ctx: CampaignContext, content: ClusterContent) -> ClusterContent:
@@ -220,41 +245,82 @@ class ClusterGenerator:
         self,
         key: str,
         ctx: CampaignContext,
+        cluster: tuple[str, str, str, bool],
         request: ClusterRequest,
         prompt: Prompt,
         now: datetime,
         usage: list[dict[str, object]],
     ) -> ClusterContent | None:
         """Write, evaluate, regenerate once with another prompt version if the evaluator
-        refuses; redact and cache what passes. None: the cluster gets the rules tier. Other
-        chunks waiting on this cluster resume only once the content is cached."""
+        refuses; redact and cache what passes. Content still below the quality bar or off-brand
+        goes to the review queue (its recipients are held); content with a wrong fact or off
+        topic is dropped. None: the cluster gets the rules tier. Other chunks waiting on this
+        cluster resume only once the content is cached or under review."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
         try:
+            for_review: tuple[ClusterContent, str] | None = None
             for attempt in (prompt, alternate_prompt(prompt)):
                 generation = await self._executor.generate(request, attempt)
                 if generation is None:
-                    return None
+                    break
                 made = ClusterContent(generation.tier, generation.model, generation.email)
                 usage.append(self._usage(ctx, attempt.version, made, generation))
                 evaluation = evaluate(generation.email, request, now)
-                brand = brand_violations(generation.email, ctx.brand)
-                if brand:
-                    evaluation = Evaluation(
-                        evaluation.quality, evaluation.relevance, [*evaluation.violations, *brand]
-                    )
+                evaluation = Evaluation(
+                    evaluation.quality, evaluation.relevance, evaluation.violations,
+                    brand_violations(generation.email, ctx.brand),
+                )  # fmt: skip
+                content = ClusterContent(made.provider, made.model, made.email, evaluation)
                 if evaluation.passed:
-                    content = await self._without_pii(
-                        ctx, ClusterContent(made.provider, made.model, made.email, evaluation)
-                    )
+                    content = await self._without_pii(ctx, content)
                     await self._store(key, ctx, prompt.version, content)
                     return content
+                if evaluation.needs_review:
+                    for_review = (content, attempt.version)
                 log.warning("cluster content refused (%s, %s): %s", generation.tier,
                             attempt.version, evaluation.verdict())  # fmt: skip
-            return None
+            if for_review is None:
+                return None
+            return await self._open_review(key, ctx, cluster, *for_review)
         finally:
             future.set_result(None)
             del self._in_flight[key]
+
+    async def _open_review(
+        self,
+        key: str,
+        ctx: CampaignContext,
+        cluster: tuple[str, str, str, bool],
+        content: ClusterContent,
+        prompt_version: str,
+    ) -> ClusterContent:
+        content = await self._without_pii(ctx, content)
+        evaluation = content.evaluation
+        assert evaluation is not None
+        tier, top, device, has_cart = cluster
+        async with self._db.write() as conn:
+            review = await open_review(
+                conn, tenant_id=ctx.tenant.id, campaign_id=ctx.campaign_id, cluster_key=key,
+                cluster={"tier": tier, "top_category": top, "device": device,
+                         "has_cart": has_cart},
+                provider=content.provider, model=content.model, prompt_version=prompt_version,
+                content=content.email.model_dump(), evaluation=evaluation.as_dict(),
+                reason=evaluation.verdict(),
+            )  # fmt: skip
+        log.warning("campaign %s: cluster content sent to review %s (%s)", ctx.campaign_id,
+                    review.id, evaluation.verdict())  # fmt: skip
+        return ClusterContent(content.provider, content.model, content.email, evaluation, review)
+
+    async def from_reviews(self, review_ids: set[int]) -> dict[int, ClusterContent]:
+        """Decided reviews by id, for sends that were held on them."""
+        contents: dict[int, ClusterContent] = {}
+        async with self._db.read() as conn:
+            for review_id in review_ids:
+                review = await review_by_id(conn, review_id)
+                if review is not None:
+                    contents[review_id] = reviewed(review)
+        return contents
 
     def _usage(
         self, ctx: CampaignContext, prompt_version: str, content: ClusterContent,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import func, select
 from temporalio import activity
 
@@ -15,7 +17,10 @@ from tailor.models import Contact, SendStatus
 from tailor.payloads import CampaignOutcome, CampaignPlan, ChunkBounds, PageRequest, StatusUpdate
 from tailor.segments import segment_filter
 from tailor.store.campaigns import send_counts, set_status
+from tailor.store.reviews import expire_open
 from tailor.store.sends import segment_contact_ids
+
+log = logging.getLogger(__name__)
 
 
 def plan_steps(settings: Settings) -> list[str]:
@@ -62,6 +67,7 @@ class PlannerActivities:
             chunk_concurrency=self._settings.chunk_concurrency,
             chunks_per_run=self._settings.chunks_per_run,
             steps=plan_steps(self._settings),
+            review_timeout_s=int(self._settings.review_timeout_hours * 3600),
         )
 
     @activity.defn
@@ -88,8 +94,20 @@ class PlannerActivities:
         return bounds
 
     @activity.defn
+    async def expire_reviews(self, campaign_id: str) -> int:
+        """Nobody decided in time: open reviews expire, their sends get the rules tier."""
+        async with self._db.write() as conn:
+            expired = await expire_open(conn, campaign_id, "review timeout")
+        if expired:
+            log.warning("campaign %s: %d reviews expired undecided", campaign_id, expired)
+        return expired
+
+    @activity.defn
     async def finalize_campaign(self, update: StatusUpdate) -> CampaignOutcome:
         async with self._db.write() as conn:
+            if update.status != "completed":
+                # Nothing will send the held emails now: take them off the review queue.
+                await expire_open(conn, update.campaign_id, f"campaign {update.status}")
             await set_status(conn=conn, campaign_id=update.campaign_id, status=update.status)
             counts = await send_counts(conn, update.campaign_id)
         return CampaignOutcome(

@@ -12,11 +12,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 
 from api.deps import TemporalGateway
-from api.routes import campaigns, contacts, health, sends, templates, unsubscribe, usage
+from api.routes import (
+    campaigns,
+    contacts,
+    health,
+    reviews,
+    sends,
+    templates,
+    unsubscribe,
+    usage,
+)
 from tailor import __version__
 from tailor.config import Settings
 from tailor.db import Database
 from tailor.errors import InvalidInput, NotFound
+from tailor.store.reviews import AlreadyDecided
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
@@ -63,10 +73,14 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
             {"message": exc.detail}, status_code=exc.status_code, headers=exc.headers
         )
 
+    @app.exception_handler(AlreadyDecided)
+    async def _conflict(_: Request, exc: AlreadyDecided) -> JSONResponse:
+        return JSONResponse({"message": str(exc)}, status_code=409)
+
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
         return JSONResponse({"message": str(exc)}, status_code=404)
 
-    for module in (health, contacts, templates, campaigns, sends, usage, unsubscribe):
+    for module in (health, contacts, templates, campaigns, sends, reviews, usage, unsubscribe):
         app.include_router(module.router)
     return app

@@ -69,6 +69,19 @@ class CampaignControl:
     async def cancel(self, campaign: Campaign) -> None:
         await self.handle(campaign).signal(CampaignWorkflow.cancel)
 
+    async def review_decided(self, campaign_id: str, review_id: int) -> bool:
+        """Wake the campaign waiting on this review; False if it could not be reached (it
+        re-checks the store hourly, so the decision still takes effect)."""
+        handle = self._client.get_workflow_handle_for(
+            CampaignWorkflow.run, f"campaign-{campaign_id}"
+        )
+        try:
+            await handle.signal(CampaignWorkflow.review_decided, review_id)
+        except RPCError as exc:
+            log.info("review signal to %s not delivered: %s", campaign_id, exc.message)
+            return False
+        return True
+
     async def revoke_consent(self, campaign_ids: list[str], contact_id: int) -> SignalReport:
         """Tell every running campaign; the ledger row is already committed, so a campaign
         that cannot be reached still checks it before each send."""

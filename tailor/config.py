@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     chunks_per_run: int = Field(
         400, ge=1, le=2000, description="Campaign chunks per workflow run (continue-as-new)."
     )
+    review_timeout_hours: float = Field(
+        48.0,
+        gt=0,
+        le=24 * 30,
+        description="Content flagged for review that nobody decides on within this long "
+        "expires; its recipients get the rules-tier email.",
+    )
 
     unsubscribe_secret: str = DEV_UNSUBSCRIBE_SECRET
 

@@ -59,6 +59,14 @@ class SendStatus(StrEnum):
     SENT = "sent"  # the provider accepted it
     SUPPRESSED = "suppressed"  # no consent at send time
     FAILED = "failed"  # the provider refused it permanently
+    HELD = "held"  # its cluster's content awaits human review; nothing was sent
+
+
+class ReviewStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"  # send the (possibly edited) content
+    REJECTED = "rejected"  # send the rules-tier email instead
+    EXPIRED = "expired"  # nobody decided in time (or the campaign ended): rules-tier email
 
 
 class Tenant(SQLModel, table=True):
@@ -192,6 +200,9 @@ class Send(SQLModel, table=True):
         default=None, sa_type=sa.JSON, nullable=True, description="Why this email: no PII."
     )
     provider_message_id: str | None = Field(default=None, max_length=300)
+    review_id: int | None = Field(
+        default=None, foreign_key="review_item.id", description="Held for this review."
+    )
     error: str | None = Field(default=None, max_length=1000)
     attempts: int = Field(default=0)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
@@ -259,4 +270,34 @@ class PiiIncident(SQLModel, table=True):
     source: str = Field(max_length=100, description="What wrote it, e.g. llm:openai:gpt-5-mini")
     entities: list[str] = _json()
     action: str = Field(default="redacted", max_length=32)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class ReviewItem(SQLModel, table=True):
+    """LLM-written content for one cluster of a campaign that a person must approve first:
+    quality below the bar, or a brand rule broken. Holds no PII: placeholders, not names."""
+
+    __tablename__ = "review_item"
+    __table_args__ = (
+        sa.UniqueConstraint("campaign_id", "cluster_key", name="uq_review_campaign_cluster"),
+        sa.Index("ix_review_tenant_status", "tenant_id", "status", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(foreign_key="tenant.id", max_length=64)
+    campaign_id: str = Field(foreign_key="campaign.id", max_length=64, index=True)
+    cluster_key: str = Field(max_length=64, description="Generation cache key of the cluster.")
+    cluster: dict[str, Any] = _json(dict)  # tier, category, device, cart: who reads it
+    provider: str = Field(max_length=32)
+    model: str = Field(max_length=100)
+    prompt_version: str = Field(max_length=64)
+    content: dict[str, Any] = _json(dict)  # what the model wrote (PII-redacted)
+    evaluation: dict[str, Any] = _json(dict)  # quality, relevance, violations, verdict
+    reason: str = Field(max_length=1000)
+    status: str = Field(default=ReviewStatus.PENDING, max_length=16)
+    final_content: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON, nullable=True)
+    edited: bool = Field(default=False)
+    decided_by: str | None = Field(default=None, max_length=200)
+    note: str | None = Field(default=None, max_length=1000)
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)

@@ -29,6 +29,8 @@ class CampaignProgress:
     cursor: int = 0  # last contact id whose chunk is scheduled
     paused: bool = False
     revoked_contact_ids: list[int] = field(default_factory=list)
+    held: int = 0  # sends waiting for a person to review their content
+    open_reviews: int = 0
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class CampaignPlan:
     chunk_concurrency: int
     chunks_per_run: int  # continue-as-new after this many chunks, to bound the history
     steps: list[str]
+    # Undecided reviews expire after this long and their sends get the rules-tier email.
+    review_timeout_s: int = 48 * 3600
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,24 @@ class ChunkResult:
     failed: int
     # Sends found already done by an earlier attempt of this chunk (a retry or restarted worker).
     already_done: int = 0
+    held: int = 0  # sends held for review of their cluster's content
+
+
+@dataclass(frozen=True)
+class ReviewRelease:
+    campaign_id: str
+    revoked_contact_ids: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ReviewBacklog:
+    """What is left to review in a campaign, and its totals so far."""
+
+    open_reviews: int
+    held: int
+    sent: int
+    suppressed: int
+    failed: int
 
 
 @dataclass(frozen=True)

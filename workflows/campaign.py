@@ -7,6 +7,11 @@
 Chunks carry contact-id bounds, never contacts; the chunk activity loads, personalises, checks
 consent and delivers. Pause holds new chunks, cancel stops them, and ``revoke_consent`` reaches
 chunks scheduled from then on (the ledger, checked per message at send time, covers the rest).
+
+LLM content a person must approve holds its recipients. Once the segment is done, the campaign
+waits for the decisions (``review_decided`` signals, re-checked hourly in case one is lost),
+delivers each decided cluster, and after ``review_timeout_s`` sends the rules-tier email to
+whoever is still held.
 """
 
 from __future__ import annotations
@@ -31,8 +36,15 @@ with workflow.unsafe.imports_passed_through():
         ChunkInput,
         ChunkResult,
         PageRequest,
+        ReviewBacklog,
+        ReviewRelease,
         StatusUpdate,
     )
+
+# Added after the first release: runs that predate it never wait for reviews.
+REVIEW_QUEUE_PATCH = "review-queue"
+# A decision whose signal was lost is still picked up this often (the store is the truth).
+REVIEW_RECHECK = timedelta(hours=1)
 
 PLANNER_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -72,6 +84,8 @@ class CampaignWorkflow:
         self._progress = CampaignProgress()
         self._cancel_requested = False
         self._chunks: list[asyncio.Task[ChunkResult]] = []
+        self._review_decisions = 0
+        self._decisions_seen = 0
 
     @workflow.run
     async def run(self, run: CampaignRun) -> CampaignOutcome:
@@ -105,6 +119,12 @@ class CampaignWorkflow:
             await workflow.wait_condition(workflow.all_handlers_finished)
             self._progress.revoked_contact_ids = []
             workflow.continue_as_new(CampaignRun(campaign, plan, self._progress))
+        if (
+            not self._cancel_requested
+            and self._progress.held
+            and workflow.patched(REVIEW_QUEUE_PATCH)
+        ):
+            await self._settle_reviews(plan)
         outcome = await self._finalize(
             campaign.campaign_id, "cancelled" if self._cancel_requested else "completed"
         )
@@ -173,7 +193,55 @@ class CampaignWorkflow:
             self._progress.sent += result.sent
             self._progress.suppressed += result.suppressed
             self._progress.failed += result.failed
+            self._progress.held += result.held
             self._progress.processed += result.sent + result.suppressed + result.failed
+
+    async def _settle_reviews(self, plan: CampaignPlan) -> None:
+        """Deliver held sends as their reviews are decided; expire what is left at the deadline."""
+        self._progress.status = "awaiting_review"
+        deadline = workflow.now() + timedelta(seconds=plan.review_timeout_s)
+        while not self._cancel_requested:
+            self._decisions_seen = self._review_decisions
+            backlog = await self._release_reviewed(plan)
+            if backlog.open_reviews == 0:
+                break
+            remaining = deadline - workflow.now()
+            if remaining <= timedelta(0):
+                await workflow.execute_activity_method(
+                    PlannerActivities.expire_reviews,
+                    plan.campaign_id,
+                    start_to_close_timeout=STORE_TIMEOUT,
+                    retry_policy=STORE_RETRY,
+                    summary="reviews: expire undecided, send the rules-tier email",
+                )
+                continue
+            try:
+                await workflow.wait_condition(
+                    lambda: self._review_decisions > self._decisions_seen or self._cancel_requested,
+                    timeout=min(remaining, REVIEW_RECHECK),
+                    timeout_summary="review: waiting for decisions",
+                )
+            except TimeoutError:
+                pass  # re-check the store, or expire at the deadline
+        if not self._cancel_requested:
+            self._progress.status = "running"
+
+    async def _release_reviewed(self, plan: CampaignPlan) -> ReviewBacklog:
+        backlog = await workflow.execute_activity_method(
+            ChunkActivities.release_reviewed,
+            ReviewRelease(plan.campaign_id, list(self._progress.revoked_contact_ids)),
+            start_to_close_timeout=CHUNK_START_TO_CLOSE,
+            heartbeat_timeout=CHUNK_HEARTBEAT,
+            retry_policy=CHUNK_RETRY,
+            summary="reviews: deliver the decided, held sends",
+        )
+        self._progress.held = backlog.held
+        self._progress.open_reviews = backlog.open_reviews
+        self._progress.sent = backlog.sent
+        self._progress.suppressed = backlog.suppressed
+        self._progress.failed = backlog.failed
+        self._progress.processed = backlog.sent + backlog.suppressed + backlog.failed
+        return backlog
 
     async def _finalize(self, campaign_id: str, status: str) -> CampaignOutcome:
         """Record the final status; the totals come from the sends table, the source of truth."""
@@ -253,6 +321,11 @@ class CampaignWorkflow:
         self._cancel_requested = True
         self._progress.paused = False
         self._progress.status = "cancelling"
+
+    @workflow.signal
+    def review_decided(self, review_id: int) -> None:
+        """A reviewer approved or rejected ``review_id`` (already committed to the store)."""
+        self._review_decisions += 1
 
     @workflow.signal
     def revoke_consent(self, contact_id: int) -> None:

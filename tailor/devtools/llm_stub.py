@@ -85,6 +85,19 @@ def default_answer(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def needs_review_answer(body: dict[str, Any]) -> dict[str, Any]:
+    """Content a person must look at, whichever prompt asks: for cart clusters it says "cheap"
+    (a brand's banned phrase, when the tenant bans it), for the others it is too short and
+    impersonal (quality 0.6). Facts and relevance are fine, so it is reviewed, not dropped."""
+    answer = default_answer(body)
+    if "cart" in answer["body"]:
+        answer["body"] += " Everything is cheap this week."
+        return answer
+    category = answer["preheader"].removeprefix("New in ")
+    return {"subject": "Picks for you", "preheader": answer["preheader"],
+            "body": f"New {category} picks are in.", "cta_text": "See picks"}  # fmt: skip
+
+
 def _handler(stub: StubLlm) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: Any) -> None:  # keep test output quiet

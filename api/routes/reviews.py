@@ -1,0 +1,169 @@
+"""The human review queue: list flagged LLM content, approve it (as written or edited) or
+reject it. The decision is committed first, then the waiting campaign is signalled."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from sqlalchemy import select
+from sqlmodel import col
+
+from activities.evaluator import check_edit
+from activities.executor import Catalog
+from activities.pii import PiiScanner
+from api.deps import DatabaseDep, GatewayDep, SessionDep, TenantDep
+from api.schemas import ReviewApproval, ReviewDecided, ReviewPublic, ReviewRejection
+from tailor.errors import InvalidInput, NotFound
+from tailor.llm.prompts import GeneratedEmail, ProductFact
+from tailor.models import Product, ReviewItem, ReviewStatus, Tenant, utcnow
+from tailor.store.reviews import decide, held_counts
+
+router = APIRouter(prefix="/v1/reviews", tags=["reviews"])
+
+
+async def _item(session: SessionDep, tenant: Tenant, review_id: int) -> ReviewItem:
+    item = await session.get(ReviewItem, review_id)
+    if item is None or item.tenant_id != tenant.id:
+        raise NotFound("review", review_id)
+    return item
+
+
+def _public(item: ReviewItem, held: int) -> ReviewPublic:
+    return ReviewPublic.model_validate({**item.model_dump(), "held_recipients": held})
+
+
+@router.get("")
+async def list_reviews(
+    session: SessionDep,
+    tenant: TenantDep,
+    db: DatabaseDep,
+    status: Annotated[ReviewStatus | None, Query(description="e.g. pending")] = None,
+    campaign_id: str | None = None,
+    after: Annotated[int, Query(ge=0, description="Keyset cursor: the last id you have.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    """Flagged messages, oldest first, with how many recipients each one holds."""
+    where = [col(ReviewItem.tenant_id) == tenant.id, col(ReviewItem.id) > after]
+    if status is not None:
+        where.append(col(ReviewItem.status) == status.value)
+    if campaign_id is not None:
+        where.append(col(ReviewItem.campaign_id) == campaign_id)
+    items = list(
+        (
+            await session.execute(
+                select(ReviewItem).where(*where).order_by(col(ReviewItem.id)).limit(limit)
+            )
+        ).scalars()
+    )
+    async with db.read() as conn:
+        held = await held_counts(conn, [i.id for i in items if i.id is not None])
+    data = [_public(item, held.get(item.id or 0, 0)) for item in items]
+    return {"data": data, "count": len(data), "next_after": data[-1].id if data else None}
+
+
+@router.get("/{review_id}", response_model=ReviewPublic)
+async def read_review(
+    review_id: int, session: SessionDep, tenant: TenantDep, db: DatabaseDep
+) -> ReviewPublic:
+    item = await _item(session, tenant, review_id)
+    async with db.read() as conn:
+        held = await held_counts(conn, [review_id])
+    return _public(item, held.get(review_id, 0))
+
+
+def _scanner(request: Request) -> PiiScanner:
+    scanner: PiiScanner | None = getattr(request.app.state, "pii", None)
+    if scanner is None:
+        scanner = request.app.state.pii = PiiScanner()
+    return scanner
+
+
+async def _checked_edit(
+    request: Request, session: SessionDep, tenant: Tenant, item: ReviewItem, body: ReviewApproval
+) -> dict[str, Any] | None:
+    if body.edits is None:
+        return None
+    merged = {**item.content, **body.edits.model_dump(exclude_none=True)}
+    try:
+        email = GeneratedEmail.model_validate(merged)
+    except ValueError as exc:
+        raise InvalidInput("edits", str(exc)) from exc
+    products = (
+        await session.execute(select(Product).where(col(Product.tenant_id) == tenant.id))
+    ).scalars()
+    catalog = Catalog([], "")
+    prices = [ProductFact(p.name, catalog.view(p).price, p.url) for p in products]
+    problems = check_edit(email, prices, utcnow())
+    for field, value in email.model_dump().items():
+        found = await asyncio.to_thread(_scanner(request).scan, value)
+        if found:
+            entities = ", ".join(sorted({f.entity for f in found}))
+            problems.append(f"{field} holds personal data ({entities}); use {{{{first_name}}}}")
+    if problems:
+        raise InvalidInput("edits", "; ".join(problems))
+    return email.model_dump()
+
+
+async def _decided(
+    item: ReviewItem, session: SessionDep, gateway: GatewayDep, db: DatabaseDep
+) -> ReviewDecided:
+    # Committed before the signal: the workflow reads the decision from the store.
+    await session.commit()
+    await session.refresh(item)
+    signalled = False
+    try:
+        signalled = await (await gateway.control()).review_decided(item.campaign_id, item.id or 0)
+    except HTTPException:
+        pass  # Temporal unreachable: the campaign re-checks the store hourly
+    async with db.read() as conn:
+        held = await held_counts(conn, [item.id or 0])
+    message = (
+        "the campaign is delivering the held emails"
+        if signalled
+        else "decision recorded; the campaign will pick it up within the hour"
+    )
+    return ReviewDecided(review=_public(item, held.get(item.id or 0, 0)), signalled=signalled,
+                         message=message)  # fmt: skip
+
+
+@router.post("/{review_id}/approve", response_model=ReviewDecided)
+async def approve(
+    review_id: int,
+    body: ReviewApproval,
+    request: Request,
+    session: SessionDep,
+    tenant: TenantDep,
+    gateway: GatewayDep,
+    db: DatabaseDep,
+) -> ReviewDecided:
+    """Send this content (or the edited version) to every recipient it holds. An edit is
+    checked like the model's words: catalog prices only, no links, no past dates, no PII."""
+    item = await _item(session, tenant, review_id)
+    final = await _checked_edit(request, session, tenant, item, body)
+    conn = await session.connection()
+    await decide(
+        conn, review_id=review_id, status=ReviewStatus.APPROVED, reviewer=body.reviewer,
+        note=body.note, final_content=final, edited=final is not None,
+    )  # fmt: skip
+    return await _decided(item, session, gateway, db)
+
+
+@router.post("/{review_id}/reject", response_model=ReviewDecided)
+async def reject(
+    review_id: int,
+    body: ReviewRejection,
+    session: SessionDep,
+    tenant: TenantDep,
+    gateway: GatewayDep,
+    db: DatabaseDep,
+) -> ReviewDecided:
+    """Do not send this content: its recipients get the rules-tier email instead."""
+    item = await _item(session, tenant, review_id)
+    conn = await session.connection()
+    await decide(
+        conn, review_id=review_id, status=ReviewStatus.REJECTED, reviewer=body.reviewer,
+        note=body.note,
+    )  # fmt: skip
+    return await _decided(item, session, gateway, db)
