@@ -7,6 +7,7 @@ read with any mail client (``mutt -f .tailor/outbox``) or with ``read_outbox``. 
 
 from __future__ import annotations
 
+import logging
 import mailbox
 import re
 from dataclasses import dataclass, field
@@ -63,6 +64,8 @@ def start_sink(
     maildir: Path, host: str, port: int, faults: SinkFaults | None = None
 ) -> tuple[Controller, CaptureHandler]:
     """Start the capture server on a thread of its own; ``controller.stop()`` ends it."""
+    # aiosmtpd logs every recipient address at INFO: addresses are PII, keep them out of logs.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     handler = CaptureHandler(maildir, faults)
     controller = Controller(handler, hostname=host, port=port, ready_timeout=10)
     controller.start()

@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 from temporalio.testing import WorkflowEnvironment
 
 from activities.pii import PiiScanner
 from tailor.db import Database
 from tailor.devtools.llm_stub import StubLlm, default_answer
+from tailor.models import Contact
 from tailor.smtp_sink import read_outbox
-from tests.conftest import Sink, run_llm_campaign, seeded_campaign
+from tests.conftest import (
+    Sink,
+    llm_settings,
+    run_llm_campaign,
+    seeded_campaign,
+    settings_for,
+    start_campaign,
+    task_queue,
+)
+from worker import build_worker
 
 PLANTED = {
     "ada.lovelace@gmail.com": "EMAIL_ADDRESS",
@@ -70,3 +82,42 @@ async def test_pii_written_by_the_model_never_reaches_a_recipient(
     recorded = [json.loads(row[0]) if isinstance(row[0], str) else row[0] for row in rows]
     assert all(set(r) == {"EMAIL_ADDRESS", "PHONE_NUMBER"} for r in recorded)
     assert "ada.lovelace" not in str(recorded), "incidents hold entity types, never values"
+
+
+async def test_planted_profile_pii_reaches_no_prompt_history_or_log(
+    time_skipping_env: WorkflowEnvironment,
+    sqlite_db: Database,
+    sink: Sink,
+    stub: StubLlm,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every free-text profile field carries PII; prompts see cluster features only, and the
+    workflow history holds ids and counts only."""
+    campaign_id, consenting = await seeded_campaign(sqlite_db, 40)
+    planted = {
+        "last_name": "Quarterfield-Wolstenholme",
+        "external_id": "crm-078-05-1120",
+        "preferred_categories": ["call me on +1 415 555 0134", "kitchen"],
+        "browse_items": ["ada.lovelace@gmail.com"],
+        "cart_items": ["DE89370400440532013000"],
+    }
+    async with sqlite_db.write() as conn:
+        await conn.execute(update(Contact).values(first_name="Zebediah", **planted))
+    caplog.set_level(logging.INFO)  # what Tailor's processes log
+    queue = task_queue()
+    settings = settings_for(sqlite_db, sink, **llm_settings(stub))
+    async with build_worker(time_skipping_env.client, sqlite_db, settings, queue):
+        handle = await start_campaign(time_skipping_env.client, campaign_id, queue)
+        outcome = await handle.result()
+        history = (await handle.fetch_history()).to_json()
+    assert outcome.sent == consenting and stub.requests
+    async with sqlite_db.read() as conn:
+        emails = [e for (e,) in (await conn.exec_driver_sql("SELECT email FROM contact")).all()]
+    secrets = [*emails, "Zebediah", "Quarterfield", "078-05-1120", "415 555 0134",
+               "ada.lovelace", "DE89370400440532013000"]  # fmt: skip
+    prompts, logs = stub.prompts(), caplog.text
+    for secret in secrets:
+        assert secret not in prompts, f"{secret!r} reached a prompt"
+        assert secret not in history, f"{secret!r} is in the workflow history"
+        assert secret not in logs, f"{secret!r} was logged"
+    assert "Zebediah" in read_outbox(sink.maildir, campaign_id)[0].full()["Subject"]
