@@ -29,6 +29,7 @@ from activities.errors import (
 from activities.executor import Personalised, RuleBasedExecutor, TemplateRenderError
 from activities.generation import ClusterContent, ClusterGenerator, fill
 from activities.guardrail import Guardrail, GuardrailViolation
+from activities.html import body_html, body_text
 from activities.llm_executor import LlmQuotaExhausted
 from activities.planner import plan_steps
 from tailor.config import Settings
@@ -406,14 +407,21 @@ def _from_llm(
 ) -> Personalised:
     """The LLM's words for the cluster, filled for this recipient; the rules keep the link."""
     email = written.email
+    body = fill(email.body, contact, ctx.catalog)
     return Personalised(
-        subject=" ".join(fill(email.subject, contact, ctx.catalog).split()),
-        preheader=" ".join(fill(email.preheader, contact, ctx.catalog).split()),
-        body=fill(email.body, contact, ctx.catalog),
-        cta_text=fill(email.cta_text, contact, ctx.catalog) or rules.cta_text,
+        subject=_plain(fill(email.subject, contact, ctx.catalog)),
+        preheader=_plain(fill(email.preheader, contact, ctx.catalog)),
+        body=body_text(body),
+        cta_text=_plain(fill(email.cta_text, contact, ctx.catalog)) or rules.cta_text,
         cta_url=rules.cta_url,
         rules=[*rules.rules, f"llm:{written.provider}:{written.model}"],
+        body_html=body_html(body),
     )
+
+
+def _plain(text: str) -> str:
+    """One line of text, with any markup the model wrote removed."""
+    return " ".join(body_text(text).split())
 
 
 def _explain(

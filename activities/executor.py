@@ -37,6 +37,8 @@ class Personalised:
     cta_text: str
     cta_url: str
     rules: list[str] = field(default_factory=list)  # which rules fired, for "why this email"
+    # Allow-listed HTML for bodies Tailor did not write (LLM, reviewer); None: escape ``body``.
+    body_html: str | None = None
 
 
 class TemplateRenderError(ValueError):

@@ -87,5 +87,5 @@ class Guardrail:
             raise GuardrailViolation(f"subject longer than {MAX_SUBJECT} characters")
         if DECEPTIVE_SUBJECT.match(content.subject):
             raise GuardrailViolation("subject pretends to be a reply or forward")
-        if not content.cta_url.startswith(("https://", "http://")):
-            raise GuardrailViolation("call-to-action link is not a web URL")
+        if not content.cta_url.startswith(("https://", "mailto:")):
+            raise GuardrailViolation("call-to-action link is neither https:// nor mailto:")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 
 from tailor.llm.prompts import DEFAULT_PROMPT, PROMPTS
 from tailor.segments import Segment
@@ -123,6 +123,13 @@ class TemplateVersionIn(Strict):
     body: str = Field(min_length=1, max_length=100_000)
     cta_text: str = Field(min_length=1, max_length=100)
     cta_url: str = Field(min_length=1, max_length=500)
+
+    @field_validator("cta_url")
+    @classmethod
+    def _https_or_mailto(cls, value: str) -> str:
+        if "{{" not in value and not value.startswith(("https://", "mailto:")):
+            raise ValueError("must start with https:// or mailto: (or be a {{ expression }})")
+        return value
 
 
 class TemplateIn(TemplateVersionIn):

@@ -40,7 +40,7 @@ def _qp(text: str) -> bytes:
 
 
 def _html(content: Personalised, compliance: Compliance) -> str:
-    paragraphs = "".join(
+    paragraphs = content.body_html or "".join(
         f"<p>{escape(p).replace(chr(10), '<br>')}</p>"
         for p in content.body.split("\n\n")
         if p.strip()

@@ -145,6 +145,9 @@ async def test_templates_are_versioned_and_validated(api: Api) -> None:
         headers=TENANT,
     )
     assert response.status_code == 422 and response.json()["detail"][0]["field"] == "body"
+    plain_http = {**template, "name": "insecure", "cta_url": "http://shop.example.com"}
+    response = await api.http.post("/v1/templates", json=plain_http, headers=TENANT)
+    assert response.status_code == 422 and "https:// or mailto:" in response.json()["message"]
 
     v2 = {**template, "subject": "Welcome, {{ first_name or 'friend' }}"}
     del v2["name"]
