@@ -20,6 +20,7 @@ from activities.generation import ClusterGenerator
 from activities.llm_executor import LlmExecutor, build_tiers
 from activities.pii import PiiScanner
 from activities.planner import PlannerActivities
+from activities.profiles import ProfileLoader
 from tailor.config import Settings
 from tailor.db import Database, migrate
 from tailor.temporal import connect, ensure_search_attributes
@@ -43,6 +44,11 @@ def build_worker(client: Client, db: Database, settings: Settings, task_queue: s
             daily_budget_usd=settings.llm_daily_budget_usd,
             alert_ratio=settings.llm_budget_alert_ratio,
             pii=PiiScanner(),
+        ),
+        ProfileLoader(
+            Database(settings.features_database_url) if settings.features_database_url else db,
+            timeout_s=settings.profile_timeout_s,
+            cache_size=settings.profile_cache_size,
         ),
     )
     return Worker(

@@ -24,6 +24,7 @@ from activities.errors import (
     delivery_unavailable,
     llm_quota,
     not_found,
+    profiles_unavailable,
     template_error,
 )
 from activities.executor import Personalised, RuleBasedExecutor, TemplateRenderError
@@ -32,6 +33,7 @@ from activities.guardrail import Guardrail, GuardrailViolation
 from activities.html import body_html, body_text
 from activities.llm_executor import LlmQuotaExhausted
 from activities.planner import plan_steps
+from activities.profiles import Profile, ProfileLoader
 from tailor.config import Settings
 from tailor.db import Database
 from tailor.errors import NotFound
@@ -59,6 +61,7 @@ class _Work:
     send_id: int
     contact: Contact
     message_id: str
+    profile: Profile
 
 
 class _Tally:
@@ -82,8 +85,10 @@ class ChunkActivities:
         contexts: CampaignContexts,
         delivery: SmtpDelivery,
         generator: ClusterGenerator,
+        profiles: ProfileLoader,
     ) -> None:
         self._db = db
+        self._profiles = profiles
         self._settings = settings
         self._contexts = contexts
         self._delivery = delivery
@@ -114,14 +119,16 @@ class ChunkActivities:
                 contact_ids=contact_ids,
                 domain=ctx.sender_domain,
             )
-        work, already_done = await self._prepare(ctx, contact_ids, chunk.revoked_contact_ids)
+        work, already_done, waiting = await self._prepare(
+            ctx, contact_ids, chunk.revoked_contact_ids
+        )
         try:
             contents = await self._generator.for_contacts(
                 ctx, [item.contact for item in work], utcnow()
             )
         except LlmQuotaExhausted as exc:
             raise llm_quota(exc.retry_after_s) from exc
-        await self._send(ctx, await self._hold(work, contents), contents)
+        await self._send(ctx, await self._hold(work, contents), contents, waiting)
         return await self._result(chunk, already_done)
 
     @activity.defn
@@ -137,14 +144,14 @@ class ChunkActivities:
                 released = await released_sends(conn, ctx.campaign_id, self._settings.chunk_size)
             if not released:
                 break
-            work, _ = await self._prepare(ctx, list(released), release.revoked_contact_ids)
+            work, _, waiting = await self._prepare(ctx, list(released), release.revoked_contact_ids)
             by_review = await self._generator.from_reviews(set(released.values()))
             contents = {
                 contact_id: by_review[review_id]
                 for contact_id, review_id in released.items()
                 if review_id in by_review
             }
-            await self._send(ctx, work, contents)
+            await self._send(ctx, work, contents, waiting)
         async with self._db.read() as conn:
             open_reviews, held = await backlog(conn, ctx.campaign_id)
             counts = await send_counts(conn, ctx.campaign_id)
@@ -179,7 +186,11 @@ class ChunkActivities:
         return ready
 
     async def _send(
-        self, ctx: CampaignContext, work: list[_Work], contents: dict[int, ClusterContent]
+        self,
+        ctx: CampaignContext,
+        work: list[_Work],
+        contents: dict[int, ClusterContent],
+        waiting: int,
     ) -> None:
         tally = _Tally()
         failure: BaseException | None = None
@@ -197,21 +208,18 @@ class ChunkActivities:
             raise failure
         if tally.deferred:
             raise deferred(len(tally.deferred))
+        if waiting:
+            raise profiles_unavailable(waiting)
 
     async def _prepare(
         self, ctx: CampaignContext, contact_ids: list[int], revoked_contact_ids: list[int]
-    ) -> tuple[list[_Work], int]:
-        """Settle these contacts' pending sends that lack consent, return the rest to deliver,
-        and how many sends were already done."""
+    ) -> tuple[list[_Work], int, int]:
+        """Settle these contacts' pending sends that lack consent; return the rest to deliver,
+        how many sends were already done, and how many wait for their profile."""
         async with self._db.read() as conn:
             sends = await sends_for(conn, campaign_id=ctx.campaign_id, contact_ids=contact_ids)
             pending = [s for s in sends if s[2] == SendStatus.PENDING]
             consent = await current_consent(conn, (s[1] for s in pending))
-        async with self._db.read_session() as session:
-            rows = await session.execute(
-                select(Contact).where(col(Contact.id).in_([s[1] for s in pending]))
-            )
-            contacts = {c.id: c for c in rows.scalars()}
         revoked = set(revoked_contact_ids)
         no_consent = [
             send_id
@@ -228,12 +236,14 @@ class ChunkActivities:
                     error="no consent at send time",
                 )
         skip = set(no_consent)
+        to_send = [s for s in pending if s[0] not in skip]
+        profiles = await self._profiles.load([contact_id for _, contact_id, _, _ in to_send])
         work = [
-            _Work(send_id, contacts[contact_id], message_id)
-            for send_id, contact_id, _, message_id in pending
-            if send_id not in skip
+            _Work(send_id, profiles[contact_id].contact, message_id, profiles[contact_id])
+            for send_id, contact_id, _, message_id in to_send
+            if contact_id in profiles
         ]
-        return work, len(sends) - len(pending)
+        return work, len(sends) - len(pending), len(to_send) - len(work)
 
     async def _deliver(
         self,
@@ -330,6 +340,7 @@ class ChunkActivities:
         if result.outcome is Outcome.ACCEPTED:
             generator = written.provider if written is not None and written.usable else "rules"
             why = _explain(ctx, self._steps, content, written)
+            why["profile"] = item.profile.explain(now)
             tally.accepted.append((item.send_id, result.provider_message_id or "", generator, why))
         elif result.outcome is Outcome.REFUSED:
             tally.refused.append((item.send_id, result.detail or "refused"))

@@ -29,6 +29,15 @@ def deferred(count: int) -> ApplicationError:
     )
 
 
+def profiles_unavailable(count: int) -> ApplicationError:
+    # Retryable: the chunk comes back with backoff and sends to these once profiles load.
+    return ApplicationError(
+        f"{count} recipients have no profile now (store down, no cached copy under 24 h); "
+        "retrying the chunk for them",
+        type="ProfilesUnavailable",
+    )
+
+
 def llm_quota(retry_after_s: float) -> ApplicationError:
     # Deferred, not failed: Temporal's retry timer (durable, server-side) brings the chunk back
     # once the provider's quota window has passed.

@@ -131,6 +131,7 @@ class ClusterGenerator:
             template_subject=ctx.version.subject,
             template_body=ctx.version.body,
             avoid_phrases=ctx.brand.banned_phrases,
+            tone=ctx.brand.tone,
         )  # fmt: skip
 
     async def for_contacts(

@@ -54,6 +54,15 @@ class Settings(BaseSettings):
     chunks_per_run: int = Field(
         400, ge=1, le=2000, description="Campaign chunks per workflow run (continue-as-new)."
     )
+    features_database_url: str | None = Field(
+        None,
+        description="Where recipient profiles and features are read (a read replica, the "
+        "feature store's database). Default: the main database.",
+    )
+    profile_timeout_s: float = Field(5.0, gt=0, le=120, description="Per profile-read attempt.")
+    profile_cache_size: int = Field(
+        100_000, ge=0, description="Profiles a worker keeps for the ≤24 h stale fallback."
+    )
     review_timeout_hours: float = Field(
         48.0,
         gt=0,

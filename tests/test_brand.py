@@ -36,6 +36,27 @@ def test_banned_phrases_spam_triggers_and_long_subjects_are_named() -> None:
     assert brand_violations(fine, BrandPolicy(banned_phrases=["cheap"])) == []
 
 
+def test_tone_pressure_shouting_and_casual_words_are_named() -> None:
+    friendly = BrandPolicy()
+    pushy = EMAIL.model_copy(update={"body": EMAIL.body + " Hurry, this is your LAST CHANCE!!!"})
+    assert brand_violations(pushy, friendly) == [
+        "tone: pressure 'hurry'",
+        "tone: pressure 'last chance'",
+        "tone: shouting (LAST, CHANCE)",
+        "tone: 3 exclamation marks",
+    ]
+    casual = EMAIL.model_copy(update={"subject": "Hey {{first_name}}, awesome picks \U0001f525"})
+    assert brand_violations(casual, friendly) == [], "a friendly brand may say hey"
+    assert brand_violations(casual, BrandPolicy(tone="formal")) == [
+        "tone: 'hey' is too casual for a formal brand",
+        "tone: 'awesome' is too casual for a formal brand",
+        "tone: emoji in a formal brand's email",
+    ]
+    # One acronym is not shouting; two exclamation marks are still fine.
+    calm = EMAIL.model_copy(update={"body": EMAIL.body + " Free UK delivery! Enjoy!"})
+    assert brand_violations(calm, BrandPolicy(tone="formal")) == []
+
+
 async def test_campaign_content_keeps_the_brand_rules_and_the_disclaimer(
     time_skipping_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink, stub: StubLlm
 ) -> None:
