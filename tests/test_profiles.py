@@ -52,7 +52,7 @@ async def _add_contact(db: Database, *, consent: bool) -> int:
                                              wording_version="v1", recorded_by="test",
                                              recorded_at=utcnow())
             )  # fmt: skip
-    return int(contact_id)
+    return int(contact_id or 0)
 
 
 async def test_profile_store_outage_uses_cached_profiles_then_waits_for_the_rest(
