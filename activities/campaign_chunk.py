@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -299,13 +300,7 @@ class ChunkActivities:
     ) -> None:
         now = utcnow()
         try:
-            content = self._executor.personalise(
-                contact=item.contact,
-                version=ctx.version,
-                catalog=ctx.catalog,
-                tenant_name=ctx.tenant.name,
-                now=now,
-            )
+            content = self._personalise(ctx, item.contact, now)
             if written is not None and written.usable:
                 content = _from_llm(content, written, item.contact, ctx)
             self._guardrail.check_content(content)
@@ -351,6 +346,26 @@ class ChunkActivities:
         else:
             # Dispatched and maybe delivered: stays dispatched, counted as sent, never resent.
             log.warning("send %s: %s; not resent", item.send_id, result.detail)
+
+    def _personalise(self, ctx: CampaignContext, contact: Contact, now: datetime) -> Personalised:
+        """The rules tier on the campaign's template, or on the tenant's default template for a
+        recipient the campaign's cannot render for (with no default, the campaign stops)."""
+        try:
+            return self._executor.personalise(
+                contact=contact, version=ctx.version, catalog=ctx.catalog,
+                tenant_name=ctx.tenant.name, now=now,
+            )  # fmt: skip
+        except TemplateRenderError as exc:
+            if ctx.default_version is None:
+                raise
+            content = self._executor.personalise(
+                contact=contact, version=ctx.default_version, catalog=ctx.catalog,
+                tenant_name=ctx.tenant.name, now=now,
+            )  # fmt: skip
+            content.rules.append(
+                f"template:tenant-default v{ctx.default_version.id} ({str(exc)[:120]})"
+            )
+            return content
 
     async def _flush(self, tally: _Tally, *, final: bool = False) -> None:
         accepted, tally.accepted = tally.accepted, []

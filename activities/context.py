@@ -11,6 +11,7 @@ from sqlmodel import col, select
 from activities.brand import BrandPolicy
 from activities.executor import Catalog
 from tailor.db import Database
+from tailor.errors import NotFound
 from tailor.models import Product, TemplateVersion, Tenant
 from tailor.store.campaigns import get_campaign
 from tailor.store.templates import get_version
@@ -26,6 +27,8 @@ class CampaignContext:
     version: TemplateVersion
     catalog: Catalog
     brand: BrandPolicy
+    # The tenant's default template, for recipients the campaign's template cannot render for.
+    default_version: TemplateVersion | None = None
 
     @property
     def sender_domain(self) -> str:
@@ -53,6 +56,15 @@ class CampaignContexts:
                 tenant_id=campaign.tenant_id,
                 version_id=campaign.template_version_id,
             )
+            default_version = None
+            default_id = tenant.default_template_version_id
+            if default_id is not None and default_id != version.id:
+                try:
+                    _, default_version = await get_version(
+                        session=session, tenant_id=campaign.tenant_id, version_id=default_id
+                    )
+                except NotFound:
+                    default_version = None
             products = list(
                 (
                     await session.execute(
@@ -66,6 +78,7 @@ class CampaignContexts:
             segment=campaign.segment,
             prompt_version=campaign.prompt_version,
             version=version,
+            default_version=default_version,
             brand=BrandPolicy.of(tenant.brand_policy),
             catalog=Catalog(
                 products, tenant.website or f"https://{tenant.from_email.split('@')[-1]}"

@@ -50,7 +50,10 @@ class PlannerActivities:
         try:
             self._executor.check_template(ctx.version)
         except TemplateRenderError as exc:
-            raise template_error(str(exc)) from exc
+            if ctx.default_version is None:
+                raise template_error(str(exc)) from exc
+            log.warning("campaign %s: template does not compile (%s); every recipient gets "
+                        "the tenant's default template", campaign_id, exc)  # fmt: skip
         async with self._db.read() as conn:
             audience = (
                 await conn.execute(

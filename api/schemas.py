@@ -132,6 +132,12 @@ class TemplateVersionIn(Strict):
         return value
 
 
+class DefaultTemplate(Strict):
+    template_version_id: int | None = Field(
+        description="A version of one of your templates; null removes the default."
+    )
+
+
 class TemplateIn(TemplateVersionIn):
     name: str = Field(min_length=1, max_length=200)
 

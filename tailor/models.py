@@ -87,6 +87,11 @@ class Tenant(SQLModel, table=True):
         ge=0,
         description="Daily LLM spend limit; None uses TAILOR_LLM_DAILY_BUDGET_USD.",
     )
+    # No foreign key (template versions already point at the tenant); the API checks it.
+    default_template_version_id: int | None = Field(
+        default=None,
+        description="Used for a recipient the campaign's template cannot render for.",
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
 
 

@@ -57,6 +57,9 @@ async def seed_demo(
         if latest is None or any(getattr(latest, k) != v for k, v in fields.items()):
             latest = await add_version(session=session, template=template, **fields)
         version_id = latest.id or 0
+        stored = await session.get(Tenant, tenant_id)
+        if stored is not None and stored.default_template_version_id is None:
+            stored.default_template_version_id = version_id
         have = set(
             (
                 await session.execute(

@@ -318,3 +318,51 @@ async def test_llm_usage_by_day_against_the_budget(api: Api) -> None:
         f"/v1/usage/llm?since={today}&until={today - timedelta(days=3)}", headers=TENANT
     )
     assert backwards.status_code == 422 and "since" in backwards.json()["message"]
+
+
+async def _campaign(api: Api, version_id: int) -> dict[str, Any]:
+    response = await api.http.post(
+        "/v1/campaigns",
+        json={"name": "Loyalty", "template_version_id": version_id, "segment": {}},
+        headers=TENANT,
+    )
+    assert response.status_code == 202, response.text
+    return await api.campaign_done(response.json()["id"])
+
+
+async def test_a_template_that_cannot_render_falls_back_to_the_tenant_default(api: Api) -> None:
+    default = (await api.http.get("/v1/templates/default", headers=TENANT)).json()
+    assert default["template_version_id"] == await _template_version(api), "seeded default"
+    broken = {
+        "name": "loyalty",
+        "subject": "Your {{ loyalty_tier }} rewards",  # no such variable: fails to render
+        "body": "Points: {{ points }}",
+        "cta_text": "Redeem",
+        "cta_url": "https://shop.example.com/rewards",
+    }
+    created = await api.http.post("/v1/templates", json=broken, headers=TENANT)
+    assert created.status_code == 201, created.text
+    version_id = created.json()["versions"][0]["id"]
+
+    done = await _campaign(api, version_id)
+    assert done["status"] == "completed"
+    assert done["counts"]["sent"] + done["counts"]["suppressed"] == 40
+    sends = (await api.http.get(f"/v1/campaigns/{done['id']}/sends", headers=TENANT)).json()
+    first_sent = next(s for s in sends["data"] if s["status"] == "sent")
+    why = (await api.http.get(f"/v1/sends/{first_sent['id']}/explain", headers=TENANT)).json()
+    assert any(rule.startswith("template:tenant-default") for rule in why["explain"]["rules"])
+    assert "loyalty_tier" in " ".join(why["explain"]["rules"]), "the reason is recorded"
+    for email in read_outbox(api.sink.maildir, done["id"]):
+        assert "rewards" not in str(email.full()["Subject"])
+
+    unknown = await api.http.put(
+        "/v1/templates/default", json={"template_version_id": 999999}, headers=TENANT
+    )
+    assert unknown.status_code == 422 and "template_version_id" in unknown.json()["message"]
+    cleared = await api.http.put(
+        "/v1/templates/default", json={"template_version_id": None}, headers=TENANT
+    )
+    assert cleared.status_code == 200
+    # Without a default the campaign stops rather than send anyone a broken email.
+    failed = await _campaign(api, version_id)
+    assert failed["status"] == "failed" and failed["counts"]["sent"] == 0

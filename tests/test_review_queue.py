@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -62,10 +63,23 @@ class Review:
         return data
 
 
+@pytest.fixture(scope="module")
+async def review_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of its own: these tests skip 48 hours of review timeout, and the
+    shared server, after some of the other modules' workflows, stops skipping time (seen with
+    the suite in order; each module alone passes)."""
+    path = shutil.which("temporal-test-server")
+    assert path
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=path)
+    yield env
+    await env.shutdown()
+
+
 @pytest.fixture
 async def review(
-    time_skipping_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink, stub: StubLlm
+    review_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink, stub: StubLlm
 ) -> AsyncIterator[Review]:
+    time_skipping_env = review_env
     stub.openai.answer = needs_review_answer
     campaign_id, consenting = await seeded_campaign(sqlite_db, 40)
     async with sqlite_db.write() as conn:

@@ -7,10 +7,16 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from api.deps import SessionDep, TenantDep
-from api.schemas import TemplateIn, TemplatePublic, TemplateVersionIn, TemplateVersionPublic
-from tailor.errors import InvalidInput
+from api.schemas import (
+    DefaultTemplate,
+    TemplateIn,
+    TemplatePublic,
+    TemplateVersionIn,
+    TemplateVersionPublic,
+)
+from tailor.errors import InvalidInput, NotFound
 from tailor.models import Template
-from tailor.store.templates import add_version, get_template, list_versions
+from tailor.store.templates import add_version, get_template, get_version, list_versions
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"])
 _env = SandboxedEnvironment()
@@ -59,6 +65,27 @@ async def create(body: TemplateIn, session: SessionDep, tenant: TenantDep) -> Te
     await session.flush()
     await add_version(session=session, template=template, **parts)
     return await _public(session, template)
+
+
+@router.get("/default", response_model=DefaultTemplate)
+async def read_default(tenant: TenantDep) -> DefaultTemplate:
+    """The template version a recipient gets when a campaign's template cannot render for them."""
+    return DefaultTemplate(template_version_id=tenant.default_template_version_id)
+
+
+@router.put("/default", response_model=DefaultTemplate)
+async def set_default(
+    body: DefaultTemplate, session: SessionDep, tenant: TenantDep
+) -> DefaultTemplate:
+    if body.template_version_id is not None:
+        try:
+            await get_version(
+                session=session, tenant_id=tenant.id, version_id=body.template_version_id
+            )
+        except NotFound as exc:
+            raise InvalidInput("template_version_id", str(exc)) from exc
+    tenant.default_template_version_id = body.template_version_id
+    return body
 
 
 @router.post("/{template_id}/versions", response_model=TemplateVersionPublic, status_code=201)

@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
         "llm-stub", help="a loopback server speaking the OpenAI and Anthropic APIs (for trials)"
     )
     stub.add_argument("--port", type=int, default=8089)
+    stub.add_argument(
+        "--answers",
+        choices=["good", "needs-review"],
+        default="good",
+        help="needs-review: content a person must approve (short, or saying 'cheap'), to try "
+        "the review queue",
+    )
 
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -114,13 +121,15 @@ def _run_sink(settings: Settings, port: int | None, maildir: Path | None) -> Non
     controller.stop()
 
 
-def _run_llm_stub(port: int) -> None:
-    from tailor.devtools.llm_stub import running_stub
+def _run_llm_stub(port: int, answers: str) -> None:
+    from tailor.devtools.llm_stub import needs_review_answer, running_stub
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with running_stub(port) as stub:
+        if answers == "needs-review":
+            stub.openai.answer = stub.anthropic.answer = needs_review_answer
         logging.getLogger("tailor.llm_stub").info(
             "serving on %s; point Tailor at it with TAILOR_LLM_BASE_URL=%s/v1 "
             "(and TAILOR_ANTHROPIC_BASE_URL=%s TAILOR_ANTHROPIC_API_KEY=stub)",
@@ -154,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "smtp-sink":
             _run_sink(_settings(), args.port, args.maildir)
         elif args.command == "llm-stub":
-            _run_llm_stub(args.port)
+            _run_llm_stub(args.port, args.answers)
         elif args.command == "db":
             from tailor.db import migrate
 
