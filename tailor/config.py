@@ -63,6 +63,13 @@ class Settings(BaseSettings):
     profile_cache_size: int = Field(
         100_000, ge=0, description="Profiles a worker keeps for the ≤24 h stale fallback."
     )
+    rag_enabled: bool = Field(True, description="Retrieve exemplar emails for each cluster.")
+    qdrant_url: str | None = Field(
+        None, description="A Qdrant server; default: embedded local mode under <home>/qdrant."
+    )
+    embedding_model: str = Field(
+        "all-MiniLM-L6-v2", description="all-MiniLM-L6-v2 (bundled) or a local model folder."
+    )
     review_timeout_hours: float = Field(
         48.0,
         gt=0,

@@ -78,6 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
         "the review queue",
     )
 
+    rag = sub.add_parser("rag", help="exemplar retrieval: ingest past emails, evaluate, bench")
+    rag_sub = rag.add_subparsers(dest="rag_command", required=True)
+    ingest = rag_sub.add_parser("ingest", help="load a tenant's past emails (JSONL)")
+    ingest.add_argument("file", type=Path)
+    ingest.add_argument("--tenant", required=True)
+    rag_eval = rag_sub.add_parser("eval", help="recall@5 and MRR, one-shot vs multi-hop")
+    rag_eval.add_argument("--json", action="store_true", help="last line: one JSON object")
+    rag_bench = rag_sub.add_parser("bench", help="retrieval latency on an embedded store")
+    rag_bench.add_argument("--exemplars", type=_positive, default=10_000)
+    rag_bench.add_argument("--queries", type=_positive, default=200)
+    rag_bench.add_argument("--json", action="store_true", help="last line: one JSON object")
+
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply Alembic migrations")
@@ -143,7 +155,7 @@ def _run_llm_stub(port: int, answers: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    for noisy in ("httpx", "alembic", "temporalio.activity"):
+    for noisy in ("httpx", "alembic", "temporalio.activity", "sentence_transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         if args.command == "demo":
@@ -169,6 +181,12 @@ def main(argv: list[str] | None = None) -> None:
 
             settings = _settings()
             asyncio.run(migrate(settings.resolved_database_url))
+        elif args.command == "rag":
+            from tailor.cli import rag as rag_cli
+
+            runner = {"ingest": rag_cli.run_ingest, "eval": rag_cli.run_eval,
+                      "bench": rag_cli.run_bench}[args.rag_command]  # fmt: skip
+            sys.exit(runner(args, _settings()))
         elif args.command == "bench":
             from tailor.cli.bench import run_campaign_bench
 

@@ -1,0 +1,1 @@
+"""Retrieval of proven exemplar emails (Qdrant + sentence-transformers) for the executor."""
