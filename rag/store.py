@@ -134,7 +134,9 @@ class ExemplarStore:
             COLLECTION,
             vectors_config=models.VectorParams(size=dimensions, distance=models.Distance.COSINE),
         )
-        for key in INDEXED:  # filters stay fast on a server; local mode ignores indexes
+        if _is_local(self._client):
+            return  # local mode has no payload indexes (the matrix filters instead)
+        for key in INDEXED:  # filters stay fast on a server
             self._client.create_payload_index(
                 COLLECTION, field_name=key, field_schema=models.PayloadSchemaType.KEYWORD
             )

@@ -155,7 +155,13 @@ def _run_llm_stub(port: int, answers: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    for noisy in ("httpx", "alembic", "temporalio.activity", "sentence_transformers"):
+    for noisy in (
+        "httpx",
+        "alembic",
+        "temporalio.activity",
+        "sentence_transformers",
+        "presidio-analyzer",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         if args.command == "demo":

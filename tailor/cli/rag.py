@@ -7,7 +7,6 @@ import json
 import random
 import statistics
 import time
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from tailor.config import Settings
 def _index(settings: Settings, path: Path | None = None) -> object:
     from rag.index import ExemplarIndex
 
-    warnings.filterwarnings("ignore", message="Payload indexes have no effect")
     location = path or settings.home / "qdrant"
     try:
         return ExemplarIndex.open(
