@@ -21,6 +21,8 @@ from activities.llm_executor import LlmExecutor, build_tiers
 from activities.pii import PiiScanner
 from activities.planner import PlannerActivities
 from activities.profiles import ProfileLoader
+from activities.retrieval import ClusterExemplars
+from rag.index import shared_index
 from tailor.config import Settings
 from tailor.db import Database, migrate
 from tailor.temporal import connect, ensure_search_attributes
@@ -49,6 +51,15 @@ def build_worker(client: Client, db: Database, settings: Settings, task_queue: s
             Database(settings.features_database_url) if settings.features_database_url else db,
             timeout_s=settings.profile_timeout_s,
             cache_size=settings.profile_cache_size,
+        ),
+        ClusterExemplars(
+            shared_index(
+                url=settings.qdrant_url,
+                path=settings.home / "qdrant",
+                model=settings.embedding_model,
+            )
+            if settings.rag_enabled
+            else None
         ),
     )
     return Worker(

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,13 +29,20 @@ from activities.errors import (
     profiles_unavailable,
     template_error,
 )
-from activities.executor import Personalised, RuleBasedExecutor, TemplateRenderError
-from activities.generation import ClusterContent, ClusterGenerator, fill
+from activities.executor import (
+    ExemplarHint,
+    Personalised,
+    RuleBasedExecutor,
+    TemplateRenderError,
+)
+from activities.generation import Cluster, ClusterContent, ClusterGenerator, fill
 from activities.guardrail import Guardrail, GuardrailViolation
 from activities.html import body_html, body_text
 from activities.llm_executor import LlmQuotaExhausted
 from activities.planner import plan_steps
 from activities.profiles import Profile, ProfileLoader
+from activities.retrieval import ClusterExemplars, clusters_of
+from rag.retriever import Retrieval
 from tailor.config import Settings
 from tailor.db import Database
 from tailor.errors import NotFound
@@ -87,9 +95,11 @@ class ChunkActivities:
         delivery: SmtpDelivery,
         generator: ClusterGenerator,
         profiles: ProfileLoader,
+        exemplars: ClusterExemplars,
     ) -> None:
         self._db = db
         self._profiles = profiles
+        self._exemplars = exemplars
         self._settings = settings
         self._contexts = contexts
         self._delivery = delivery
@@ -123,13 +133,17 @@ class ChunkActivities:
         work, already_done, waiting = await self._prepare(
             ctx, contact_ids, chunk.revoked_contact_ids
         )
-        try:
-            contents = await self._generator.for_contacts(
-                ctx, [item.contact for item in work], utcnow()
-            )
-        except LlmQuotaExhausted as exc:
-            raise llm_quota(exc.retry_after_s) from exc
-        await self._send(ctx, await self._hold(work, contents), contents, waiting)
+        async with _heartbeating():  # retrieval and LLM calls can outlast the heartbeat timeout
+            retrievals = await self._retrievals(ctx, work)
+            try:
+                contents = await self._generator.for_contacts(
+                    ctx, [item.contact for item in work], utcnow(),
+                    retrievals.by_cluster,
+                )  # fmt: skip
+            except LlmQuotaExhausted as exc:
+                raise llm_quota(exc.retry_after_s) from exc
+        work = await self._hold(work, contents)
+        await self._send(ctx, work, contents, waiting, retrievals)
         return await self._result(chunk, already_done)
 
     @activity.defn
@@ -152,7 +166,9 @@ class ChunkActivities:
                 for contact_id, review_id in released.items()
                 if review_id in by_review
             }
-            await self._send(ctx, work, contents, waiting)
+            async with _heartbeating():
+                retrievals = await self._retrievals(ctx, work)
+            await self._send(ctx, work, contents, waiting, retrievals)
         async with self._db.read() as conn:
             open_reviews, held = await backlog(conn, ctx.campaign_id)
             counts = await send_counts(conn, ctx.campaign_id)
@@ -163,6 +179,11 @@ class ChunkActivities:
             suppressed=counts[SendStatus.SUPPRESSED],
             failed=counts[SendStatus.FAILED],
         )
+
+    async def _retrievals(self, ctx: CampaignContext, work: list[_Work]) -> _Retrievals:
+        clusters = clusters_of([item.contact for item in work], ctx, utcnow())
+        by_cluster = await self._exemplars.for_clusters(ctx, set(clusters.values()))
+        return _Retrievals(clusters, by_cluster)
 
     async def _context(self, campaign_id: str) -> CampaignContext:
         try:
@@ -192,11 +213,12 @@ class ChunkActivities:
         work: list[_Work],
         contents: dict[int, ClusterContent],
         waiting: int,
+        retrievals: _Retrievals,
     ) -> None:
         tally = _Tally()
         failure: BaseException | None = None
         try:
-            await self._deliver(ctx, work, contents, tally)
+            await self._deliver(ctx, work, contents, tally, retrievals)
         except BaseException as exc:  # record what was settled before re-raising
             failure = exc
         finally:
@@ -252,6 +274,7 @@ class ChunkActivities:
         work: Sequence[_Work],
         contents: dict[int, ClusterContent],
         tally: _Tally,
+        retrievals: _Retrievals,
     ) -> None:
         queue: asyncio.Queue[_Work] = asyncio.Queue()
         for item in work:
@@ -259,7 +282,7 @@ class ChunkActivities:
         sessions = min(self._settings.smtp_connections, max(len(work), 1))
         # gather, not a TaskGroup: one session failing must not cancel another mid-message.
         results = await asyncio.gather(
-            *(self._session_loop(ctx, queue, contents, tally) for _ in range(sessions)),
+            *(self._session_loop(ctx, queue, contents, tally, retrievals) for _ in range(sessions)),
             return_exceptions=True,
         )
         for result in results:
@@ -272,6 +295,7 @@ class ChunkActivities:
         queue: asyncio.Queue[_Work],
         contents: dict[int, ClusterContent],
         tally: _Tally,
+        retrievals: _Retrievals,
     ) -> None:
         async with self._delivery.session() as session:
             while not queue.empty():
@@ -279,7 +303,10 @@ class ChunkActivities:
                 # Shielded: once a message is claimed, its end-of-data must be written even if
                 # the activity is cancelled, or the contact would be marked but never receive it.
                 content = contents.get(item.contact.id or 0)
-                task = asyncio.ensure_future(self._deliver_one(ctx, session, item, content, tally))
+                retrieval = retrievals.of(item.contact.id or 0)
+                task = asyncio.ensure_future(
+                    self._deliver_one(ctx, session, item, content, tally, retrieval)
+                )
                 try:
                     await asyncio.shield(task)
                 except asyncio.CancelledError:
@@ -297,10 +324,11 @@ class ChunkActivities:
         item: _Work,
         written: ClusterContent | None,
         tally: _Tally,
+        retrieval: Retrieval | None,
     ) -> None:
         now = utcnow()
         try:
-            content = self._personalise(ctx, item.contact, now)
+            content = self._personalise(ctx, item.contact, now, _hint(retrieval))
             if written is not None and written.usable:
                 content = _from_llm(content, written, item.contact, ctx)
             self._guardrail.check_content(content)
@@ -336,6 +364,8 @@ class ChunkActivities:
             generator = written.provider if written is not None and written.usable else "rules"
             why = _explain(ctx, self._steps, content, written)
             why["profile"] = item.profile.explain(now)
+            if retrieval is not None:
+                why["retrieved_exemplars"] = retrieval.explain()
             tally.accepted.append((item.send_id, result.provider_message_id or "", generator, why))
         elif result.outcome is Outcome.REFUSED:
             tally.refused.append((item.send_id, result.detail or "refused"))
@@ -347,20 +377,26 @@ class ChunkActivities:
             # Dispatched and maybe delivered: stays dispatched, counted as sent, never resent.
             log.warning("send %s: %s; not resent", item.send_id, result.detail)
 
-    def _personalise(self, ctx: CampaignContext, contact: Contact, now: datetime) -> Personalised:
+    def _personalise(
+        self,
+        ctx: CampaignContext,
+        contact: Contact,
+        now: datetime,
+        exemplar: ExemplarHint | None = None,
+    ) -> Personalised:
         """The rules tier on the campaign's template, or on the tenant's default template for a
         recipient the campaign's cannot render for (with no default, the campaign stops)."""
         try:
             return self._executor.personalise(
                 contact=contact, version=ctx.version, catalog=ctx.catalog,
-                tenant_name=ctx.tenant.name, now=now,
+                tenant_name=ctx.tenant.name, now=now, exemplar=exemplar,
             )  # fmt: skip
         except TemplateRenderError as exc:
             if ctx.default_version is None:
                 raise
             content = self._executor.personalise(
                 contact=contact, version=ctx.default_version, catalog=ctx.catalog,
-                tenant_name=ctx.tenant.name, now=now,
+                tenant_name=ctx.tenant.name, now=now, exemplar=exemplar,
             )  # fmt: skip
             content.rules.append(
                 f"template:tenant-default v{ctx.default_version.id} ({str(exc)[:120]})"
@@ -485,3 +521,39 @@ def _explain(
             "sent": "approved content" if written.usable else "rules-tier email instead",
         }
     return why
+
+
+@dataclass(frozen=True)
+class _Retrievals:
+    clusters: dict[int, Cluster]  # contact id -> cluster
+    by_cluster: dict[Cluster, Retrieval]
+
+    def of(self, contact_id: int) -> Retrieval | None:
+        cluster = self.clusters.get(contact_id)
+        return self.by_cluster.get(cluster) if cluster is not None else None
+
+
+def _hint(retrieval: Retrieval | None) -> ExemplarHint | None:
+    if retrieval is None or not retrieval.exemplars:
+        return None
+    top = retrieval.exemplars[0]
+    return ExemplarHint(top.id, top.cta)
+
+
+HEARTBEAT_EVERY_S = 5.0
+
+
+@asynccontextmanager
+async def _heartbeating() -> AsyncIterator[None]:
+    """Heartbeat in the background while a step with no natural progress points runs."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_EVERY_S)
+            activity.heartbeat("preparing")
+
+    task = asyncio.ensure_future(beat())
+    try:
+        yield
+    finally:
+        task.cancel()

@@ -41,6 +41,14 @@ class Personalised:
     body_html: str | None = None
 
 
+@dataclass(frozen=True)
+class ExemplarHint:
+    """What the rules tier borrows from the top retrieved exemplar."""
+
+    id: str
+    cta: str
+
+
 class TemplateRenderError(ValueError):
     """A template that cannot render for a recipient; fixing it needs a new template version."""
 
@@ -116,6 +124,7 @@ class RuleBasedExecutor:
         catalog: Catalog,
         tenant_name: str,
         now: datetime,
+        exemplar: ExemplarHint | None = None,
     ) -> Personalised:
         rules: list[str] = []
         tier = engagement_tier(contact, now)
@@ -152,6 +161,10 @@ class RuleBasedExecutor:
             intro = f"Based on what you like, we think these {top_category} picks fit."
             cta_text, cta_url = f"Shop {top_category}", f"{catalog.shop_url}/c/{top_category}"
         rules.append(f"category:{top_category}")
+        if exemplar is not None and exemplar.cta:
+            # Proven phrasing from a retrieved exemplar written for the same goal.
+            cta_text = exemplar.cta
+            rules.append(f"exemplar:{exemplar.id}:cta")
         if contact.device == "mobile":
             rules.append("device:mobile:short")
             recommendations = recommendations[:2]

@@ -28,9 +28,11 @@ from activities.evaluator import Evaluation, evaluate
 from activities.executor import URL, Catalog, engagement_tier, safe_name
 from activities.llm_executor import Generation, LlmExecutor
 from activities.pii import PiiScanner
+from rag.retriever import Retrieval
 from tailor.db import Database
 from tailor.llm.prompts import (
     ClusterRequest,
+    ExemplarFact,
     GeneratedEmail,
     ProductFact,
     Prompt,
@@ -69,7 +71,10 @@ def reviewed(review: ClusterReview) -> ClusterContent:
     )
 
 
-def cluster_of(contact: Contact, catalog: Catalog, now: datetime) -> tuple[str, str, str, bool]:
+Cluster = tuple[str, str, str, bool]  # engagement tier, top category, device, has a cart
+
+
+def cluster_of(contact: Contact, catalog: Catalog, now: datetime) -> Cluster:
     top = catalog.top_category(contact)
     device = "mobile" if contact.device == "mobile" else "desktop"
     has_cart = any(sku in catalog.by_sku for sku in contact.cart_items)
@@ -113,7 +118,9 @@ class ClusterGenerator:
     def enabled(self) -> bool:
         return self._executor.enabled
 
-    def _request(self, ctx: CampaignContext, cluster: tuple[str, str, str, bool]) -> ClusterRequest:
+    def _request(
+        self, ctx: CampaignContext, cluster: Cluster, retrieval: Retrieval | None
+    ) -> ClusterRequest:
         tier, top, device, has_cart = cluster
         picks = ctx.catalog.by_category.get(top, [])[:3]
         goal = "seasonal promotion"
@@ -132,10 +139,16 @@ class ClusterGenerator:
             template_body=ctx.version.body,
             avoid_phrases=ctx.brand.banned_phrases,
             tone=ctx.brand.tone,
+            exemplars=[ExemplarFact(e.subject, e.body[:600], e.cta, e.angle, e.tone)
+                       for e in (retrieval.exemplars if retrieval else [])],
         )  # fmt: skip
 
     async def for_contacts(
-        self, ctx: CampaignContext, contacts: list[Contact], now: datetime
+        self,
+        ctx: CampaignContext,
+        contacts: list[Contact],
+        now: datetime,
+        retrievals: dict[Cluster, Retrieval] | None = None,
     ) -> dict[int, ClusterContent]:
         """Content per contact id; contacts whose cluster no LLM tier could write are absent
         (they get the rules tier). Raises ``LlmQuotaExhausted`` to have the chunk deferred."""
@@ -146,9 +159,11 @@ class ClusterGenerator:
         # Checked once per chunk: a chunk can overshoot the cap by its own few calls.
         may_call = await self._within_budget(ctx, now)
         usage: list[dict[str, object]] = []
-        by_cluster: dict[tuple[str, str, str, bool], ClusterContent | None] = {}
+        by_cluster: dict[Cluster, ClusterContent | None] = {}
         try:
-            await self._fill_clusters(ctx, prompt, clusters, by_cluster, usage, may_call, now)
+            await self._fill_clusters(
+                ctx, prompt, clusters, by_cluster, usage, may_call, now, retrievals or {}
+            )
         finally:  # calls made before a quota refusal still cost money: record them
             if usage:
                 async with self._db.write() as conn:
@@ -163,14 +178,15 @@ class ClusterGenerator:
         self,
         ctx: CampaignContext,
         prompt: Prompt,
-        clusters: dict[int, tuple[str, str, str, bool]],
-        by_cluster: dict[tuple[str, str, str, bool], ClusterContent | None],
+        clusters: dict[int, Cluster],
+        by_cluster: dict[Cluster, ClusterContent | None],
         usage: list[dict[str, object]],
         may_call: bool,
         now: datetime,
+        retrievals: dict[Cluster, Retrieval],
     ) -> None:
         for cluster in dict.fromkeys(clusters.values()):
-            request = self._request(ctx, cluster)
+            request = self._request(ctx, cluster, retrievals.get(cluster))
             key = hashlib.sha256(
                 f"{ctx.version.id}|{prompt.version}|{request.cache_key()}".encode()
             ).hexdigest()
@@ -246,7 +262,7 @@ class ClusterGenerator:
         self,
         key: str,
         ctx: CampaignContext,
-        cluster: tuple[str, str, str, bool],
+        cluster: Cluster,
         request: ClusterRequest,
         prompt: Prompt,
         now: datetime,
@@ -292,7 +308,7 @@ class ClusterGenerator:
         self,
         key: str,
         ctx: CampaignContext,
-        cluster: tuple[str, str, str, bool],
+        cluster: Cluster,
         content: ClusterContent,
         prompt_version: str,
     ) -> ClusterContent:

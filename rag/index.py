@@ -59,6 +59,27 @@ class ExemplarIndex:
             self.store.upsert(batch, self.embedder.encode([e.text() for e in batch]))
 
 
+_shared: dict[tuple[str | None, str, str], ExemplarIndex] = {}
+
+
+def shared_index(*, url: str | None, path: Path, model: str) -> ExemplarIndex | None:
+    """One index per store and process (local mode allows one client per folder). None, with
+    the fix logged, when another process holds the local folder: retrieval improves emails,
+    so a worker without it still sends."""
+    key = (url, str(path.resolve()), model)
+    index = _shared.get(key)
+    if index is None:
+        try:
+            index = ExemplarIndex.open(url=url, path=path, model=model)
+        except RuntimeError as exc:
+            log.error("exemplar store %s is in use by another process (%s): this worker sends "
+                      "without retrieval. Run one worker per local store, or set "
+                      "TAILOR_QDRANT_URL to a Qdrant server", path, exc)  # fmt: skip
+            return None
+        _shared[key] = index
+    return index
+
+
 @dataclass
 class IngestReport:
     ingested: int = 0

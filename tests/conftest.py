@@ -161,6 +161,7 @@ def settings_for(db: Database, sink: Sink, **overrides: object) -> Settings:
         "chunk_concurrency": 3,
         "smtp_connections": 2,
         "temporal_search_attributes": False,  # the time-skipping server has none
+        "rag_enabled": False,  # tests/test_rag_campaign.py turns retrieval on
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
