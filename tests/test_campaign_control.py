@@ -157,8 +157,9 @@ async def test_smtp_outage_is_retried_until_the_server_is_back(
 
 
 async def test_large_campaign_continues_as_new_and_keeps_totals(
-    time_skipping_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink
+    isolated_time_skipping_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink
 ) -> None:
+    time_skipping_env = isolated_time_skipping_env
     campaign_id, consenting = await seeded_campaign(sqlite_db, 200)
     settings = settings_for(sqlite_db, sink, chunk_size=20, chunks_per_run=3)
     queue = task_queue()

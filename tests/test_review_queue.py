@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,14 @@ from tailor.devtools.llm_stub import StubLlm, needs_review_answer
 from tailor.models import Tenant
 from tailor.payloads import CampaignOutcome
 from tailor.smtp_sink import read_outbox
-from tests.conftest import Sink, llm_settings, seeded_campaign, settings_for, start_campaign
+from tests.conftest import (
+    Sink,
+    llm_settings,
+    seeded_campaign,
+    settings_for,
+    start_campaign,
+    start_time_skipping,
+)
 from tests.conftest import task_queue as new_queue
 from worker import build_worker
 from workflows.campaign import CampaignWorkflow
@@ -65,12 +71,9 @@ class Review:
 
 @pytest.fixture(scope="module")
 async def review_env() -> AsyncIterator[WorkflowEnvironment]:
-    """A time-skipping server of its own: these tests skip 48 hours of review timeout, and the
-    shared server, after some of the other modules' workflows, stops skipping time (seen with
-    the suite in order; each module alone passes)."""
-    path = shutil.which("temporal-test-server")
-    assert path
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=path)
+    """A time-skipping server of its own: these tests skip 48 hours of review timeout, which
+    the shared server, after some other modules' workflows, stopped doing (conftest)."""
+    env = await start_time_skipping()
     yield env
     await env.shutdown()
 

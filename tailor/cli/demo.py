@@ -173,7 +173,19 @@ async def _run_campaign(
                     body["status"] = "awaiting_review"  # the rest waits for a person
                     break
                 await asyncio.sleep(0.25)
-        return started, body, time.monotonic() - started_at
+        seconds = time.monotonic() - started_at
+        body["example"] = await _example_send(http, started["id"])
+        return started, body, seconds
+
+
+async def _example_send(http: httpx.AsyncClient, campaign_id: str) -> dict[str, Any] | None:
+    """One sent email's "why this email", to show what shaped it."""
+    sends = (await http.get(f"/v1/campaigns/{campaign_id}/sends", params={"limit": 50})).json()
+    sent = next((s for s in sends.get("data", []) if s["status"] == "sent"), None)
+    if sent is None:
+        return None
+    why: dict[str, Any] = (await http.get(f"/v1/sends/{sent['id']}/explain")).json()
+    return why
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -207,6 +219,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 "generator": _generator_line(settings, generation),
                 "generation": generation,
                 "temporal_ui_url": started["temporal_ui_url"],
+                "example_send": final.get("example"),
             }
             _print_summary(console, summary, settings, stack, started["workflow_id"])
             if args.exit_when_done:
@@ -245,6 +258,16 @@ def _print_summary(
             f"below the quality bar or broke a brand rule. Approve or reject them at "
             f"{api}/docs#/reviews (GET {api}/v1/reviews?status=pending); undecided ones get the "
             f"rules-tier email after {settings.review_timeout_hours:g} h."
+        )
+    example = s.get("example_send")
+    if example:
+        api = f"http://{HOST}:{stack.ports.api}"
+        why = example.get("explain") or {}
+        exemplars = (why.get("retrieved_exemplars") or {}).get("exemplars") or []
+        console.print(
+            f"  Why this email: {api}/v1/sends/{example['id']}/explain (header X-Tailor-Tenant: "
+            f"demo): {why.get('generator', {}).get('tier', '?')} tier"
+            + (f", exemplars {', '.join(exemplars)}" if exemplars else "")
         )
     for line in _urls(settings, stack, workflow_id):
         console.print(f"  {line}")
