@@ -175,7 +175,9 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
         "search_p95_ms": p95(search_ms),
         "search_median_ms": round(statistics.median(search_ms), 2),
         "query_embedding_p95_ms": p95(embed_ms),
+        "query_embedding_median_ms": round(statistics.median(embed_ms), 2),
         "multi_hop_p95_ms": p95(multi_ms),
+        "multi_hop_median_ms": round(statistics.median(multi_ms), 2),
     }
     console.print(
         f"{args.exemplars:,} exemplars: search p95 {result['search_p95_ms']} ms "
