@@ -20,8 +20,11 @@ COPY tailor ./tailor
 COPY workflows ./workflows
 COPY activities ./activities
 COPY api ./api
-# No torch or other ML dependencies yet; add them here (or as an extra) when a feature needs them.
-RUN --mount=type=cache,target=/root/.cache/pip pip install .
+COPY rag ./rag
+# torch from the CPU index first: PyPI's default Linux wheel is a CUDA build of several GB.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
+ && pip install .
 
 ##### Runtime #####
 FROM python:3.11-slim
