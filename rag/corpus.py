@@ -8,6 +8,7 @@ a benefit, a story, a how-to) and per tone how it sounds. ``python -m rag.corpus
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from dataclasses import asdict, dataclass
@@ -255,6 +256,11 @@ HEADER = {
         "open and click rates are synthetic. Regenerate with `python -m rag.corpus`.",
     }
 }
+
+
+def corpus_version(path: Path = CORPUS_PATH) -> str:
+    """A fingerprint of the corpus file, stored with its points to notice a newer corpus."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def load(path: Path = CORPUS_PATH) -> list[Exemplar]:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag.corpus import SHARED_TENANT, Exemplar, load, load_vectors
+from rag.corpus import SHARED_TENANT, Exemplar, corpus_version, load, load_vectors
 from rag.embedder import Embedder
 from rag.retriever import ExemplarRetriever
 from rag.store import ExemplarStore
@@ -38,15 +38,22 @@ class ExemplarIndex:
         self.store.close()
 
     def ensure_corpus(self) -> int:
-        """Load the built-in corpus once (committed embeddings when they match the model)."""
+        """Load the built-in corpus, or reload it if the store holds another version of it
+        (committed embeddings are used when they match the model). Returns how many loaded."""
         corpus = load()
+        version = corpus_version()
         self.store.ensure(self.embedder.dimensions)
-        if self.store.count(SHARED_TENANT) >= len(corpus):
+        current = self.store.count(SHARED_TENANT, corpus=version)
+        stored = self.store.count(SHARED_TENANT)
+        if current == stored == len(corpus):
             return 0
+        if stored:
+            log.info("exemplar corpus changed: reloading it")
+            self.store.delete_tenant(SHARED_TENANT)
         vectors = load_vectors(corpus, self.embedder.model_name)
         if vectors is None:
             vectors = self.embedder.encode([e.text() for e in corpus])
-        self.store.upsert(corpus, vectors)
+        self.store.upsert(corpus, vectors, extra={"corpus": version})
         return len(corpus)
 
     def retriever(self, **options: int) -> ExemplarRetriever:

@@ -141,27 +141,43 @@ class ExemplarStore:
                 COLLECTION, field_name=key, field_schema=models.PayloadSchemaType.KEYWORD
             )
 
-    def upsert(self, exemplars: Sequence[Exemplar], vectors: Sequence[list[float]]) -> None:
+    def upsert(
+        self,
+        exemplars: Sequence[Exemplar],
+        vectors: Sequence[list[float]],
+        extra: dict[str, str] | None = None,
+    ) -> None:
         if self._matrix is not None:
             self._load()
             self._matrix.put(exemplars, vectors)
         self._client.upsert(
             COLLECTION,
             points=[
-                models.PointStruct(id=point_id(e.tenant_id, e.id), vector=vector, payload=asdict(e))
+                models.PointStruct(
+                    id=point_id(e.tenant_id, e.id), vector=vector,
+                    payload={**asdict(e), **(extra or {})},
+                )
                 for e, vector in zip(exemplars, vectors, strict=True)
             ],
-        )
+        )  # fmt: skip
 
-    def count(self, tenant_id: str | None = None) -> int:
+    def delete_tenant(self, tenant_id: str) -> None:
+        """Every exemplar of one tenant (``_shared``: the built-in corpus, before a reload)."""
+        self._client.delete(
+            COLLECTION,
+            points_selector=models.FilterSelector(filter=_exact(tenant_id=tenant_id)),
+        )
+        if self._matrix is not None:  # rebuilt from the store on the next search
+            self._matrix = _Matrix()
+            self._loaded = False
+
+    def count(self, tenant_id: str | None = None, **fields: str) -> int:
+        """Stored points, optionally of one tenant and with these exact payload values (an
+        administrative count: searches go through :func:`conditions`)."""
         if not self._client.collection_exists(COLLECTION):
             return 0
-        flt = None
-        if tenant_id is not None:
-            flt = models.Filter(
-                must=[models.FieldCondition(key="tenant_id",
-                                            match=models.MatchValue(value=tenant_id))]
-            )  # fmt: skip
+        wanted = {**fields, **({"tenant_id": tenant_id} if tenant_id is not None else {})}
+        flt = _exact(**wanted) if wanted else None
         return int(self._client.count(COLLECTION, count_filter=flt, exact=True).count)
 
     def search(
@@ -197,6 +213,13 @@ class ExemplarStore:
             )
             if offset is None:
                 break
+
+
+def _exact(**fields: str) -> models.Filter:
+    return models.Filter(
+        must=[models.FieldCondition(key=key, match=models.MatchValue(value=value))
+              for key, value in fields.items()]
+    )  # fmt: skip
 
 
 def _is_local(client: QdrantClient) -> bool:

@@ -65,6 +65,21 @@ def test_the_committed_embeddings_are_those_of_the_corpus(embedder: Embedder) ->
     assert sum(a * b for a, b in zip(fresh, vectors[5], strict=True)) > 0.999
 
 
+def test_a_changed_corpus_replaces_the_old_one_in_an_existing_store(
+    index: ExemplarIndex,
+) -> None:
+    corpus = load()
+    assert index.ensure_corpus() == 0, "already loaded: nothing to do"
+    old = replace(corpus[0], id="ex-retired-1", subject="A retired exemplar")
+    index.store.upsert([old], index.embedder.encode([old.text()]), extra={"corpus": "old"})
+    index.add([_secret("acme")])
+    assert index.ensure_corpus() == len(corpus), "a different set: reloaded"
+    assert index.store.count(SHARED_TENANT) == len(corpus)
+    vector = index.embedder.encode(["A retired exemplar"])[0]
+    assert "ex-retired-1" not in [h.exemplar.id for h in index.store.search("x", vector, limit=20)]
+    assert index.store.count("acme") == 1, "tenants' own exemplars stay"
+
+
 def test_a_tenant_never_retrieves_another_tenants_exemplars(index: ExemplarIndex) -> None:
     index.add([_secret("acme")])
     vector = index.embedder.encode(["Acme private launch: the Moonboot"])[0]
