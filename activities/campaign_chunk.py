@@ -35,13 +35,19 @@ from activities.executor import (
     RuleBasedExecutor,
     TemplateRenderError,
 )
-from activities.generation import Cluster, ClusterContent, ClusterGenerator, fill
+from activities.generation import (
+    Cluster,
+    ClusterContent,
+    ClusterGenerator,
+    clusters_of,
+    fill,
+)
 from activities.guardrail import Guardrail, GuardrailViolation
 from activities.html import body_html, body_text
 from activities.llm_executor import LlmQuotaExhausted
 from activities.planner import plan_steps
 from activities.profiles import Profile, ProfileLoader
-from activities.retrieval import ClusterExemplars, clusters_of
+from activities.retrieval import ClusterExemplars
 from rag.retriever import Retrieval
 from tailor.config import Settings
 from tailor.db import Database
@@ -133,13 +139,14 @@ class ChunkActivities:
         work, already_done, waiting = await self._prepare(
             ctx, contact_ids, chunk.revoked_contact_ids
         )
+        now = utcnow()
+        clusters = clusters_of((item.contact for item in work), ctx.catalog, now)
         async with _heartbeating():  # retrieval and LLM calls can outlast the heartbeat timeout
-            retrievals = await self._retrievals(ctx, work)
+            retrievals = await self._retrievals(ctx, clusters)
             try:
                 contents = await self._generator.for_contacts(
-                    ctx, [item.contact for item in work], utcnow(),
-                    retrievals.by_cluster,
-                )  # fmt: skip
+                    ctx, clusters, now, retrievals.by_cluster
+                )
             except LlmQuotaExhausted as exc:
                 raise llm_quota(exc.retry_after_s) from exc
         work = await self._hold(work, contents)
@@ -166,8 +173,9 @@ class ChunkActivities:
                 for contact_id, review_id in released.items()
                 if review_id in by_review
             }
+            clusters = clusters_of((item.contact for item in work), ctx.catalog, utcnow())
             async with _heartbeating():
-                retrievals = await self._retrievals(ctx, work)
+                retrievals = await self._retrievals(ctx, clusters)
             await self._send(ctx, work, contents, waiting, retrievals)
         async with self._db.read() as conn:
             open_reviews, held = await backlog(conn, ctx.campaign_id)
@@ -180,8 +188,7 @@ class ChunkActivities:
             failed=counts[SendStatus.FAILED],
         )
 
-    async def _retrievals(self, ctx: CampaignContext, work: list[_Work]) -> _Retrievals:
-        clusters = clusters_of([item.contact for item in work], ctx, utcnow())
+    async def _retrievals(self, ctx: CampaignContext, clusters: dict[int, Cluster]) -> _Retrievals:
         by_cluster = await self._exemplars.for_clusters(ctx, set(clusters.values()))
         return _Retrievals(clusters, by_cluster)
 
@@ -362,10 +369,8 @@ class ChunkActivities:
         )
         if result.outcome is Outcome.ACCEPTED:
             generator = written.provider if written is not None and written.usable else "rules"
-            why = _explain(ctx, self._steps, content, written)
+            why = _explain(ctx, self._steps, content, written, retrieval)
             why["profile"] = item.profile.explain(now)
-            if retrieval is not None:
-                why["retrieved_exemplars"] = retrieval.explain()
             tally.accepted.append((item.send_id, result.provider_message_id or "", generator, why))
         elif result.outcome is Outcome.REFUSED:
             tally.refused.append((item.send_id, result.detail or "refused"))
@@ -487,7 +492,11 @@ def _plain(text: str) -> str:
 
 
 def _explain(
-    ctx: CampaignContext, steps: list[str], content: Personalised, written: ClusterContent | None
+    ctx: CampaignContext,
+    steps: list[str],
+    content: Personalised,
+    written: ClusterContent | None,
+    retrieval: Retrieval | None,
 ) -> dict[str, Any]:
     """Why this email: every decision behind it, and nothing about the person."""
     why: dict[str, Any] = {
@@ -499,7 +508,7 @@ def _explain(
             "can_spam": "postal address, unsubscribe link, List-Unsubscribe one-click",
             "subject": "honest: not a fake reply or forward",
         },
-        "retrieved_exemplars": [],
+        "retrieved_exemplars": retrieval.explain() if retrieval is not None else [],
     }
     if written is None or not written.usable:
         why["generator"] = {"tier": "rules"}

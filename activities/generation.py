@@ -16,6 +16,7 @@ import hashlib
 import logging
 import re
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -79,6 +80,12 @@ def cluster_of(contact: Contact, catalog: Catalog, now: datetime) -> Cluster:
     device = "mobile" if contact.device == "mobile" else "desktop"
     has_cart = any(sku in catalog.by_sku for sku in contact.cart_items)
     return engagement_tier(contact, now), top, device, has_cart
+
+
+def clusters_of(contacts: Iterable[Contact], catalog: Catalog, now: datetime) -> dict[int, Cluster]:
+    """Each contact's cluster, by contact id: computed once per chunk, shared by retrieval and
+    generation so both see the same grouping."""
+    return {c.id or 0: cluster_of(c, catalog, now) for c in contacts}
 
 
 def fill(text: str, contact: Contact, catalog: Catalog) -> str:
@@ -146,16 +153,16 @@ class ClusterGenerator:
     async def for_contacts(
         self,
         ctx: CampaignContext,
-        contacts: list[Contact],
+        clusters: dict[int, Cluster],
         now: datetime,
         retrievals: dict[Cluster, Retrieval] | None = None,
     ) -> dict[int, ClusterContent]:
-        """Content per contact id; contacts whose cluster no LLM tier could write are absent
-        (they get the rules tier). Raises ``LlmQuotaExhausted`` to have the chunk deferred."""
-        if not self.enabled or not contacts:
+        """Content per contact id, for contacts given with their cluster (``clusters_of``);
+        contacts whose cluster no LLM tier could write are absent (they get the rules tier).
+        Raises ``LlmQuotaExhausted`` to have the chunk deferred."""
+        if not self.enabled or not clusters:
             return {}
         prompt = get_prompt(ctx.prompt_version)
-        clusters = {c.id or 0: cluster_of(c, ctx.catalog, now) for c in contacts}
         # Checked once per chunk: a chunk can overshoot the cap by its own few calls.
         may_call = await self._within_budget(ctx, now)
         usage: list[dict[str, object]] = []

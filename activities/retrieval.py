@@ -12,13 +12,11 @@ import asyncio
 import logging
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 
 from activities.context import CampaignContext
-from activities.generation import Cluster, cluster_of
+from activities.generation import Cluster
 from rag.index import ExemplarIndex
 from rag.retriever import ClusterQuery, Retrieval
-from tailor.models import Contact
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +37,6 @@ class ClusterExemplars:
         self._size = size
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="rag")
         self._ready = False
-
-    @property
-    def enabled(self) -> bool:
-        return self._index is not None
 
     def query(self, ctx: CampaignContext, cluster: Cluster) -> ClusterQuery:
         tier, category, _, has_cart = cluster
@@ -79,7 +73,3 @@ class ClusterExemplars:
             self._index.ensure_corpus()
             self._ready = True
         return self._index.retriever().retrieve(query)
-
-
-def clusters_of(contacts: list[Contact], ctx: CampaignContext, now: datetime) -> dict[int, Cluster]:
-    return {c.id or 0: cluster_of(c, ctx.catalog, now) for c in contacts}
