@@ -55,7 +55,7 @@ from tailor.errors import NotFound
 from tailor.mail import HeaderInjection, build_message
 from tailor.models import ConsentStatus, Contact, Send, SendStatus, utcnow
 from tailor.payloads import ChunkInput, ChunkResult, ReviewBacklog, ReviewRelease
-from tailor.store.campaigns import send_counts
+from tailor.store.campaigns import send_counts, totals
 from tailor.store.consent import current_consent
 from tailor.store.reviews import backlog, hold, release_decided, released_sends
 from tailor.store.sends import (
@@ -180,13 +180,8 @@ class ChunkActivities:
         async with self._db.read() as conn:
             open_reviews, held = await backlog(conn, ctx.campaign_id)
             counts = await send_counts(conn, ctx.campaign_id)
-        return ReviewBacklog(
-            open_reviews=open_reviews,
-            held=held,
-            sent=counts[SendStatus.SENT] + counts[SendStatus.DISPATCHED],
-            suppressed=counts[SendStatus.SUPPRESSED],
-            failed=counts[SendStatus.FAILED],
-        )
+        sent, suppressed, failed = totals(counts)
+        return ReviewBacklog(open_reviews, held, sent, suppressed, failed)
 
     async def _retrievals(self, ctx: CampaignContext, clusters: dict[int, Cluster]) -> _Retrievals:
         by_cluster = await self._exemplars.for_clusters(ctx, set(clusters.values()))
@@ -460,12 +455,9 @@ class ChunkActivities:
                 .group_by(col(Send.status))
             )
             counts = dict(rows.all())
+        sent, suppressed, failed = totals(counts)
         return ChunkResult(
-            sent=counts.get(SendStatus.SENT, 0) + counts.get(SendStatus.DISPATCHED, 0),
-            suppressed=counts.get(SendStatus.SUPPRESSED, 0),
-            failed=counts.get(SendStatus.FAILED, 0),
-            already_done=already_done,
-            held=counts.get(SendStatus.HELD, 0),
+            sent, suppressed, failed, already_done=already_done, held=counts.get(SendStatus.HELD, 0)
         )
 
 

@@ -13,10 +13,10 @@ from activities.executor import RuleBasedExecutor, TemplateRenderError
 from tailor.config import Settings
 from tailor.db import Database
 from tailor.errors import NotFound
-from tailor.models import Contact, SendStatus
+from tailor.models import Contact
 from tailor.payloads import CampaignOutcome, CampaignPlan, ChunkBounds, PageRequest, StatusUpdate
 from tailor.segments import segment_filter
-from tailor.store.campaigns import send_counts, set_status
+from tailor.store.campaigns import send_counts, set_status, totals
 from tailor.store.reviews import expire_open
 from tailor.store.sends import segment_contact_ids
 
@@ -113,10 +113,5 @@ class PlannerActivities:
                 await expire_open(conn, update.campaign_id, f"campaign {update.status}")
             await set_status(conn=conn, campaign_id=update.campaign_id, status=update.status)
             counts = await send_counts(conn, update.campaign_id)
-        return CampaignOutcome(
-            campaign_id=update.campaign_id,
-            status=update.status,
-            sent=counts[SendStatus.SENT] + counts[SendStatus.DISPATCHED],
-            suppressed=counts[SendStatus.SUPPRESSED],
-            failed=counts[SendStatus.FAILED],
-        )
+        sent, suppressed, failed = totals(counts)
+        return CampaignOutcome(update.campaign_id, update.status, sent, suppressed, failed)

@@ -237,10 +237,7 @@ class CampaignWorkflow:
         )
         self._progress.held = backlog.held
         self._progress.open_reviews = backlog.open_reviews
-        self._progress.sent = backlog.sent
-        self._progress.suppressed = backlog.suppressed
-        self._progress.failed = backlog.failed
-        self._progress.processed = backlog.sent + backlog.suppressed + backlog.failed
+        self._set_totals(backlog.sent, backlog.suppressed, backlog.failed)
         return backlog
 
     async def _finalize(self, campaign_id: str, status: str) -> CampaignOutcome:
@@ -253,11 +250,15 @@ class CampaignWorkflow:
             summary=f"finalize: mark campaign {status}",
         )
         self._progress.status = outcome.status
-        self._progress.sent = outcome.sent
-        self._progress.suppressed = outcome.suppressed
-        self._progress.failed = outcome.failed
-        self._progress.processed = outcome.sent + outcome.suppressed + outcome.failed
+        self._set_totals(outcome.sent, outcome.suppressed, outcome.failed)
         return outcome
+
+    def _set_totals(self, sent: int, suppressed: int, failed: int) -> None:
+        """Totals read from the sends table, the source of truth."""
+        self._progress.sent = sent
+        self._progress.suppressed = suppressed
+        self._progress.failed = failed
+        self._progress.processed = sent + suppressed + failed
 
     async def _next_pages(self, plan: CampaignPlan) -> list[ChunkBounds]:
         return await workflow.execute_activity_method(

@@ -90,11 +90,13 @@ async def _checked_edit(
         email = GeneratedEmail.model_validate(merged)
     except ValueError as exc:
         raise InvalidInput("edits", str(exc)) from exc
-    products = (
-        await session.execute(select(Product).where(col(Product.tenant_id) == tenant.id))
-    ).scalars()
-    catalog = Catalog([], "")
-    prices = [ProductFact(p.name, catalog.view(p).price, p.url) for p in products]
+    products = list(
+        (
+            await session.execute(select(Product).where(col(Product.tenant_id) == tenant.id))
+        ).scalars()
+    )
+    catalog = Catalog(products, tenant.website)
+    prices = [ProductFact(v.name, v.price, v.url) for v in map(catalog.view, products)]
     problems = check_edit(email, prices, utcnow())
     for field, value in email.model_dump().items():
         found = await asyncio.to_thread(_scanner(request).scan, value)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -72,6 +73,15 @@ async def active_campaign_ids(*, session: AsyncSession, tenant_id: str) -> list[
         )
     )
     return [row for (row,) in rows]
+
+
+def totals(counts: Mapping[str, int]) -> tuple[int, int, int]:
+    """(sent, suppressed, failed) from sends by status; a dispatched send counts as sent."""
+    return (
+        counts.get(SendStatus.SENT, 0) + counts.get(SendStatus.DISPATCHED, 0),
+        counts.get(SendStatus.SUPPRESSED, 0),
+        counts.get(SendStatus.FAILED, 0),
+    )
 
 
 async def send_counts(conn: AsyncConnection, campaign_id: str) -> dict[str, int]:
