@@ -59,11 +59,19 @@ class ExemplarIndex:
     def retriever(self, **options: int) -> ExemplarRetriever:
         return ExemplarRetriever(self.embedder, self.store, **options)
 
-    def add(self, exemplars: list[Exemplar], batch_size: int = 64) -> None:
+    def add(
+        self,
+        exemplars: list[Exemplar],
+        batch_size: int = 64,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        """Embed and store, a batch at a time; ``on_batch(n)`` after each (progress bars)."""
         self.store.ensure(self.embedder.dimensions)
         for start in range(0, len(exemplars), batch_size):
             batch = exemplars[start : start + batch_size]
             self.store.upsert(batch, self.embedder.encode([e.text() for e in batch]))
+            if on_batch is not None:
+                on_batch(len(batch))
 
 
 _shared: dict[tuple[str | None, str, str], ExemplarIndex] = {}

@@ -9,6 +9,7 @@ import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -17,8 +18,11 @@ from rich.table import Table
 from tailor.cli.processes import StartupError
 from tailor.config import Settings
 
+if TYPE_CHECKING:  # torch and Qdrant load only for the rag commands
+    from rag.index import ExemplarIndex
 
-def _index(settings: Settings, path: Path | None = None) -> object:
+
+def _index(settings: Settings, path: Path | None = None) -> ExemplarIndex:
     from rag.index import ExemplarIndex
 
     location = path or settings.home / "qdrant"
@@ -35,7 +39,7 @@ def _index(settings: Settings, path: Path | None = None) -> object:
 
 def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from activities.pii import PiiScanner
-    from rag.index import ExemplarIndex, IngestReport, parse_line, read_jsonl
+    from rag.index import IngestReport, parse_line, read_jsonl
 
     if not args.file.is_file():
         raise StartupError(f"no such file: {args.file}")
@@ -57,14 +61,11 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
                 report.redacted += int(redacted)
             progress.advance(task)
     index = _index(settings)
-    assert isinstance(index, ExemplarIndex)
     try:
         with Progress(TextColumn("Embedding"), BarColumn(), MofNCompleteColumn(),
                       console=console) as progress:  # fmt: skip
             task = progress.add_task("embed", total=len(good))
-            for start in range(0, len(good), 64):
-                index.add(good[start : start + 64])
-                progress.advance(task, len(good[start : start + 64]))
+            index.add(good, on_batch=lambda n: progress.advance(task, n))
     finally:
         index.close()
     report.ingested = len(good)
@@ -81,12 +82,10 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
     import tempfile
 
     from rag.eval import evaluate, load_queries
-    from rag.index import ExemplarIndex
 
     console = Console(stderr=args.json)
     with tempfile.TemporaryDirectory(prefix="tailor-rag-eval-") as tmp:
         index = _index(settings, Path(tmp))  # a scratch store: the corpus only
-        assert isinstance(index, ExemplarIndex)
         try:
             with console.status("Loading the model and the corpus…"):
                 index.ensure_corpus()
@@ -119,7 +118,6 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
     import numpy as np
 
     from rag.corpus import load, load_vectors
-    from rag.index import ExemplarIndex
     from rag.retriever import ClusterQuery
 
     console = Console(stderr=args.json)
@@ -127,7 +125,6 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
     rng = np.random.default_rng(7)
     with tempfile.TemporaryDirectory(prefix="tailor-rag-bench-") as tmp:
         index = _index(settings, Path(tmp))
-        assert isinstance(index, ExemplarIndex)
         try:
             base = np.array(load_vectors(corpus, settings.embedding_model) or
                             index.embedder.encode([e.text() for e in corpus]))  # fmt: skip
