@@ -14,12 +14,18 @@ from pathlib import Path
 import pytest
 from qdrant_client import QdrantClient
 
+from activities.llm_executor import LlmExecutor, build_tiers
 from activities.pii import PiiScanner
 from rag.corpus import SHARED_TENANT, Exemplar, load, load_vectors
 from rag.embedder import DEFAULT_MODEL, Embedder
+from rag.eval import load_queries
 from rag.index import ExemplarIndex, parse_line
+from rag.relevance import LlmWriter, RulesWriter, generation_relevance
 from rag.retriever import ClusterQuery
 from rag.store import ExemplarStore
+from tailor.config import Settings
+from tailor.devtools.llm_stub import StubLlm
+from tests.conftest import llm_settings
 
 STORES = ["local", "local-qdrant-filter"]
 if os.environ.get("TAILOR_QDRANT_URL"):
@@ -202,3 +208,41 @@ def test_rag_eval_prints_the_table_and_a_json_summary(tmp_path: Path) -> None:
     assert result["recall_at_5_multi_hop"] > result["recall_at_5_one_shot"]
     assert 0 < result["mrr_multi_hop"] <= 1
     assert "recall@5" in run.stderr and "one-shot" in run.stderr
+    # No model configured: the rules tier writes, with and without the exemplars.
+    assert result["relevance_writer"] == "rules tier"
+    assert result["relevance_with_retrieval"] > 0 and result["relevance_without_retrieval"] > 0
+    assert "with retrieval" in run.stderr
+
+
+async def test_generation_relevance_feeds_the_writer_the_retrieved_exemplars(
+    index: ExemplarIndex, stub: StubLlm
+) -> None:
+    """Through the real openai client: the email written with retrieval was asked for with
+    the retrieved exemplars in its prompt, the one without retrieval with none."""
+    queries = [q for q in load_queries() if q.goal == "cart_abandonment"][:2]
+    writer = LlmWriter(LlmExecutor(build_tiers(Settings(**llm_settings(stub))), {}), "stub")
+    result = await generation_relevance(index, queries, writer)
+
+    assert len(stub.requests) == 4  # per query: one without, one with exemplars
+    without, with_exemplars = stub.requests[0].body, stub.requests[1].body
+    retrieved = index.retriever().retrieve(
+        ClusterQuery("eval", queries[0].goal, queries[0].category, text=queries[0].text)
+    )
+    assert retrieved.exemplars[0].subject in json.dumps(with_exemplars)
+    assert retrieved.exemplars[0].subject not in json.dumps(without)
+    assert result["relevance_writer"] == "stub"
+    for key in ("relevance_without_retrieval", "relevance_with_retrieval"):
+        assert isinstance(result[key], float) and -1 <= result[key] <= 1
+
+
+async def test_the_rules_writer_borrows_the_top_exemplars_call_to_action(
+    index: ExemplarIndex,
+) -> None:
+    query = next(q for q in load_queries() if q.goal == "welcome")
+    exemplars = index.retriever().retrieve(
+        ClusterQuery("eval", query.goal, query.category, text=query.text)
+    ).exemplars
+    writer = RulesWriter()
+    plain, borrowed = await writer.write(query, []), await writer.write(query, exemplars)
+    assert borrowed.cta == exemplars[0].cta != plain.cta
+    assert query.category in plain.text()

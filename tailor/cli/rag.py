@@ -20,6 +20,7 @@ from tailor.config import Settings
 
 if TYPE_CHECKING:  # torch and Qdrant load only for the rag commands
     from rag.index import ExemplarIndex
+    from rag.relevance import Writer
 
 
 def _index(settings: Settings, path: Path | None = None) -> ExemplarIndex:
@@ -78,19 +79,41 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _writer(settings: Settings) -> Writer:
+    """The configured LLM tiers when there are any (the relevance then measures the model);
+    else the rules tier."""
+    from activities.llm_executor import LlmExecutor, build_tiers
+    from rag.relevance import LlmWriter, RulesWriter
+
+    tiers = build_tiers(settings)
+    if not tiers:
+        return RulesWriter()
+    names = ", ".join(f"{t.name} {t.model}" for t in tiers)
+    return LlmWriter(LlmExecutor(tiers, settings.llm_prices), names)
+
+
 def run_eval(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
     import tempfile
 
     from rag.eval import evaluate, load_queries
+    from rag.relevance import generation_relevance
 
     console = Console(stderr=args.json)
+    queries = load_queries()
+    writer = _writer(settings)
     with tempfile.TemporaryDirectory(prefix="tailor-rag-eval-") as tmp:
         index = _index(settings, Path(tmp))  # a scratch store: the corpus only
         try:
             with console.status("Loading the model and the corpus…"):
                 index.ensure_corpus()
             with console.status("Running the labelled queries…"):
-                result = evaluate(index, load_queries())
+                result: dict[str, float | int | str] = {**evaluate(index, queries)}
+            with Progress(TextColumn(f"Writing emails ({writer.name})"), BarColumn(),
+                          MofNCompleteColumn(), console=console) as progress:  # fmt: skip
+                task = progress.add_task("write", total=len(queries))
+                result |= asyncio.run(generation_relevance(
+                    index, queries, writer, on_query=lambda: progress.advance(task)))  # fmt: skip
         finally:
             index.close()
     table = Table(title=f"Retrieval on {result['queries']} labelled queries")
@@ -105,6 +128,12 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
     )
     console.print(table)
     console.print(f"multi-hop retrieval p95: {result['multi_hop_p95_ms']} ms")
+    relevance = Table(title=f"Relevance of generated emails to the brief ({writer.name})")
+    relevance.add_column("")
+    relevance.add_column("cosine to the brief")
+    relevance.add_row("without retrieval", f"{result['relevance_without_retrieval']:.3f}")
+    relevance.add_row("with retrieval", f"{result['relevance_with_retrieval']:.3f}")
+    console.print(relevance)
     if args.json:
         print(json.dumps(result), flush=True)  # noqa: T201
     return 0
