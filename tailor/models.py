@@ -53,6 +53,23 @@ class CampaignStatus(StrEnum):
     FAILED = "failed"
 
 
+class CampaignKind(StrEnum):
+    BATCH = "batch"  # one CampaignWorkflow sends it to a segment
+    JOURNEY = "journey"  # one email of a journey definition: journeys send it, one person at a time
+
+
+class JourneyStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"  # every step ran
+    EXITED = "exited"  # an exit event (a purchase, an open) ended it early
+    STOPPED = "stopped"  # consent revoked
+
+
+class DeadLetterStatus(StrEnum):
+    OPEN = "open"
+    REPLAYED = "replayed"
+
+
 class SendStatus(StrEnum):
     PENDING = "pending"  # nothing accepted by a provider yet: safe to (re)send
     DISPATCHED = "dispatched"  # committed just before the provider could accept: never resent
@@ -87,6 +104,9 @@ class Tenant(SQLModel, table=True):
         ge=0,
         description="Daily LLM spend limit; None uses TAILOR_LLM_DAILY_BUDGET_USD.",
     )
+    daily_email_limit: int = Field(
+        default=3, ge=1, description="Most marketing emails one person gets per day."
+    )
     # No foreign key (template versions already point at the tenant); the API checks it.
     default_template_version_id: int | None = Field(
         default=None,
@@ -96,7 +116,10 @@ class Tenant(SQLModel, table=True):
 
 
 class Contact(SQLModel, table=True):
-    __table_args__ = (sa.UniqueConstraint("tenant_id", "email", name="uq_contact_tenant_email"),)
+    __table_args__ = (
+        sa.UniqueConstraint("tenant_id", "email", name="uq_contact_tenant_email"),
+        sa.Index("ix_contact_tenant_external", "tenant_id", "external_id"),  # Segment's userId
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     tenant_id: str = Field(foreign_key="tenant.id", index=True, max_length=64)
@@ -113,6 +136,14 @@ class Contact(SQLModel, table=True):
     preferred_categories: list[str] = _json()
     cart_items: list[str] = _json()
     browse_items: list[str] = _json()
+    # Real-time features, updated by each event (``tailor.features``).
+    last_click_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    last_purchase_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    order_count: int = Field(default=0, ge=0)
+    birthday: str | None = Field(default=None, max_length=5, description="MM-DD, no year.")
+    # Derived daily (``tailor.features``): send-time optimisation and engagement.
+    avg_time_to_open_s: float | None = Field(default=None, ge=0)
+    best_send_hour: int | None = Field(default=None, ge=0, le=23, description="Local hour.")
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
 
@@ -180,6 +211,8 @@ class Campaign(SQLModel, table=True):
     template_version_id: int = Field(foreign_key="template_version.id")
     prompt_version: str = Field(default="personalization_v3", max_length=64)
     segment: dict[str, Any] = _json(dict)
+    kind: str = Field(default=CampaignKind.BATCH, max_length=16)
+    goal: str | None = Field(default=None, max_length=64, description="A journey email's goal.")
     status: str = Field(default=CampaignStatus.RUNNING, max_length=16, index=True)
     workflow_id: str = Field(max_length=200)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
@@ -187,16 +220,20 @@ class Campaign(SQLModel, table=True):
 
 
 class Send(SQLModel, table=True):
-    """One row per campaign x contact. The unique pair is the idempotency key of delivery."""
+    """One row per campaign x contact x occurrence: the idempotency key of delivery. A batch
+    campaign has one occurrence (""); a journey email one per journey run."""
 
     __table_args__ = (
-        sa.UniqueConstraint("campaign_id", "contact_id", name="uq_send_campaign_contact"),
+        sa.UniqueConstraint(
+            "campaign_id", "contact_id", "occurrence", name="uq_send_campaign_contact_occurrence"
+        ),
         sa.Index("ix_send_campaign_status", "campaign_id", "status"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     campaign_id: str = Field(foreign_key="campaign.id", max_length=64)
     contact_id: int = Field(foreign_key="contact.id", index=True)
+    occurrence: str = Field(default="", max_length=64)
     status: str = Field(default=SendStatus.PENDING, max_length=16)
     message_id: str = Field(max_length=300, description="RFC 5322 Message-ID, deterministic.")
     provider: str | None = Field(default=None, max_length=32)
@@ -216,17 +253,93 @@ class Send(SQLModel, table=True):
 
 
 class Event(SQLModel, table=True):
+    """A Segment-style event as received (track or identify). The message id makes a
+    redelivery a no-op; the contact is resolved from ``user_id`` (the contact's external id)."""
+
     __table_args__ = (
         sa.UniqueConstraint("tenant_id", "message_id", name="uq_event_tenant_message"),
+        sa.Index("ix_event_contact_time", "contact_id", "occurred_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     tenant_id: str = Field(foreign_key="tenant.id", max_length=64, index=True)
-    contact_id: int | None = Field(default=None, foreign_key="contact.id", index=True)
-    type: str = Field(max_length=100)
+    contact_id: int | None = Field(default=None, foreign_key="contact.id")
+    kind: str = Field(default="track", max_length=16, description="track or identify")
+    type: str = Field(max_length=100, description="The event name, e.g. cart.abandoned")
+    user_id: str | None = Field(default=None, max_length=200)
+    anonymous_id: str | None = Field(default=None, max_length=200)
     properties: dict[str, Any] = _json(dict)
     message_id: str | None = Field(default=None, max_length=200)
     occurred_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class JourneyDefinition(SQLModel, table=True):
+    """One version of a journey: its steps as data (``tailor.journeys``). Immutable: an edit
+    is a new version, and a running journey keeps the version it started with."""
+
+    __tablename__ = "journey_definition"
+    __table_args__ = (
+        sa.UniqueConstraint("tenant_id", "key", "version", name="uq_journey_definition_version"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(foreign_key="tenant.id", max_length=64, index=True)
+    key: str = Field(max_length=64, description="welcome, cart_abandonment, ...")
+    version: int = Field(ge=1)
+    name: str = Field(max_length=200)
+    steps: list[dict[str, Any]] = _json()
+    exit_on: list[str] = _json()  # events that end a running journey (a purchase, an open)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class TriggerRule(SQLModel, table=True):
+    """Maps an event to a journey, with conditions over the person's last 7 days of events."""
+
+    __tablename__ = "trigger_rule"
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(foreign_key="tenant.id", max_length=64, index=True)
+    event: str = Field(max_length=100)
+    journey_key: str = Field(max_length=64)
+    conditions: dict[str, Any] = _json(dict)
+    enabled: bool = Field(default=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class JourneyRun(SQLModel, table=True):
+    """One run of a journey for one person (a Temporal workflow run)."""
+
+    __tablename__ = "journey_run"
+    __table_args__ = (sa.Index("ix_journey_run_contact_status", "contact_id", "status"),)
+
+    id: str = Field(primary_key=True, max_length=64, description="The workflow run id.")
+    tenant_id: str = Field(foreign_key="tenant.id", max_length=64, index=True)
+    contact_id: int = Field(foreign_key="contact.id")
+    journey_key: str = Field(max_length=64)
+    definition_id: int = Field(foreign_key="journey_definition.id")
+    workflow_id: str = Field(max_length=200)
+    status: str = Field(default=JourneyStatus.RUNNING, max_length=16)
+    reason: str | None = Field(default=None, max_length=200)
+    emails_sent: int = Field(default=0)
+    started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+
+class DeadLetter(SQLModel, table=True):
+    """An event whose trigger processing failed; listed and replayed through the API."""
+
+    __tablename__ = "dead_letter"
+    __table_args__ = (sa.Index("ix_dead_letter_tenant_status", "tenant_id", "status", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(foreign_key="tenant.id", max_length=64)
+    event_id: int = Field(foreign_key="event.id", unique=True)
+    error: str = Field(max_length=1000)
+    attempts: int = Field(default=1)
+    status: str = Field(default=DeadLetterStatus.OPEN, max_length=16)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    replayed_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
 
 
 class LlmUsage(SQLModel, table=True):

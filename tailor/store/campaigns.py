@@ -10,7 +10,7 @@ from sqlmodel import col
 
 from tailor.errors import NotFound
 from tailor.llm.prompts import DEFAULT_PROMPT
-from tailor.models import Campaign, CampaignStatus, Send, SendStatus, utcnow
+from tailor.models import Campaign, CampaignKind, CampaignStatus, Send, SendStatus, utcnow
 
 ACTIVE = (CampaignStatus.RUNNING, CampaignStatus.PAUSED)
 
@@ -69,7 +69,9 @@ async def set_status(*, conn: AsyncConnection, campaign_id: str, status: str) ->
 async def active_campaign_ids(*, session: AsyncSession, tenant_id: str) -> list[str]:
     rows = await session.execute(
         select(Campaign.id).where(  # type: ignore[call-overload]
-            col(Campaign.tenant_id) == tenant_id, col(Campaign.status).in_(ACTIVE)
+            col(Campaign.tenant_id) == tenant_id,
+            col(Campaign.status).in_(ACTIVE),
+            col(Campaign.kind) == CampaignKind.BATCH,  # journeys are signalled per person
         )
     )
     return [row for (row,) in rows]
