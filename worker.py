@@ -17,6 +17,7 @@ from activities.campaign_chunk import ChunkActivities
 from activities.context import CampaignContexts
 from activities.delivery import SmtpDelivery
 from activities.generation import ClusterGenerator
+from activities.journey import JourneyActivities
 from activities.llm_executor import LlmExecutor, build_tiers
 from activities.pii import PiiScanner
 from activities.planner import PlannerActivities
@@ -27,6 +28,7 @@ from tailor.config import Settings
 from tailor.db import Database, migrate
 from tailor.temporal import connect, ensure_search_attributes
 from workflows.campaign import CampaignWorkflow
+from workflows.journey import JourneyWorkflow
 
 log = logging.getLogger("tailor.worker")
 
@@ -35,37 +37,35 @@ def build_worker(client: Client, db: Database, settings: Settings, task_queue: s
     contexts = CampaignContexts(db)
     planner = PlannerActivities(db, settings, contexts)
     llm = LlmExecutor(build_tiers(settings), settings.llm_prices)
-    chunks = ChunkActivities(
+    generator = ClusterGenerator(
         db,
-        settings,
-        contexts,
-        SmtpDelivery(settings),
-        ClusterGenerator(
-            db,
-            llm,
-            daily_budget_usd=settings.llm_daily_budget_usd,
-            alert_ratio=settings.llm_budget_alert_ratio,
-            pii=PiiScanner(),
-        ),
-        ProfileLoader(
-            Database(settings.features_database_url) if settings.features_database_url else db,
-            timeout_s=settings.profile_timeout_s,
-            cache_size=settings.profile_cache_size,
-        ),
-        ClusterExemplars(
-            shared_index(
-                url=settings.qdrant_url,
-                path=settings.home / "qdrant",
-                model=settings.embedding_model,
-            )
-            if settings.rag_enabled
-            else None
-        ),
+        llm,
+        daily_budget_usd=settings.llm_daily_budget_usd,
+        alert_ratio=settings.llm_budget_alert_ratio,
+        pii=PiiScanner(),
     )
+    profiles = ProfileLoader(
+        Database(settings.features_database_url) if settings.features_database_url else db,
+        timeout_s=settings.profile_timeout_s,
+        cache_size=settings.profile_cache_size,
+    )
+    exemplars = ClusterExemplars(
+        shared_index(
+            url=settings.qdrant_url,
+            path=settings.home / "qdrant",
+            model=settings.embedding_model,
+        )
+        if settings.rag_enabled
+        else None
+    )
+    chunks = ChunkActivities(
+        db, settings, contexts, SmtpDelivery(settings), generator, profiles, exemplars
+    )
+    journeys = JourneyActivities(db, contexts, chunks, generator, profiles, exemplars)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[CampaignWorkflow],
+        workflows=[CampaignWorkflow, JourneyWorkflow],
         activities=[
             planner.plan_campaign,
             planner.next_chunks,
@@ -73,6 +73,11 @@ def build_worker(client: Client, db: Database, settings: Settings, task_queue: s
             planner.expire_reviews,
             chunks.send_chunk,
             chunks.release_reviewed,
+            journeys.start_journey,
+            journeys.plan_send_time,
+            journeys.prepare_email,
+            journeys.send_email,
+            journeys.finish_journey,
         ],
         max_concurrent_activities=max(settings.chunk_concurrency * 2, 8),
     )

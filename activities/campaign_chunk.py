@@ -129,15 +129,31 @@ class ChunkActivities:
                 up_to_contact_id=chunk.bounds.last_contact_id,
                 limit=chunk.bounds.last_contact_id - chunk.bounds.after_contact_id,
             )
+        already_done = await self.deliver(ctx, contact_ids, chunk.revoked_contact_ids)
+        return await self._result(chunk, already_done)
+
+    async def deliver(
+        self,
+        ctx: CampaignContext,
+        contact_ids: list[int],
+        revoked_contact_ids: list[int],
+        *,
+        occurrence: str = "",
+        review: bool = True,
+    ) -> int:
+        """Send ``ctx``'s email to these contacts (one occurrence of it); returns how many of
+        their sends were already settled. ``review=False`` (journeys, which cannot wait for a
+        person) sends the rules-tier email where LLM content awaits review."""
         async with self._db.write() as conn:
             await ensure_send_rows(
                 conn,
                 campaign_id=ctx.campaign_id,
                 contact_ids=contact_ids,
                 domain=ctx.sender_domain,
+                occurrence=occurrence,
             )
         work, already_done, waiting = await self._prepare(
-            ctx, contact_ids, chunk.revoked_contact_ids
+            ctx, contact_ids, revoked_contact_ids, occurrence
         )
         now = utcnow()
         clusters = clusters_of((item.contact for item in work), ctx.catalog, now)
@@ -149,9 +165,10 @@ class ChunkActivities:
                 )
             except LlmQuotaExhausted as exc:
                 raise llm_quota(exc.retry_after_s) from exc
-        work = await self._hold(work, contents)
+        if review:
+            work = await self._hold(work, contents)
         await self._send(ctx, work, contents, waiting, retrievals)
-        return await self._result(chunk, already_done)
+        return already_done
 
     @activity.defn
     async def release_reviewed(self, release: ReviewRelease) -> ReviewBacklog:
@@ -237,12 +254,18 @@ class ChunkActivities:
             raise profiles_unavailable(waiting)
 
     async def _prepare(
-        self, ctx: CampaignContext, contact_ids: list[int], revoked_contact_ids: list[int]
+        self,
+        ctx: CampaignContext,
+        contact_ids: list[int],
+        revoked_contact_ids: list[int],
+        occurrence: str = "",
     ) -> tuple[list[_Work], int, int]:
         """Settle these contacts' pending sends that lack consent; return the rest to deliver,
         how many sends were already done, and how many wait for their profile."""
         async with self._db.read() as conn:
-            sends = await sends_for(conn, campaign_id=ctx.campaign_id, contact_ids=contact_ids)
+            sends = await sends_for(
+                conn, campaign_id=ctx.campaign_id, contact_ids=contact_ids, occurrence=occurrence
+            )
             pending = [s for s in sends if s[2] == SendStatus.PENDING]
             consent = await current_consent(conn, (s[1] for s in pending))
         revoked = set(revoked_contact_ids)
@@ -389,14 +412,14 @@ class ChunkActivities:
         try:
             return self._executor.personalise(
                 contact=contact, version=ctx.version, catalog=ctx.catalog,
-                tenant_name=ctx.tenant.name, now=now, exemplar=exemplar,
+                tenant_name=ctx.tenant.name, now=now, exemplar=exemplar, goal=ctx.goal,
             )  # fmt: skip
         except TemplateRenderError as exc:
             if ctx.default_version is None:
                 raise
             content = self._executor.personalise(
                 contact=contact, version=ctx.default_version, catalog=ctx.catalog,
-                tenant_name=ctx.tenant.name, now=now, exemplar=exemplar,
+                tenant_name=ctx.tenant.name, now=now, exemplar=exemplar, goal=ctx.goal,
             )  # fmt: skip
             content.rules.append(
                 f"template:tenant-default v{ctx.default_version.id} ({str(exc)[:120]})"

@@ -29,6 +29,8 @@ class CampaignContext:
     brand: BrandPolicy
     # The tenant's default template, for recipients the campaign's template cannot render for.
     default_version: TemplateVersion | None = None
+    # A journey email's goal ("welcome_1", "milestone:birthday"); None for batch campaigns.
+    goal: str | None = None
 
     @property
     def sender_domain(self) -> str:
@@ -79,6 +81,7 @@ class CampaignContexts:
             prompt_version=campaign.prompt_version,
             version=version,
             default_version=default_version,
+            goal=campaign.goal,
             brand=BrandPolicy.of(tenant.brand_policy),
             catalog=Catalog(
                 products, tenant.website or f"https://{tenant.from_email.split('@')[-1]}"

@@ -46,3 +46,7 @@ def llm_quota(retry_after_s: float) -> ApplicationError:
         type="LlmQuotaExhausted",
         next_retry_delay=timedelta(seconds=retry_after_s),
     )
+
+
+def journey_not_found(message: str) -> ApplicationError:
+    return ApplicationError(message, type="JourneyNotFound", non_retryable=True)

@@ -49,6 +49,39 @@ class ExemplarHint:
     cta: str
 
 
+# Journey emails: (headline, intro, call to action, path under the shop) per goal. The cart
+# reminder is the cart rule below; milestone copy is picked by the occasion ("milestone:birthday").
+JOURNEY_COPY: dict[str, tuple[str, str, str, str]] = {
+    "welcome_1": ("welcome, we're glad you're here",
+                  "Thanks for joining us. Here is a first look at our {category} picks.",
+                  "Start exploring", "/c/{category}"),
+    "welcome_2": ("the {category} picks our regulars love",
+                  "A few days in, here is what people like you buy most in {category}.",
+                  "See the favourites", "/c/{category}"),
+    "welcome_3": ("one last tip to get you started",
+                  "Tell us what you like and every email gets more useful. Start with {category}.",
+                  "Set your preferences", "/account/preferences"),
+    "re_engagement_1": ("we miss you",
+                        "It's been a while. Here is what's new in {category} lately.",
+                        "See what's new", "/c/{category}"),
+    "re_engagement_2": ("should we keep writing?",
+                        "We only want to send what you read. One click keeps you on the list.",
+                        "Keep me subscribed", "/account/preferences"),
+    "milestone": ("a little thank-you from us",
+                  "Thanks for being with us. Here are some {category} picks to celebrate.",
+                  "Celebrate with us", "/c/{category}"),
+    "milestone:birthday": ("happy birthday",
+                           "Happy birthday from all of us. We picked a few {category} treats.",
+                           "Pick your treat", "/c/{category}"),
+    "milestone:anniversary": ("happy anniversary",
+                              "A year ago today you joined us. Thank you for being here.",
+                              "See what's new", "/c/{category}"),
+    "milestone:nth_order": ("thank you for another order",
+                            "You keep coming back, and we notice. Here are {category} picks.",
+                            "Shop {category}", "/c/{category}"),
+}  # fmt: skip
+
+
 class TemplateRenderError(ValueError):
     """A template that cannot render for a recipient; fixing it needs a new template version."""
 
@@ -125,7 +158,9 @@ class RuleBasedExecutor:
         tenant_name: str,
         now: datetime,
         exemplar: ExemplarHint | None = None,
+        goal: str | None = None,
     ) -> Personalised:
+        """``goal``: a journey email's goal (``JOURNEY_COPY``); None for batch campaigns."""
         rules: list[str] = []
         tier = engagement_tier(contact, now)
         cart = [catalog.view(catalog.by_sku[s]) for s in contact.cart_items if s in catalog.by_sku]
@@ -160,6 +195,11 @@ class RuleBasedExecutor:
             headline = f"{top_category} picks chosen for you"
             intro = f"Based on what you like, we think these {top_category} picks fit."
             cta_text, cta_url = f"Shop {top_category}", f"{catalog.shop_url}/c/{top_category}"
+        copy = JOURNEY_COPY.get(goal or "") if not (cart and goal == "cart_reminder") else None
+        if copy is not None:
+            rules.append(f"journey:{goal}")
+            headline, intro, cta_text, path = (part.format(category=top_category) for part in copy)
+            cta_url = f"{catalog.shop_url}{path}"
         rules.append(f"category:{top_category}")
         if exemplar is not None and exemplar.cta:
             # Proven phrasing from a retrieved exemplar written for the same goal.
@@ -180,6 +220,7 @@ class RuleBasedExecutor:
             "cta_text_suggestion": cta_text,
             "cta_url_suggestion": cta_url,
             "tenant_name": tenant_name,
+            "journey": goal,  # a journey email's goal; None in a batch campaign
         }
         return Personalised(
             subject=" ".join(self._render(version, "subject", context).split()),

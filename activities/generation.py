@@ -31,6 +31,7 @@ from activities.llm_executor import Generation, LlmExecutor
 from activities.pii import PiiScanner
 from rag.retriever import Retrieval
 from tailor.db import Database
+from tailor.journeys import goal_brief
 from tailor.llm.prompts import (
     ClusterRequest,
     ExemplarFact,
@@ -131,7 +132,9 @@ class ClusterGenerator:
         tier, top, device, has_cart = cluster
         picks = ctx.catalog.by_category.get(top, [])[:3]
         goal = "seasonal promotion"
-        if has_cart:
+        if ctx.goal:
+            goal = goal_brief(ctx.goal)[0]
+        elif has_cart:
             goal = "cart reminder: the reader left {{cart_item}} in their cart"
         return ClusterRequest(
             tenant_name=ctx.tenant.name,

@@ -17,6 +17,7 @@ from activities.context import CampaignContext
 from activities.generation import Cluster
 from rag.index import ExemplarIndex
 from rag.retriever import ClusterQuery, Retrieval
+from tailor.journeys import goal_brief
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,8 @@ class ClusterExemplars:
 
     def query(self, ctx: CampaignContext, cluster: Cluster) -> ClusterQuery:
         tier, category, _, has_cart = cluster
-        return ClusterQuery(ctx.tenant.id, cluster_goal(tier, has_cart), category, tier,
-                            ctx.brand.tone)  # fmt: skip
+        goal = goal_brief(ctx.goal)[1] if ctx.goal else cluster_goal(tier, has_cart)
+        return ClusterQuery(ctx.tenant.id, goal, category, tier, ctx.brand.tone)
 
     async def for_clusters(
         self, ctx: CampaignContext, clusters: set[Cluster]

@@ -13,8 +13,10 @@ from temporalio.client import Client
 from tailor.campaign_control import CampaignControl
 from tailor.config import Settings
 from tailor.db import Database
+from tailor.journey_control import JourneyControl
 from tailor.models import Tenant
 from tailor.temporal import connect
+from tailor.triggers import TriggerAgent
 
 
 class TemporalGateway:
@@ -38,6 +40,11 @@ class TemporalGateway:
                     ) from exc
         return CampaignControl(self._client, self._settings)
 
+    async def journeys(self) -> JourneyControl:
+        await self.control()  # connects, or answers 503 naming the fix
+        assert self._client is not None
+        return JourneyControl(self._client, self._settings)
+
 
 def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
@@ -59,6 +66,11 @@ async def get_session(db: Annotated[Database, Depends(get_db)]) -> AsyncIterator
             await session.rollback()
             raise
         await session.commit()
+
+
+def get_triggers(request: Request) -> TriggerAgent:
+    triggers: TriggerAgent = request.app.state.triggers
+    return triggers
 
 
 def get_gateway(request: Request) -> TemporalGateway:
@@ -86,3 +98,4 @@ TenantDep = Annotated[Tenant, Depends(get_tenant)]
 ControlDep = Annotated[CampaignControl, Depends(get_control)]
 GatewayDep = Annotated[TemporalGateway, Depends(get_gateway)]
 DatabaseDep = Annotated[Database, Depends(get_db)]
+TriggersDep = Annotated[TriggerAgent, Depends(get_triggers)]

@@ -15,7 +15,9 @@ from api.deps import TemporalGateway
 from api.routes import (
     campaigns,
     contacts,
+    events,
     health,
+    journeys,
     reviews,
     sends,
     templates,
@@ -27,6 +29,7 @@ from tailor.config import Settings
 from tailor.db import Database
 from tailor.errors import InvalidInput, NotFound
 from tailor.store.reviews import AlreadyDecided
+from tailor.triggers import TriggerAgent
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
@@ -42,6 +45,7 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
         app.state.settings = settings
         app.state.db = Database(settings.resolved_database_url)
         app.state.temporal = TemporalGateway(settings, temporal_client)
+        app.state.triggers = TriggerAgent(app.state.db, app.state.temporal.journeys)
         yield
         await app.state.db.dispose()
 
@@ -81,6 +85,17 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
         return JSONResponse({"message": str(exc)}, status_code=404)
 
-    for module in (health, contacts, templates, campaigns, sends, reviews, usage, unsubscribe):
+    for module in (
+        health,
+        contacts,
+        events,
+        journeys,
+        templates,
+        campaigns,
+        sends,
+        reviews,
+        usage,
+        unsubscribe,
+    ):
         app.include_router(module.router)
     return app

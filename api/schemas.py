@@ -5,10 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from tailor.llm.prompts import DEFAULT_PROMPT, PROMPTS
 from tailor.segments import Segment
+from tailor.store.events import normalise_event_name
 
 
 class Strict(BaseModel):
@@ -111,6 +121,9 @@ class ConsentRecorded(BaseModel):
     record: ConsentPublic
     signalled_campaigns: list[str] = Field(
         description="Running campaigns told at once; every send also checks the ledger."
+    )
+    stopped_journeys: list[str] = Field(
+        default_factory=list, description="Running journeys of the contact, stopped."
     )
 
 
@@ -251,3 +264,186 @@ class ReviewDecided(BaseModel):
     review: ReviewPublic
     signalled: bool = Field(description="Whether the running campaign was told right away.")
     message: str
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+class Traits(BaseModel):
+    """An identify's traits: any keys. ``email``, when given, names the contact, so it must be
+    an address."""
+
+    model_config = ConfigDict(extra="allow")
+
+    email: EmailStr | None = None
+
+
+class SegmentCall(BaseModel):
+    """A Segment track or identify call, in Segment's field names. Fields Tailor does not use
+    (``integrations``, ``channel``, ``version``, ``sentAt``, ``receivedAt``, ``writeKey``, ...)
+    are ignored, so a CDP can send exactly what it sends Segment."""
+
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+
+    # page, screen, group and alias calls are accepted and ignored (a CDP forwards them all).
+    type: Literal["track", "identify", "page", "screen", "group", "alias"]
+    anonymous_id: str | None = Field(None, alias="anonymousId", min_length=1, max_length=200)
+    user_id: str | None = Field(
+        None,
+        alias="userId",
+        min_length=1,
+        max_length=200,
+        description="Your id for the person: the contact's external_id.",
+    )
+    event: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        validate_default=True,
+        description="A track's name, e.g. `Order Completed` (stored as `order.completed`).",
+    )
+    properties: dict[str, Any] = Field(default_factory=dict)
+    traits: Traits = Field(default_factory=Traits)
+    context: dict[str, Any] = Field(default_factory=dict)
+    timestamp: AwareDatetime | None = Field(
+        None, description="When it happened, ISO 8601 with an offset; default: on receipt."
+    )
+    original_timestamp: AwareDatetime | None = Field(
+        None, alias="originalTimestamp", description="Used when there is no timestamp."
+    )
+    message_id: str | None = Field(
+        None,
+        alias="messageId",
+        min_length=1,
+        max_length=200,
+        description="Deduplicates redeliveries; default: a hash of the event.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _user_present(cls, data: Any) -> Any:
+        # Pydantic names a missing field by its Python name (user_id); given, by its alias.
+        if isinstance(data, dict) and "userId" not in data:
+            return {**data, "userId": None}
+        return data
+
+    @field_validator("properties", "traits", "context", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @field_validator("user_id")
+    @classmethod
+    def _someone(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # An invalid anonymousId is reported on its own (it is then absent from info.data).
+        if value is None and "anonymous_id" in info.data and info.data["anonymous_id"] is None:
+            raise ValueError("userId or anonymousId is required")
+        return value
+
+    @field_validator("event")
+    @classmethod
+    def _named(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None and info.data.get("type") == "track":
+            raise ValueError("a track call needs an event name")
+        if value is not None and not normalise_event_name(value):
+            raise ValueError("must contain more than spaces, dots, hyphens and underscores")
+        return value
+
+    @property
+    def occurred_at(self) -> datetime | None:
+        return self.timestamp or self.original_timestamp
+
+
+class TrackIn(SegmentCall):
+    type: Literal["track"] = "track"
+
+
+class IdentifyIn(SegmentCall):
+    type: Literal["identify"] = "identify"
+
+
+class BatchIn(BaseModel):
+    """Up to 1,000 calls, all stored or (one malformed) none."""
+
+    batch: list[SegmentCall] = Field(min_length=1, max_length=1000)
+
+
+class EventsAccepted(BaseModel):
+    success: bool = True
+    accepted: int = Field(description="Events stored now.")
+    duplicates: int = Field(description="Events already stored (same messageId): ignored.")
+    ignored: int = Field(0, description="page, screen, group and alias calls: not used.")
+
+
+# --- journeys ---------------------------------------------------------------------------------
+
+
+class JourneyPublic(BaseModel):
+    id: int
+    key: str
+    version: int
+    name: str
+    steps: list[dict[str, Any]]
+    exit_on: list[str]
+    created_at: datetime
+
+
+class JourneysPublic(BaseModel):
+    data: list[JourneyPublic]
+    count: int
+
+
+class JourneyRunPublic(BaseModel):
+    id: str
+    contact_id: int
+    journey_key: str
+    definition_id: int
+    workflow_id: str
+    status: str
+    reason: str | None
+    emails_sent: int
+    started_at: datetime
+    ended_at: datetime | None
+
+
+class JourneyRunsPublic(BaseModel):
+    data: list[JourneyRunPublic]
+    count: int
+
+
+class TriggerRulePublic(BaseModel):
+    id: int
+    event: str
+    journey_key: str
+    conditions: dict[str, Any]
+    enabled: bool
+
+
+class TriggerRulesPublic(BaseModel):
+    data: list[TriggerRulePublic]
+    count: int
+
+
+class DeadLetterPublic(BaseModel):
+    id: int
+    event_id: int
+    event: str = ""
+    contact_id: int | None = None
+    message_id: str | None = None
+    error: str
+    attempts: int
+    status: str
+    created_at: datetime
+    replayed_at: datetime | None
+
+
+class DeadLettersPublic(BaseModel):
+    data: list[DeadLetterPublic]
+    count: int
+
+
+class ReplayPublic(BaseModel):
+    id: int
+    status: str
+    started: list[str]  # journeys started (or signalled) by the event
+    forwarded: int  # running journeys told about it

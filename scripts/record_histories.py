@@ -16,9 +16,11 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select, update
+from sqlmodel import col
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
@@ -28,14 +30,24 @@ sys.path.insert(0, str(ROOT))
 from tailor.config import Settings  # noqa: E402
 from tailor.db import Database, migrate  # noqa: E402
 from tailor.devtools.llm_stub import StubLlm, needs_review_answer, running_stub  # noqa: E402
-from tailor.models import ReviewItem, ReviewStatus, Tenant  # noqa: E402
-from tailor.payloads import CampaignInput, CampaignOutcome, CampaignRun  # noqa: E402
+from tailor.journey_control import JourneyControl  # noqa: E402
+from tailor.models import ConsentRecord, ReviewItem, ReviewStatus, Tenant  # noqa: E402
+from tailor.payloads import (  # noqa: E402
+    CampaignInput,
+    CampaignOutcome,
+    CampaignRun,
+    JourneyEnd,
+    JourneyInput,
+    JourneySignal,
+)
 from tailor.seed import seed_demo  # noqa: E402
 from tailor.smtp_sink import start_sink  # noqa: E402
 from tailor.store.campaigns import create_campaign  # noqa: E402
+from tailor.store.journeys import install_builtins  # noqa: E402
 from tailor.store.reviews import decide  # noqa: E402
 from worker import build_worker  # noqa: E402
 from workflows.campaign import CampaignWorkflow  # noqa: E402
+from workflows.journey import JourneyWorkflow  # noqa: E402
 
 OUT = ROOT / "tests" / "histories"
 Handle = WorkflowHandle[CampaignWorkflow, CampaignOutcome]
@@ -119,6 +131,72 @@ async def reviewed(client: Client, queue: str, campaign_id: str, db: Database) -
     return handle
 
 
+# --- journeys ---------------------------------------------------------------------------------
+
+JourneyHandle = WorkflowHandle[JourneyWorkflow, JourneyEnd]
+
+
+async def _journey(env: WorkflowEnvironment, settings: Settings, db: Database, key: str,
+                   trigger: str, contact_index: int = 0) -> JourneyHandle:  # fmt: skip
+    async with db.read() as conn:
+        contact_ids = list((await conn.execute(
+            select(col(ConsentRecord.contact_id)).where(col(ConsentRecord.status) == "granted")
+            .order_by(col(ConsentRecord.contact_id)))).scalars())  # fmt: skip
+    control = JourneyControl(env.client, settings)
+    event_id = len(contact_ids) + contact_index  # any id: only de-duplication reads it
+    workflow_id = await control.trigger(
+        JourneyInput("demo", contact_ids[contact_index], key, trigger, event_id), trigger
+    )
+    return env.client.get_workflow_handle_for(JourneyWorkflow.run, workflow_id)
+
+
+async def _finish(env: WorkflowEnvironment, handle: JourneyHandle) -> JourneyHandle:
+    await env.sleep(timedelta(days=7))  # signal-with-start runs do not skip time on their own
+    await handle.result()
+    return handle
+
+
+async def welcome_completed(env: WorkflowEnvironment, settings: Settings,
+                            db: Database) -> JourneyHandle:  # fmt: skip
+    return await _finish(env, await _journey(env, settings, db, "welcome", "signed.up"))
+
+
+async def cart_exited(env: WorkflowEnvironment, settings: Settings, db: Database) -> JourneyHandle:
+    handle = await _journey(env, settings, db, "cart_abandonment", "cart.abandoned")
+    await env.sleep(timedelta(minutes=20))
+    await handle.signal(JourneyWorkflow.event, JourneySignal("order.completed", 10_000))
+    return await _finish(env, handle)
+
+
+async def consent_stopped(env: WorkflowEnvironment, settings: Settings,
+                          db: Database) -> JourneyHandle:  # fmt: skip
+    handle = await _journey(env, settings, db, "welcome", "signed.up")
+    await env.sleep(timedelta(hours=1))
+    await handle.signal(JourneyWorkflow.revoke_consent)
+    return await _finish(env, handle)
+
+
+async def milestone_throttled(env: WorkflowEnvironment, settings: Settings,
+                              db: Database) -> JourneyHandle:  # fmt: skip
+    async with db.write() as conn:
+        await conn.execute(update(Tenant).values(daily_email_limit=1))
+    await _journey(env, settings, db, "welcome", "signed.up")
+    handle = await _journey(env, settings, db, "milestone", "milestone.birthday")
+    await env.sleep(timedelta(days=1))
+    async with db.write() as conn:
+        await conn.execute(update(Tenant).values(daily_email_limit=5))
+    return await _finish(env, handle)
+
+
+JourneyScenario = Callable[[WorkflowEnvironment, Settings, Database], Awaitable[JourneyHandle]]
+JOURNEY_SCENARIOS: dict[str, JourneyScenario] = {
+    "journey_welcome_completed": welcome_completed,
+    "journey_cart_exited_on_purchase": cart_exited,
+    "journey_consent_stopped": consent_stopped,
+    "journey_milestone_throttled": milestone_throttled,
+}
+
+
 Scenario = Callable[[Client, str, str, Database], Awaitable[Handle]]
 # name: (scenario, settings overrides, whether the LLM tier writes content that needs review)
 SCENARIOS: dict[str, tuple[Scenario, dict[str, int], bool]] = {
@@ -138,10 +216,11 @@ def _llm(stub: StubLlm) -> dict[str, object]:
 
 
 async def main(names: list[str]) -> None:
-    unknown = set(names) - set(SCENARIOS)
+    unknown = set(names) - set(SCENARIOS) - set(JOURNEY_SCENARIOS)
     if unknown:
         raise SystemExit(
-            f"no such scenario: {', '.join(sorted(unknown))}; pick from {list(SCENARIOS)}"
+            f"no such scenario: {', '.join(sorted(unknown))}; pick from "
+            f"{list(SCENARIOS) + list(JOURNEY_SCENARIOS)}"
         )
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=shutil.which("temporal-test-server")
@@ -176,6 +255,25 @@ async def main(names: list[str]) -> None:
                     history = await handle.fetch_history()
             (OUT / f"{name}.json").write_text(history.to_json())
             print(f"wrote {OUT / (name + '.json')}: {len(history.events)} events")
+            await db.dispose()
+        for name, journey in JOURNEY_SCENARIOS.items():
+            if names and name not in names or not names and (OUT / f"{name}.json").exists():
+                continue
+            url = f"sqlite+aiosqlite:///{work / (name + '.db')}"
+            await migrate(url)
+            db = Database(url)
+            await seed_demo(db, contacts=20)
+            async with db.session() as session:
+                await install_builtins(session=session, tenant_id="demo")
+            queue = f"history-{uuid.uuid4().hex[:8]}"
+            settings = Settings(
+                database_url=url, smtp_port=port, temporal_search_attributes=False,
+                temporal_task_queue=queue, rag_enabled=False,
+            )  # fmt: skip
+            async with build_worker(env.client, db, settings, queue):
+                journey_history = await (await journey(env, settings, db)).fetch_history()
+            (OUT / f"{name}.json").write_text(journey_history.to_json())
+            print(f"wrote {OUT / (name + '.json')}: {len(journey_history.events)} events")
             await db.dispose()
     finally:
         controller.stop()

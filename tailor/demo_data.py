@@ -407,7 +407,8 @@ DEMO_TENANT: Final[dict[str, str]] = {
 }
 
 _SUBJECT: Final = (
-    '{% if cart %}{{ first_name or "there" }}, your cart is saved + picks for you'
+    '{% if journey and not cart %}{{ first_name or "there" }}, {{ headline }}'
+    '{% elif cart %}{{ first_name or "there" }}, your cart is saved + picks for you'
     '{% else %}{{ first_name or "there" }}, new {{ top_category }} picks for you'
     "{% endif %}"
 )

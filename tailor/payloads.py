@@ -123,3 +123,84 @@ class CampaignOutcome:
 class StatusUpdate:
     campaign_id: str
     status: str
+
+
+# --- journeys ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JourneyInput:
+    tenant_id: str
+    contact_id: int
+    journey_key: str
+    trigger: str  # the event name that started it, e.g. "milestone.birthday"
+    trigger_event_id: int
+
+
+@dataclass(frozen=True)
+class JourneySignal:
+    """An event of the person's, forwarded to their running journey (by id, never content)."""
+
+    name: str
+    event_id: int
+
+
+@dataclass(frozen=True)
+class JourneyStart:
+    journey: JourneyInput
+    run_id: str
+    workflow_id: str
+
+
+@dataclass(frozen=True)
+class JourneyStepPlan:
+    kind: str  # "send" or "wait"
+    name: str = ""
+    minutes: int = 0
+    campaign_id: str = ""  # send: the journey email's campaign row
+    send_time: str = "now"  # send: "now" or "best_hour"
+
+
+@dataclass(frozen=True)
+class JourneyPlan:
+    """The definition version this run keeps, as loaded when it started."""
+
+    definition_id: int
+    version: int
+    steps: list[JourneyStepPlan]
+    exit_on: list[str]
+    consented: bool
+
+
+@dataclass(frozen=True)
+class JourneySend:
+    run_id: str
+    tenant_id: str
+    contact_id: int
+    journey_key: str
+    step: str
+    campaign_id: str
+    trigger: str
+    send_time: str = "now"
+    send_time_reason: str = ""  # best_hour: the hour chosen and why, for "why this email"
+
+
+@dataclass(frozen=True)
+class JourneySendResult:
+    outcome: str  # sent, suppressed, failed or throttled
+    retry_after_s: int = 0  # throttled: when the person's next window opens
+
+
+@dataclass(frozen=True)
+class SendTimePlan:
+    delay_s: int
+    local_hour: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class JourneyEnd:
+    run_id: str
+    status: str  # completed, exited or stopped
+    reason: str
+    emails_sent: int

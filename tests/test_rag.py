@@ -220,7 +220,8 @@ async def test_generation_relevance_feeds_the_writer_the_retrieved_exemplars(
     """Through the real openai client: the email written with retrieval was asked for with
     the retrieved exemplars in its prompt, the one without retrieval with none."""
     queries = [q for q in load_queries() if q.goal == "cart_abandonment"][:2]
-    writer = LlmWriter(LlmExecutor(build_tiers(Settings(**llm_settings(stub))), {}), "stub")
+    settings = Settings.model_validate(llm_settings(stub))
+    writer = LlmWriter(LlmExecutor(build_tiers(settings), {}), "stub")
     result = await generation_relevance(index, queries, writer)
 
     assert len(stub.requests) == 4  # per query: one without, one with exemplars
@@ -232,16 +233,19 @@ async def test_generation_relevance_feeds_the_writer_the_retrieved_exemplars(
     assert retrieved.exemplars[0].subject not in json.dumps(without)
     assert result["relevance_writer"] == "stub"
     for key in ("relevance_without_retrieval", "relevance_with_retrieval"):
-        assert isinstance(result[key], float) and -1 <= result[key] <= 1
+        score = result[key]
+        assert isinstance(score, float) and -1 <= score <= 1
 
 
 async def test_the_rules_writer_borrows_the_top_exemplars_call_to_action(
     index: ExemplarIndex,
 ) -> None:
     query = next(q for q in load_queries() if q.goal == "welcome")
-    exemplars = index.retriever().retrieve(
-        ClusterQuery("eval", query.goal, query.category, text=query.text)
-    ).exemplars
+    exemplars = (
+        index.retriever()
+        .retrieve(ClusterQuery("eval", query.goal, query.category, text=query.text))
+        .exemplars
+    )
     writer = RulesWriter()
     plain, borrowed = await writer.write(query, []), await writer.write(query, exemplars)
     assert borrowed.cta == exemplars[0].cta != plain.cta

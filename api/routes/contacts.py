@@ -18,6 +18,7 @@ from tailor.models import ConsentStatus
 from tailor.store.campaigns import active_campaign_ids
 from tailor.store.consent import consent_history, record_consent
 from tailor.store.contacts import get_contact, upsert_contacts
+from tailor.store.journeys import running_journeys
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
@@ -83,17 +84,23 @@ async def change_consent(
         recorded_by=body.recorded_by,
     )
     campaigns = await active_campaign_ids(session=session, tenant_id=tenant.id)
+    journeys = await running_journeys(session=session, tenant_id=tenant.id,
+                                      contact_id=contact_id)  # fmt: skip
     # Commit the ledger row now: sends check it at dispatch, whatever the signals do.
     await session.commit()
     signalled: list[str] = []
-    if body.status == "revoked" and campaigns:
+    stopped: list[str] = []
+    if body.status == "revoked" and (campaigns or journeys):
         try:
             control = await gateway.control()
+            journey_control = await gateway.journeys()
         except HTTPException:
             log.warning("Temporal unreachable; revocation of %s enforced by the ledger", contact_id)
         else:
             signalled = (await control.revoke_consent(campaigns, contact_id)).signalled
+            stopped = await journey_control.revoke_consent(journeys)
     return ConsentRecorded(
         record=ConsentPublic.model_validate(record, from_attributes=True),
         signalled_campaigns=signalled,
+        stopped_journeys=stopped,
     )

@@ -15,6 +15,7 @@ from api.deps import GatewayDep, SessionDep, SettingsDep
 from tailor.models import ConsentStatus
 from tailor.store.campaigns import active_campaign_ids, get_campaign
 from tailor.store.consent import record_consent
+from tailor.store.journeys import running_journeys
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/unsubscribe", tags=["unsubscribe"])
@@ -52,11 +53,15 @@ async def one_click(
         recorded_by="recipient",
     )
     campaigns = await active_campaign_ids(session=session, tenant_id=campaign.tenant_id)
+    journeys = await running_journeys(session=session, tenant_id=campaign.tenant_id,
+                                      contact_id=contact_id)  # fmt: skip
     await session.commit()
     try:
         control = await gateway.control()
+        journey_control = await gateway.journeys()
     except HTTPException:
         log.warning("Temporal unreachable; unsubscribe enforced by the ledger alone")
     else:
         await control.revoke_consent(campaigns, contact_id)
+        await journey_control.revoke_consent(journeys)
     return {"status": "unsubscribed"}

@@ -25,9 +25,10 @@ from tailor.models import ConsentRecord, ConsentStatus, Contact, Send, SendStatu
 from tailor.segments import segment_filter
 
 
-def message_id_for(campaign_id: str, contact_id: int, domain: str) -> str:
+def message_id_for(campaign_id: str, contact_id: int, domain: str, occurrence: str = "") -> str:
     """Deterministic, so every attempt of one send carries the same Message-ID."""
-    return f"<{campaign_id}.{contact_id}@{domain}>"
+    suffix = f".{occurrence}" if occurrence else ""
+    return f"<{campaign_id}.{contact_id}{suffix}@{domain}>"
 
 
 async def segment_contact_ids(
@@ -50,7 +51,12 @@ async def segment_contact_ids(
 
 
 async def ensure_send_rows(
-    conn: AsyncConnection, *, campaign_id: str, contact_ids: Sequence[int], domain: str
+    conn: AsyncConnection,
+    *,
+    campaign_id: str,
+    contact_ids: Sequence[int],
+    domain: str,
+    occurrence: str = "",
 ) -> None:
     """Create the missing pending rows for these contacts (a retry finds most already there)."""
     if not contact_ids:
@@ -61,6 +67,7 @@ async def ensure_send_rows(
                 select(Send.contact_id).where(  # type: ignore[call-overload]
                     col(Send.campaign_id) == campaign_id,
                     col(Send.contact_id).in_(contact_ids),
+                    col(Send.occurrence) == occurrence,
                 )
             )
         ).scalars()
@@ -70,8 +77,9 @@ async def ensure_send_rows(
         {
             "campaign_id": campaign_id,
             "contact_id": contact_id,
+            "occurrence": occurrence,
             "status": SendStatus.PENDING.value,
-            "message_id": message_id_for(campaign_id, contact_id, domain),
+            "message_id": message_id_for(campaign_id, contact_id, domain, occurrence),
             "attempts": 0,
             "created_at": now,
         }
@@ -83,12 +91,14 @@ async def ensure_send_rows(
 
 
 async def sends_for(
-    conn: AsyncConnection, *, campaign_id: str, contact_ids: Sequence[int]
+    conn: AsyncConnection, *, campaign_id: str, contact_ids: Sequence[int], occurrence: str = ""
 ) -> list[tuple[int, int, str, str]]:
     """(send id, contact id, status, message id) for these contacts' sends in a campaign."""
     rows = await conn.execute(
         select(Send.id, Send.contact_id, Send.status, Send.message_id).where(  # type: ignore[call-overload]
-            col(Send.campaign_id) == campaign_id, col(Send.contact_id).in_(contact_ids)
+            col(Send.campaign_id) == campaign_id,
+            col(Send.contact_id).in_(contact_ids),
+            col(Send.occurrence) == occurrence,
         )
     )
     return [(r[0], r[1], r[2], r[3]) for r in rows]

@@ -1,0 +1,118 @@
+"""Segment-compatible event ingestion: ``track``, ``identify`` and ``batch`` as Segment's HTTP
+API takes them, so a CDP can point at Tailor unchanged. The tenant is the ``X-Tailor-Tenant``
+header or, as Segment sends its write key, the HTTP Basic username.
+
+Properties and traits are stored (the store holds the PII) and never logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, HTTPException
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.deps import SessionDep, TriggersDep
+from api.schemas import BatchIn, EventsAccepted, IdentifyIn, SegmentCall, TrackIn
+from tailor.models import Tenant
+from tailor.store.events import IncomingEvent, record_events
+from tailor.triggers import TriggerAgent
+
+router = APIRouter(prefix="/v1", tags=["events"])
+
+_basic = HTTPBasic(
+    auto_error=False,
+    description="Username: the tenant id (where Segment puts its write key); no password.",
+)
+
+
+async def get_event_tenant(
+    session: SessionDep,
+    credentials: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
+    x_tailor_tenant: Annotated[
+        str | None, Header(description="Tenant id; or use HTTP Basic auth.")
+    ] = None,
+) -> Tenant:
+    """The header's tenant, else the Basic auth username's."""
+    tenant_id = x_tailor_tenant or (credentials.username if credentials else None)
+    if not tenant_id:
+        raise HTTPException(
+            401,
+            "no tenant: send the X-Tailor-Tenant header, or HTTP Basic auth with the tenant id "
+            "as the username (Segment's write key)",
+            headers={"WWW-Authenticate": 'Basic realm="tailor"'},
+        )
+    tenant = await session.get(Tenant, tenant_id)
+    if tenant is None:
+        raise HTTPException(
+            404, f"tenant {tenant_id!r} not found (X-Tailor-Tenant header or Basic auth username)"
+        )
+    return tenant
+
+
+EventTenantDep = Annotated[Tenant, Depends(get_event_tenant)]
+
+
+@router.post("/track", response_model=EventsAccepted)
+async def track(
+    body: TrackIn, session: SessionDep, tenant: EventTenantDep, triggers: TriggersDep
+) -> EventsAccepted:
+    """Record what a person did, e.g. `Order Completed`; a repeated messageId is ignored."""
+    return await _ingest(session, triggers, tenant.id, [body])
+
+
+@router.post("/identify", response_model=EventsAccepted)
+async def identify(
+    body: IdentifyIn, session: SessionDep, tenant: EventTenantDep, triggers: TriggersDep
+) -> EventsAccepted:
+    """Record who a person is. With an email trait, the contact is created if new and linked
+    to the userId."""
+    return await _ingest(session, triggers, tenant.id, [body])
+
+
+@router.post("/batch", response_model=EventsAccepted)
+async def batch(
+    body: BatchIn, session: SessionDep, tenant: EventTenantDep, triggers: TriggersDep
+) -> EventsAccepted:
+    """Up to 1,000 calls, in order; one malformed call stores none."""
+    return await _ingest(session, triggers, tenant.id, body.batch)
+
+
+@router.post("/events", response_model=EventsAccepted)
+async def webhook(
+    body: SegmentCall, session: SessionDep, tenant: EventTenantDep, triggers: TriggersDep
+) -> EventsAccepted:
+    """One call of any type, as a CDP's webhook destination posts each: point it here."""
+    return await _ingest(session, triggers, tenant.id, [body])
+
+
+async def _ingest(
+    session: AsyncSession, triggers: TriggerAgent, tenant_id: str, calls: Sequence[SegmentCall]
+) -> EventsAccepted:
+    used = [call for call in calls if call.type in ("track", "identify")]
+    stored, duplicates = await record_events(
+        session=session, tenant_id=tenant_id, events=[_incoming(call) for call in used]
+    )
+    # Commit first: what trigger processing starts must find the events and features stored.
+    await session.commit()
+    if stored:
+        await triggers.on_events(tenant_id, stored)
+    return EventsAccepted(
+        accepted=len(stored), duplicates=duplicates, ignored=len(calls) - len(used)
+    )
+
+
+def _incoming(call: SegmentCall) -> IncomingEvent:
+    identify = call.type == "identify"
+    return IncomingEvent(
+        kind="identify" if identify else "track",
+        user_id=call.user_id,
+        anonymous_id=call.anonymous_id,
+        properties=call.traits.model_dump(exclude_unset=True) if identify else call.properties,
+        context=call.context,
+        timestamp=call.occurred_at,
+        message_id=call.message_id,
+        event=None if identify else call.event,
+    )

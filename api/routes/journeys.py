@@ -1,0 +1,136 @@
+"""Journeys: versioned definitions, trigger rules, runs, and the dead-letter store."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+
+from api.deps import SessionDep, TenantDep, TriggersDep
+from api.schemas import (
+    DeadLetterPublic,
+    DeadLettersPublic,
+    JourneyPublic,
+    JourneyRunPublic,
+    JourneyRunsPublic,
+    JourneysPublic,
+    ReplayPublic,
+    TriggerRulePublic,
+    TriggerRulesPublic,
+)
+from tailor.journeys import JourneySpec, RuleSpec
+from tailor.models import DeadLetterStatus, Event, JourneyDefinition
+from tailor.store.events import StoredEvent
+from tailor.store.journeys import (
+    create_definition,
+    create_rule,
+    get_dead_letter,
+    install_builtins,
+    latest_definitions,
+    list_dead_letters,
+    list_rules,
+    list_runs,
+)
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1", tags=["journeys"])
+
+
+def _public(definition: JourneyDefinition) -> JourneyPublic:
+    return JourneyPublic.model_validate(definition, from_attributes=True)
+
+
+@router.get("/journeys", response_model=JourneysPublic)
+async def journeys(session: SessionDep, tenant: TenantDep) -> JourneysPublic:
+    """The newest version of each of the tenant's journeys."""
+    data = [_public(d) for d in await latest_definitions(session=session, tenant_id=tenant.id)]
+    return JourneysPublic(data=data, count=len(data))
+
+
+@router.post("/journeys", response_model=JourneyPublic, status_code=201)
+async def new_version(spec: JourneySpec, session: SessionDep, tenant: TenantDep) -> JourneyPublic:
+    """A new version of a journey (or its first). Running journeys keep their version."""
+    return _public(await create_definition(session=session, tenant_id=tenant.id, spec=spec))
+
+
+@router.post("/journeys/builtins", response_model=JourneysPublic)
+async def builtins(session: SessionDep, tenant: TenantDep) -> JourneysPublic:
+    """Install the built-in journeys (welcome, cart abandonment, re-engagement, milestones)
+    and their trigger rules, for those the tenant lacks."""
+    await install_builtins(session=session, tenant_id=tenant.id)
+    data = [_public(d) for d in await latest_definitions(session=session, tenant_id=tenant.id)]
+    return JourneysPublic(data=data, count=len(data))
+
+
+@router.get("/journeys/runs", response_model=JourneyRunsPublic)
+async def runs(
+    session: SessionDep,
+    tenant: TenantDep,
+    contact_id: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> JourneyRunsPublic:
+    found = await list_runs(session=session, tenant_id=tenant.id, contact_id=contact_id,
+                            limit=limit)  # fmt: skip
+    data = [JourneyRunPublic.model_validate(r, from_attributes=True) for r in found]
+    return JourneyRunsPublic(data=data, count=len(data))
+
+
+@router.get("/trigger-rules", response_model=TriggerRulesPublic)
+async def rules(session: SessionDep, tenant: TenantDep) -> TriggerRulesPublic:
+    data = [TriggerRulePublic.model_validate(r, from_attributes=True)
+            for r in await list_rules(session=session, tenant_id=tenant.id)]  # fmt: skip
+    return TriggerRulesPublic(data=data, count=len(data))
+
+
+@router.post("/trigger-rules", response_model=TriggerRulePublic, status_code=201)
+async def new_rule(spec: RuleSpec, session: SessionDep, tenant: TenantDep) -> TriggerRulePublic:
+    rule = await create_rule(session=session, tenant_id=tenant.id, spec=spec)
+    return TriggerRulePublic.model_validate(rule, from_attributes=True)
+
+
+@router.get("/dead-letters", response_model=DeadLettersPublic)
+async def dead_letters(
+    session: SessionDep,
+    tenant: TenantDep,
+    status: Literal["open", "replayed"] | None = "open",
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> DeadLettersPublic:
+    """Events whose trigger processing failed (default: those not yet replayed)."""
+    found = await list_dead_letters(session=session, tenant_id=tenant.id, status=status,
+                                    limit=limit)  # fmt: skip
+    data = [_dead_letter(d, e) for d, e in found]
+    return DeadLettersPublic(data=data, count=len(data))
+
+
+@router.post("/dead-letters/{dead_letter_id}/replay", response_model=ReplayPublic)
+async def replay(
+    dead_letter_id: int, session: SessionDep, tenant: TenantDep, triggers: TriggersDep
+) -> ReplayPublic:
+    """Process the event again. Safe to repeat: journeys ignore an event id they have seen."""
+    letter, event = await get_dead_letter(session=session, tenant_id=tenant.id,
+                                          dead_letter_id=dead_letter_id)  # fmt: skip
+    await session.commit()  # release the read before the agent writes
+    try:
+        outcome = await triggers.replay(tenant.id, _stored(event))
+    except HTTPException:
+        raise
+    except Exception as exc:
+        raise HTTPException(
+            503, f"replay failed again ({type(exc).__name__}: {exc}); it stays in the store"
+        ) from exc
+    return ReplayPublic(
+        id=letter.id or 0, status=DeadLetterStatus.REPLAYED, started=outcome.started,
+        forwarded=outcome.forwarded,
+    )  # fmt: skip
+
+
+def _stored(event: Event) -> StoredEvent:
+    return StoredEvent(event.id or 0, event.tenant_id, event.contact_id, event.type,
+                       event.message_id or "", event.occurred_at)  # fmt: skip
+
+
+def _dead_letter(letter: object, event: Event) -> DeadLetterPublic:
+    public = DeadLetterPublic.model_validate(letter, from_attributes=True)
+    return public.model_copy(update={"event": event.type, "contact_id": event.contact_id,
+                                     "message_id": event.message_id})  # fmt: skip

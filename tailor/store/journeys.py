@@ -1,0 +1,304 @@
+"""Journey definitions (versioned), trigger rules, runs and dead letters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlmodel import col
+
+from tailor.errors import InvalidInput, NotFound
+from tailor.journeys import (
+    BUILTIN_JOURNEYS,
+    BUILTIN_RULES,
+    JourneySpec,
+    RuleSpec,
+    SendStep,
+    step_campaign_id,
+)
+from tailor.models import (
+    Campaign,
+    CampaignKind,
+    CampaignStatus,
+    DeadLetter,
+    DeadLetterStatus,
+    Event,
+    JourneyDefinition,
+    JourneyRun,
+    JourneyStatus,
+    Template,
+    TemplateVersion,
+    Tenant,
+    TriggerRule,
+    utcnow,
+)
+
+
+async def _template_for(session: AsyncSession, tenant: Tenant, step: SendStep) -> int:
+    """The step's template, else the tenant's default, else the tenant's newest version."""
+    wanted = step.template_version_id or tenant.default_template_version_id
+    if wanted is not None:
+        found = await session.execute(
+            select(TemplateVersion.id)  # type: ignore[call-overload]
+            .join(Template, col(Template.id) == col(TemplateVersion.template_id))
+            .where(col(TemplateVersion.id) == wanted, col(Template.tenant_id) == tenant.id)
+        )
+        if found.scalar() is None:
+            raise InvalidInput("steps.template_version_id", f"no template version {wanted}")
+        return wanted
+    newest = await session.execute(
+        select(func.max(TemplateVersion.id))
+        .join(Template, col(Template.id) == col(TemplateVersion.template_id))
+        .where(col(Template.tenant_id) == tenant.id)
+    )
+    version_id: int | None = newest.scalar()
+    if version_id is None:
+        raise InvalidInput(
+            "steps", "the tenant has no template yet: create one (PUT /v1/templates/...) first"
+        )
+    return version_id
+
+
+async def create_definition(
+    *, session: AsyncSession, tenant_id: str, spec: JourneySpec
+) -> JourneyDefinition:
+    """The next version of a journey. Each send step gets its own campaign row, so its sends
+    are idempotent per run and its analytics read like any campaign's."""
+    tenant = await session.get(Tenant, tenant_id)
+    if tenant is None:
+        raise NotFound("tenant", tenant_id)
+    latest = await session.execute(
+        select(func.max(JourneyDefinition.version)).where(
+            col(JourneyDefinition.tenant_id) == tenant_id, col(JourneyDefinition.key) == spec.key
+        )
+    )
+    version = (latest.scalar() or 0) + 1
+    steps: list[dict[str, Any]] = []
+    for step in spec.steps:
+        data = step.model_dump()
+        if isinstance(step, SendStep):
+            campaign_id = step_campaign_id(tenant_id, spec.key, version, step.name)
+            data["template_version_id"] = await _template_for(session, tenant, step)
+            data["campaign_id"] = campaign_id
+            session.add(
+                Campaign(
+                    id=campaign_id,
+                    tenant_id=tenant_id,
+                    name=f"{spec.name} v{version}: {step.name}",
+                    template_version_id=data["template_version_id"],
+                    kind=CampaignKind.JOURNEY,
+                    goal=step.goal,
+                    status=CampaignStatus.RUNNING,
+                    workflow_id=f"journey-{tenant_id}-{spec.key}-*",
+                )
+            )
+        steps.append(data)
+    definition = JourneyDefinition(
+        tenant_id=tenant_id, key=spec.key, version=version, name=spec.name,
+        steps=steps, exit_on=list(spec.exit_on),
+    )  # fmt: skip
+    session.add(definition)
+    await session.flush()
+    return definition
+
+
+async def latest_definition(
+    conn: AsyncConnection | AsyncSession, tenant_id: str, key: str
+) -> JourneyDefinition | None:
+    row = await conn.execute(
+        select(JourneyDefinition)
+        .where(col(JourneyDefinition.tenant_id) == tenant_id, col(JourneyDefinition.key) == key)
+        .order_by(col(JourneyDefinition.version).desc())
+        .limit(1)
+    )
+    found = row.first()
+    if found is None:
+        return None
+    return found[0] if isinstance(conn, AsyncSession) else JourneyDefinition.model_validate(found)
+
+
+async def latest_definitions(*, session: AsyncSession, tenant_id: str) -> list[JourneyDefinition]:
+    newest = (
+        select(func.max(JourneyDefinition.id))
+        .where(col(JourneyDefinition.tenant_id) == tenant_id)
+        .group_by(col(JourneyDefinition.key))
+    )
+    rows = await session.execute(
+        select(JourneyDefinition)
+        .where(col(JourneyDefinition.id).in_(newest))
+        .order_by(col(JourneyDefinition.key))
+    )
+    return list(rows.scalars())
+
+
+async def create_rule(*, session: AsyncSession, tenant_id: str, spec: RuleSpec) -> TriggerRule:
+    rule = TriggerRule(tenant_id=tenant_id, event=spec.event, journey_key=spec.journey_key,
+                       conditions=spec.conditions())  # fmt: skip
+    session.add(rule)
+    await session.flush()
+    return rule
+
+
+async def list_rules(*, session: AsyncSession, tenant_id: str) -> list[TriggerRule]:
+    rows = await session.execute(
+        select(TriggerRule)
+        .where(col(TriggerRule.tenant_id) == tenant_id)
+        .order_by(col(TriggerRule.id))
+    )
+    return list(rows.scalars())
+
+
+async def install_builtins(*, session: AsyncSession, tenant_id: str) -> list[str]:
+    """The built-in journeys and their trigger rules, for those the tenant lacks; returns the
+    journey keys installed. Safe to repeat."""
+    installed: list[str] = []
+    for spec in BUILTIN_JOURNEYS:
+        if await latest_definition(session, tenant_id, spec.key) is None:
+            await create_definition(session=session, tenant_id=tenant_id, spec=spec)
+            installed.append(spec.key)
+    existing = {(r.event, r.journey_key) for r in await list_rules(session=session,
+                                                                  tenant_id=tenant_id)}  # fmt: skip
+    for rule in BUILTIN_RULES:
+        if (rule.event, rule.journey_key) not in existing:
+            await create_rule(session=session, tenant_id=tenant_id, spec=rule)
+    return installed
+
+
+async def rules_for(conn: AsyncConnection, tenant_id: str, events: set[str]) -> list[TriggerRule]:
+    rows = await conn.execute(
+        select(TriggerRule).where(
+            col(TriggerRule.tenant_id) == tenant_id,
+            col(TriggerRule.event).in_(events),
+            col(TriggerRule.enabled),
+        )
+    )
+    return [TriggerRule.model_validate(r) for r in rows.mappings()]
+
+
+async def event_counts(
+    conn: AsyncConnection, contact_id: int, names: Sequence[str], since: datetime, until: datetime
+) -> dict[str, int]:
+    """How often the person did each of these events in [since, until]."""
+    rows = await conn.execute(
+        select(Event.type, func.count())  # type: ignore[call-overload]
+        .where(
+            col(Event.contact_id) == contact_id,
+            col(Event.type).in_(list(names)),
+            col(Event.occurred_at) >= since,
+            col(Event.occurred_at) <= until,
+        )
+        .group_by(col(Event.type))
+    )
+    return dict(rows.all())
+
+
+# --- runs -------------------------------------------------------------------------------------
+
+
+async def record_run(conn: AsyncConnection, run: JourneyRun) -> None:
+    """Idempotent: a retried start finds its row."""
+    if await conn.scalar(select(col(JourneyRun.id)).where(col(JourneyRun.id) == run.id)) is None:
+        await conn.execute(JourneyRun.__table__.insert().values(**run.model_dump()))  # type: ignore[attr-defined]
+
+
+async def finish_run(
+    conn: AsyncConnection, run_id: str, status: str, reason: str, emails_sent: int
+) -> None:
+    await conn.execute(
+        update(JourneyRun)
+        .where(col(JourneyRun.id) == run_id)
+        .values(status=status, reason=reason[:200], emails_sent=emails_sent, ended_at=utcnow())
+    )
+
+
+async def running_journeys(*, session: AsyncSession, tenant_id: str, contact_id: int) -> list[str]:
+    """Workflow ids of the person's running journeys (to signal a revocation to)."""
+    rows = await session.execute(
+        select(JourneyRun.workflow_id).where(  # type: ignore[call-overload]
+            col(JourneyRun.tenant_id) == tenant_id,
+            col(JourneyRun.contact_id) == contact_id,
+            col(JourneyRun.status) == JourneyStatus.RUNNING,
+        )
+    )
+    return sorted(set(rows.scalars()))
+
+
+async def list_runs(
+    *, session: AsyncSession, tenant_id: str, contact_id: int | None, limit: int
+) -> list[JourneyRun]:
+    query = select(JourneyRun).where(col(JourneyRun.tenant_id) == tenant_id)
+    if contact_id is not None:
+        query = query.where(col(JourneyRun.contact_id) == contact_id)
+    rows = await session.execute(query.order_by(col(JourneyRun.started_at).desc()).limit(limit))
+    return list(rows.scalars())
+
+
+# --- dead letters -----------------------------------------------------------------------------
+
+
+async def add_dead_letter(conn: AsyncConnection, tenant_id: str, event_id: int, error: str) -> None:
+    """Record (or re-record, counting attempts) an event whose trigger processing failed."""
+    found = await conn.scalar(
+        select(col(DeadLetter.id)).where(col(DeadLetter.event_id) == event_id)
+    )
+    if found is None:
+        await conn.execute(
+            DeadLetter.__table__.insert().values(  # type: ignore[attr-defined]
+                tenant_id=tenant_id,
+                event_id=event_id,
+                error=error[:1000],
+                attempts=1,
+                status=DeadLetterStatus.OPEN,
+                created_at=utcnow(),
+            )  # fmt: skip
+        )
+    else:
+        await conn.execute(
+            update(DeadLetter)
+            .where(col(DeadLetter.id) == found)
+            .values(
+                error=error[:1000],
+                attempts=col(DeadLetter.attempts) + 1,
+                status=DeadLetterStatus.OPEN,
+            )  # fmt: skip
+        )
+
+
+async def list_dead_letters(
+    *, session: AsyncSession, tenant_id: str, status: str | None, limit: int
+) -> list[tuple[DeadLetter, Event]]:
+    query = (
+        select(DeadLetter, Event)
+        .join(Event, col(Event.id) == col(DeadLetter.event_id))
+        .where(col(DeadLetter.tenant_id) == tenant_id)
+    )
+    if status is not None:
+        query = query.where(col(DeadLetter.status) == status)
+    rows = await session.execute(query.order_by(col(DeadLetter.id)).limit(limit))
+    return [(d, e) for d, e in rows.all()]
+
+
+async def get_dead_letter(
+    *, session: AsyncSession, tenant_id: str, dead_letter_id: int
+) -> tuple[DeadLetter, Event]:
+    row = (
+        await session.execute(
+            select(DeadLetter, Event)
+            .join(Event, col(Event.id) == col(DeadLetter.event_id))
+            .where(col(DeadLetter.id) == dead_letter_id, col(DeadLetter.tenant_id) == tenant_id)
+        )
+    ).first()
+    if row is None:
+        raise NotFound("dead letter", dead_letter_id)
+    return row[0], row[1]
+
+
+async def mark_replayed(conn: AsyncConnection, event_id: int) -> None:
+    await conn.execute(
+        update(DeadLetter)
+        .where(col(DeadLetter.event_id) == event_id)
+        .values(status=DeadLetterStatus.REPLAYED, replayed_at=utcnow())
+    )
