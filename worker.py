@@ -16,6 +16,7 @@ from temporalio.worker import Worker
 from activities.campaign_chunk import ChunkActivities
 from activities.context import CampaignContexts
 from activities.delivery import SmtpDelivery
+from activities.features import FeatureActivities
 from activities.generation import ClusterGenerator
 from activities.journey import JourneyActivities
 from activities.llm_executor import LlmExecutor, build_tiers
@@ -26,8 +27,13 @@ from activities.retrieval import ClusterExemplars
 from rag.index import shared_index
 from tailor.config import Settings
 from tailor.db import Database, migrate
+from tailor.feature_cache import FeatureCache
+from tailor.journey_control import JourneyControl
+from tailor.schedules import ensure_schedules
 from tailor.temporal import connect, ensure_search_attributes
+from tailor.triggers import TriggerAgent
 from workflows.campaign import CampaignWorkflow
+from workflows.features import DailyFeaturesWorkflow
 from workflows.journey import JourneyWorkflow
 
 log = logging.getLogger("tailor.worker")
@@ -44,10 +50,12 @@ def build_worker(client: Client, db: Database, settings: Settings, task_queue: s
         alert_ratio=settings.llm_budget_alert_ratio,
         pii=PiiScanner(),
     )
+    feature_cache = FeatureCache.from_settings(settings)
     profiles = ProfileLoader(
         Database(settings.features_database_url) if settings.features_database_url else db,
         timeout_s=settings.profile_timeout_s,
         cache_size=settings.profile_cache_size,
+        features=feature_cache,
     )
     exemplars = ClusterExemplars(
         shared_index(
@@ -62,10 +70,15 @@ def build_worker(client: Client, db: Database, settings: Settings, task_queue: s
         db, settings, contexts, SmtpDelivery(settings), generator, profiles, exemplars
     )
     journeys = JourneyActivities(db, contexts, chunks, generator, profiles, exemplars)
+
+    async def journey_control() -> JourneyControl:
+        return JourneyControl(client, settings)
+
+    features = FeatureActivities(db, TriggerAgent(db, journey_control), feature_cache)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[CampaignWorkflow, JourneyWorkflow],
+        workflows=[CampaignWorkflow, JourneyWorkflow, DailyFeaturesWorkflow],
         activities=[
             planner.plan_campaign,
             planner.next_chunks,
@@ -78,6 +91,8 @@ def build_worker(client: Client, db: Database, settings: Settings, task_queue: s
             journeys.prepare_email,
             journeys.send_email,
             journeys.finish_journey,
+            features.derive_page,
+            features.emit_daily_events,
         ],
         max_concurrent_activities=max(settings.chunk_concurrency * 2, 8),
     )
@@ -96,6 +111,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
                 "start it with `tailor server` or set TAILOR_TEMPORAL_ADDRESS"
             ) from None
         await ensure_search_attributes(client, settings.temporal_namespace)
+        await ensure_schedules(client, settings)
         worker = build_worker(client, db, settings, settings.temporal_task_queue)
         log.info("worker polling %s on %s", settings.temporal_task_queue, settings.temporal_address)
         async with worker:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 from temporalio import activity
@@ -182,6 +182,13 @@ class JourneyActivities:
                 }
                 await conn.execute(
                     Send.__table__.update().where(Send.id == row.id).values(explain=why)  # type: ignore[attr-defined]
+                )
+                # Progress for GET /v1/journeys/runs; an attempt that finds the email already
+                # delivered returns above, so this counts each email once.
+                await conn.execute(
+                    update(JourneyRun)
+                    .where(col(JourneyRun.id) == send.run_id)
+                    .values(emails_sent=col(JourneyRun.emails_sent) + 1)
                 )
                 return JourneySendResult("sent")
         outcome = "suppressed" if row.status == SendStatus.SUPPRESSED else "failed"

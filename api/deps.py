@@ -13,6 +13,7 @@ from temporalio.client import Client
 from tailor.campaign_control import CampaignControl
 from tailor.config import Settings
 from tailor.db import Database
+from tailor.feature_cache import FeatureCache
 from tailor.journey_control import JourneyControl
 from tailor.models import Tenant
 from tailor.temporal import connect
@@ -73,6 +74,12 @@ def get_triggers(request: Request) -> TriggerAgent:
     return triggers
 
 
+def get_feature_cache(request: Request) -> FeatureCache | None:
+    """The Redis profile cache to invalidate after a write commits; None without Redis."""
+    features: FeatureCache | None = request.app.state.features
+    return features
+
+
 def get_gateway(request: Request) -> TemporalGateway:
     gateway: TemporalGateway = request.app.state.temporal
     return gateway
@@ -99,3 +106,4 @@ ControlDep = Annotated[CampaignControl, Depends(get_control)]
 GatewayDep = Annotated[TemporalGateway, Depends(get_gateway)]
 DatabaseDep = Annotated[Database, Depends(get_db)]
 TriggersDep = Annotated[TriggerAgent, Depends(get_triggers)]
+FeatureCacheDep = Annotated[FeatureCache | None, Depends(get_feature_cache)]

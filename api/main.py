@@ -28,6 +28,7 @@ from tailor import __version__
 from tailor.config import Settings
 from tailor.db import Database
 from tailor.errors import InvalidInput, NotFound
+from tailor.feature_cache import FeatureCache
 from tailor.store.reviews import AlreadyDecided
 from tailor.triggers import TriggerAgent
 
@@ -46,7 +47,10 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
         app.state.db = Database(settings.resolved_database_url)
         app.state.temporal = TemporalGateway(settings, temporal_client)
         app.state.triggers = TriggerAgent(app.state.db, app.state.temporal.journeys)
+        app.state.features = FeatureCache.from_settings(settings)
         yield
+        if app.state.features is not None:
+            await app.state.features.close()
         await app.state.db.dispose()
 
     app = FastAPI(

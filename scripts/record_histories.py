@@ -18,8 +18,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlmodel import col
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
@@ -31,11 +32,20 @@ from tailor.config import Settings  # noqa: E402
 from tailor.db import Database, migrate  # noqa: E402
 from tailor.devtools.llm_stub import StubLlm, needs_review_answer, running_stub  # noqa: E402
 from tailor.journey_control import JourneyControl  # noqa: E402
-from tailor.models import ConsentRecord, ReviewItem, ReviewStatus, Tenant  # noqa: E402
+from tailor.models import (  # noqa: E402
+    ConsentRecord,
+    Contact,
+    Event,
+    ReviewItem,
+    ReviewStatus,
+    Tenant,
+    utcnow,
+)
 from tailor.payloads import (  # noqa: E402
     CampaignInput,
     CampaignOutcome,
     CampaignRun,
+    FeaturesRun,
     JourneyEnd,
     JourneyInput,
     JourneySignal,
@@ -47,6 +57,7 @@ from tailor.store.journeys import install_builtins  # noqa: E402
 from tailor.store.reviews import decide  # noqa: E402
 from worker import build_worker  # noqa: E402
 from workflows.campaign import CampaignWorkflow  # noqa: E402
+from workflows.features import DailyFeaturesWorkflow  # noqa: E402
 from workflows.journey import JourneyWorkflow  # noqa: E402
 
 OUT = ROOT / "tests" / "histories"
@@ -188,12 +199,34 @@ async def milestone_throttled(env: WorkflowEnvironment, settings: Settings,
     return await _finish(env, handle)
 
 
-JourneyScenario = Callable[[WorkflowEnvironment, Settings, Database], Awaitable[JourneyHandle]]
+async def features_daily(env: WorkflowEnvironment, settings: Settings,
+                         db: Database) -> WorkflowHandle[Any, Any]:  # fmt: skip
+    """Two pages of derived features, then the daily events (one lapse starts a journey)."""
+    async with db.write() as conn:
+        contact_id = await conn.scalar(select(func.min(ConsentRecord.contact_id)))
+        await conn.execute(update(Contact).where(col(Contact.id) == contact_id)
+                           .values(last_open_at=utcnow() - timedelta(days=45)))  # fmt: skip
+        await conn.execute(insert(Event).values(
+            tenant_id="demo", contact_id=contact_id, kind="track", type="email.opened",
+            properties={}, message_id="history-open", occurred_at=utcnow() - timedelta(days=45),
+            received_at=utcnow()))  # fmt: skip
+    handle = await env.client.start_workflow(
+        DailyFeaturesWorkflow.run, FeaturesRun(page_size=12), id="daily-features-history",
+        task_queue=settings.temporal_task_queue,
+    )  # fmt: skip
+    await handle.result()
+    return handle
+
+
+JourneyScenario = Callable[
+    [WorkflowEnvironment, Settings, Database], Awaitable[WorkflowHandle[Any, Any]]
+]
 JOURNEY_SCENARIOS: dict[str, JourneyScenario] = {
     "journey_welcome_completed": welcome_completed,
     "journey_cart_exited_on_purchase": cart_exited,
     "journey_consent_stopped": consent_stopped,
     "journey_milestone_throttled": milestone_throttled,
+    "features_daily": features_daily,
 }
 
 

@@ -64,12 +64,31 @@ class Settings(BaseSettings):
     profile_cache_size: int = Field(
         20_000, ge=0, description="Profiles a worker keeps for the ≤24 h stale fallback."
     )
+    redis_url: str | None = Field(
+        None,
+        description="Redis that caches recipient profiles for the send path (redis://host:6379/0)."
+        " Default: profiles are read from the database every time.",
+    )
+    redis_key_prefix: str = Field(
+        "tailor", description="Namespace of Tailor's Redis keys, so deployments can share one."
+    )
+    feature_cache_ttl_s: int = Field(
+        3600,
+        ge=1,
+        le=24 * 3600,
+        description="How long Redis serves a cached profile; writes invalidate it sooner.",
+    )
     rag_enabled: bool = Field(True, description="Retrieve exemplar emails for each cluster.")
     qdrant_url: str | None = Field(
         None, description="A Qdrant server; default: embedded local mode under <home>/qdrant."
     )
     embedding_model: str = Field(
         "all-MiniLM-L6-v2", description="all-MiniLM-L6-v2 (bundled) or a local model folder."
+    )
+    features_cron: str = Field(
+        "0 3 * * *",
+        description="When the daily derived-features job runs (cron, UTC); the worker keeps "
+        "its Temporal Schedule in line with this.",
     )
     review_timeout_hours: float = Field(
         48.0,

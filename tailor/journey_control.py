@@ -10,7 +10,7 @@ from temporalio.common import (
     TypedSearchAttributes,
     WorkflowIDReusePolicy,
 )
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from tailor.config import Settings
 from tailor.journeys import journey_workflow_id
@@ -54,14 +54,19 @@ class JourneyControl:
         )
         return workflow_id
 
-    async def forward(self, workflow_ids: list[str], signal: JourneySignal) -> None:
-        """An event reaches the person's running journeys (an exit event ends them)."""
+    async def forward(self, workflow_ids: list[str], signal: JourneySignal) -> int:
+        """An event reaches these journeys of the person's, where running (an exit event ends
+        them); returns how many were running."""
+        reached = 0
         for workflow_id in workflow_ids:
             handle = self._client.get_workflow_handle_for(JourneyWorkflow.run, workflow_id)
             try:
                 await handle.signal(JourneyWorkflow.event, signal)
-            except RPCError as exc:  # it ended in the meantime: nothing left to tell
-                log.info("event signal to %s not delivered: %s", workflow_id, exc.message)
+                reached += 1
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise  # dead-lettered by the trigger agent, replayable
+        return reached
 
     async def revoke_consent(self, workflow_ids: list[str]) -> list[str]:
         """Stop the person's journeys now; returns those reached (the send claim checks the

@@ -204,3 +204,36 @@ class JourneyEnd:
     status: str  # completed, exited or stopped
     reason: str
     emails_sent: int
+
+
+# --- daily features ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeaturesRun:
+    """One daily run: derive features, then emit the day's lapse and milestone events."""
+
+    page_size: int = 1000
+    # Carried across continue-as-new.
+    phase: str = "derive"  # "derive", then "emit"
+    after_contact_id: int = 0
+    updated: int = 0
+    emitted: int = 0
+
+
+@dataclass(frozen=True)
+class FeaturesPage:
+    after_contact_id: int
+    size: int
+
+
+@dataclass(frozen=True)
+class FeaturesPageResult:
+    next_after: int | None  # None: no contacts left
+    count: int  # contacts updated (derive) or events emitted (emit)
+
+
+@dataclass(frozen=True)
+class FeaturesOutcome:
+    updated: int
+    emitted: int

@@ -20,10 +20,17 @@ from sqlmodel import col
 
 from tailor.db import Database
 from tailor.journey_control import JourneyControl
-from tailor.models import Contact, JourneyRun, JourneyStatus, TriggerRule
+from tailor.journeys import journey_workflow_id
+from tailor.models import Contact, TriggerRule
 from tailor.payloads import JourneyInput, JourneySignal
 from tailor.store.events import StoredEvent
-from tailor.store.journeys import add_dead_letter, event_counts, mark_replayed, rules_for
+from tailor.store.journeys import (
+    add_dead_letter,
+    event_counts,
+    journey_keys,
+    mark_replayed,
+    rules_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +40,7 @@ WINDOW = timedelta(days=7)
 @dataclass(frozen=True)
 class Outcome:
     started: list[str]  # journey keys signal-with-started
-    forwarded: int  # running journeys told about the event
+    forwarded: int  # running journeys the event ended (or reached)
 
 
 class TriggerAgent:
@@ -73,17 +80,10 @@ class TriggerAgent:
         async with self._db.read() as conn:
             rules = await rules_for(conn, tenant_id, {event.name})
             matching = [r for r in rules if await self._holds(conn, r, event)]
-            running = list(
-                (
-                    await conn.execute(
-                        select(JourneyRun.workflow_id).where(  # type: ignore[call-overload]
-                            col(JourneyRun.contact_id) == event.contact_id,
-                            col(JourneyRun.status) == JourneyStatus.RUNNING,
-                        )
-                    )
-                ).scalars()
-            )
-        if not matching and not running:
+            # By workflow id, not by run rows: a run started a moment ago may not have
+            # recorded itself yet, and its exit event must still reach it.
+            ending = await journey_keys(conn, tenant_id, exit_on=event.name)
+        if not matching and not ending:
             return Outcome([], 0)
         control = await self._journeys()
         started: list[str] = []
@@ -95,9 +95,11 @@ class TriggerAgent:
                                    event.id)  # fmt: skip
             triggered.add(await control.trigger(journey, event.name))
             started.append(rule.journey_key)
-        others = sorted(set(running) - triggered)
-        await control.forward(others, JourneySignal(event.name, event.id))
-        return Outcome(started, len(others))
+        others = [journey_workflow_id(tenant_id, key, event.contact_id) for key in ending]
+        reached = await control.forward(
+            [w for w in others if w not in triggered], JourneySignal(event.name, event.id)
+        )
+        return Outcome(started, reached)
 
     async def _holds(self, conn: AsyncConnection, rule: TriggerRule, event: StoredEvent) -> bool:
         """The rule's conditions, over the 7 days up to the event and the person's features."""

@@ -162,6 +162,7 @@ def settings_for(db: Database, sink: Sink, **overrides: object) -> Settings:
         "smtp_connections": 2,
         "temporal_search_attributes": False,  # the time-skipping server has none
         "rag_enabled": False,  # tests/test_rag_campaign.py turns retrieval on
+        "redis_url": None,  # tests/test_feature_cache.py uses Redis with keys of its own
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -43,6 +43,13 @@ def test_demo_twice_in_a_row_then_clean_exit(tmp_path: Path) -> None:
         for email in emails:
             assert email.headers["List-Unsubscribe"].startswith("<http")
             assert email.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    # The event stream starts journeys: welcome emails go out at once, purchases end carts.
+    first = summaries[0]["journeys"]
+    assert first["events"] > 0 and set(first["journeys"]) >= {"welcome", "cart_abandonment"}
+    assert first["emails_sent"] >= first["journeys"]["welcome"]
+    assert first["ended_by_purchase"] >= 1
+    # The second run's triggers reach the journeys still running: signals, not new journeys.
+    assert summaries[1]["journeys"]["journeys"]["welcome"] == first["journeys"]["welcome"]
     assert summaries[0]["campaign_id"] != summaries[1]["campaign_id"]
     assert not (home / "processes.json").exists(), "every child process was stopped"
 
@@ -77,3 +84,27 @@ def test_bad_arguments_exit_nonzero_with_a_message() -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert run.returncode == 2 and "--contacts" in run.stderr
+
+
+def test_bench_trigger_sends_every_event_and_reports_percentiles(tmp_path: Path) -> None:
+    ports = [
+        "--temporal-port", str(free_port()), "--api-port", str(free_port()),
+        "--smtp-port", str(free_port()),
+    ]  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "tailor.cli.main", "bench", "trigger", "--rate", "5",
+         "--seconds", "3", "--json", *ports],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "TMPDIR": str(tmp_path)},  # the bench's state folder lands here
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["events"] == 5 * 3
+    assert report["arrived"] == report["events"] and report["missing"] == 0
+    assert report["api_errors"] == 0
+    assert 0 < report["p50_ms"] <= report["p95_ms"] <= report["p99_ms"] <= report["max_ms"]
+    assert report["max_ms"] < 30_000  # within the grace period
+    assert 4 <= report["rate_achieved"] <= 6
+    assert report["tier"] == "rules" and report["rag_enabled"] is False
+    assert report["phases"]["sampled"] == report["events"]
+    assert not list(tmp_path.iterdir()), "the state folder was removed"

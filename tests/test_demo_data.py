@@ -177,7 +177,9 @@ class _Item:
     url: str
 
 
-def _context(*, cart: bool, first_name: str | None, tier: str) -> dict[str, Any]:
+def _context(
+    *, cart: bool, first_name: str | None, tier: str, journey: str | None = None
+) -> dict[str, Any]:
     catalog = demo_catalog()
     items = [
         _Item(name=p.name, price=f"${p.price_cents / 100:,.2f}", url=p.url) for p in catalog[:5]
@@ -193,6 +195,7 @@ def _context(*, cart: bool, first_name: str | None, tier: str) -> dict[str, Any]
         "cta_text_suggestion": "Shop outdoor",
         "cta_url_suggestion": "https://shop.example.com/c/outdoor",
         "tenant_name": DEMO_TENANT["name"],
+        "journey": journey,
     }
 
 
@@ -203,6 +206,14 @@ def _render(context: dict[str, Any]) -> dict[str, str]:
         for key, source in DEMO_TEMPLATE.items()
         if key != "name"
     }
+
+
+def test_a_journey_email_leads_with_its_headline() -> None:
+    rendered = _render(_context(cart=False, first_name="Ada", tier="mid", journey="welcome_1"))
+    assert rendered["subject"] == "Ada, Spring trail season is here"
+    # A cart reminder keeps the cart subject.
+    with_cart = _render(_context(cart=True, first_name="Ada", tier="mid", journey="cart_reminder"))
+    assert "your cart is saved" in with_cart["subject"]
 
 
 def test_template_keys() -> None:

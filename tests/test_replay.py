@@ -12,6 +12,7 @@ from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 from workflows.campaign import CampaignWorkflow
+from workflows.features import DailyFeaturesWorkflow
 from workflows.journey import JourneyWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -34,13 +35,15 @@ def test_every_workflow_has_committed_histories() -> None:
         "journey_cart_exited_on_purchase",
         "journey_consent_stopped",
         "journey_milestone_throttled",
+        "features_daily",
     }
     assert expected <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_history_replays(path: Path) -> None:
-    await Replayer(workflows=[CampaignWorkflow, JourneyWorkflow]).replay_workflow(_history(path))
+    workflows = [CampaignWorkflow, JourneyWorkflow, DailyFeaturesWorkflow]
+    await Replayer(workflows=workflows).replay_workflow(_history(path))
 
 
 async def test_a_changed_workflow_is_caught() -> None:

@@ -4,7 +4,7 @@ import logging
 
 from fastapi import APIRouter, HTTPException
 
-from api.deps import GatewayDep, SessionDep, TenantDep
+from api.deps import FeatureCacheDep, GatewayDep, SessionDep, TenantDep
 from api.schemas import (
     ConsentIn,
     ConsentPublic,
@@ -14,18 +14,21 @@ from api.schemas import (
     ContactsUpserted,
     ContactUpserted,
 )
+from tailor.journeys import journey_workflow_id
 from tailor.models import ConsentStatus
 from tailor.store.campaigns import active_campaign_ids
 from tailor.store.consent import consent_history, record_consent
 from tailor.store.contacts import get_contact, upsert_contacts
-from tailor.store.journeys import running_journeys
+from tailor.store.journeys import journey_keys
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
 
 
 @router.post("", response_model=ContactsUpserted)
-async def upsert(body: ContactsIn, session: SessionDep, tenant: TenantDep) -> ContactsUpserted:
+async def upsert(
+    body: ContactsIn, session: SessionDep, tenant: TenantDep, features: FeatureCacheDep
+) -> ContactsUpserted:
     """Insert or update up to 10,000 contacts by email, all or nothing."""
     rows = [c.model_dump(exclude={"consent"}) for c in body.contacts]
     results = await upsert_contacts(session=session, tenant_id=tenant.id, contacts=rows)
@@ -41,6 +44,10 @@ async def upsert(body: ContactsIn, session: SessionDep, tenant: TenantDep) -> Co
                 wording_version=contact.consent.wording_version,
                 recorded_by=contact.consent.recorded_by,
             )
+    # Invalidate after the commit: a send reading before it would cache the old profile again.
+    await session.commit()
+    if features is not None:
+        await features.invalidate(cid for cid, created in results if not created)
     data = [
         ContactUpserted(id=cid, email=c.email.lower(), created=created)
         for c, (cid, created) in zip(body.contacts, results, strict=True)
@@ -84,8 +91,12 @@ async def change_consent(
         recorded_by=body.recorded_by,
     )
     campaigns = await active_campaign_ids(session=session, tenant_id=tenant.id)
-    journeys = await running_journeys(session=session, tenant_id=tenant.id,
-                                      contact_id=contact_id)  # fmt: skip
+    # Every journey the person may be on, by its deterministic id (one that is not running
+    # is simply not reached).
+    journeys = [
+        journey_workflow_id(tenant.id, key, contact_id)
+        for key in await journey_keys(session, tenant.id)
+    ]
     # Commit the ledger row now: sends check it at dispatch, whatever the signals do.
     await session.commit()
     signalled: list[str] = []

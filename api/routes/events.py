@@ -14,8 +14,9 @@ from fastapi import APIRouter, Depends, Header, HTTPException
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.deps import SessionDep, TriggersDep
+from api.deps import FeatureCacheDep, SessionDep, TriggersDep
 from api.schemas import BatchIn, EventsAccepted, IdentifyIn, SegmentCall, TrackIn
+from tailor.feature_cache import FeatureCache
 from tailor.models import Tenant
 from tailor.store.events import IncomingEvent, record_events
 from tailor.triggers import TriggerAgent
@@ -57,39 +58,59 @@ EventTenantDep = Annotated[Tenant, Depends(get_event_tenant)]
 
 @router.post("/track", response_model=EventsAccepted)
 async def track(
-    body: TrackIn, session: SessionDep, tenant: EventTenantDep, triggers: TriggersDep
+    body: TrackIn,
+    session: SessionDep,
+    tenant: EventTenantDep,
+    triggers: TriggersDep,
+    features: FeatureCacheDep,
 ) -> EventsAccepted:
     """Record what a person did, e.g. `Order Completed`; a repeated messageId is ignored."""
-    return await _ingest(session, triggers, tenant.id, [body])
+    return await _ingest(session, triggers, features, tenant.id, [body])
 
 
 @router.post("/identify", response_model=EventsAccepted)
 async def identify(
-    body: IdentifyIn, session: SessionDep, tenant: EventTenantDep, triggers: TriggersDep
+    body: IdentifyIn,
+    session: SessionDep,
+    tenant: EventTenantDep,
+    triggers: TriggersDep,
+    features: FeatureCacheDep,
 ) -> EventsAccepted:
     """Record who a person is. With an email trait, the contact is created if new and linked
     to the userId."""
-    return await _ingest(session, triggers, tenant.id, [body])
+    return await _ingest(session, triggers, features, tenant.id, [body])
 
 
 @router.post("/batch", response_model=EventsAccepted)
 async def batch(
-    body: BatchIn, session: SessionDep, tenant: EventTenantDep, triggers: TriggersDep
+    body: BatchIn,
+    session: SessionDep,
+    tenant: EventTenantDep,
+    triggers: TriggersDep,
+    features: FeatureCacheDep,
 ) -> EventsAccepted:
     """Up to 1,000 calls, in order; one malformed call stores none."""
-    return await _ingest(session, triggers, tenant.id, body.batch)
+    return await _ingest(session, triggers, features, tenant.id, body.batch)
 
 
 @router.post("/events", response_model=EventsAccepted)
 async def webhook(
-    body: SegmentCall, session: SessionDep, tenant: EventTenantDep, triggers: TriggersDep
+    body: SegmentCall,
+    session: SessionDep,
+    tenant: EventTenantDep,
+    triggers: TriggersDep,
+    features: FeatureCacheDep,
 ) -> EventsAccepted:
     """One call of any type, as a CDP's webhook destination posts each: point it here."""
-    return await _ingest(session, triggers, tenant.id, [body])
+    return await _ingest(session, triggers, features, tenant.id, [body])
 
 
 async def _ingest(
-    session: AsyncSession, triggers: TriggerAgent, tenant_id: str, calls: Sequence[SegmentCall]
+    session: AsyncSession,
+    triggers: TriggerAgent,
+    features: FeatureCache | None,
+    tenant_id: str,
+    calls: Sequence[SegmentCall],
 ) -> EventsAccepted:
     used = [call for call in calls if call.type in ("track", "identify")]
     stored, duplicates = await record_events(
@@ -97,6 +118,9 @@ async def _ingest(
     )
     # Commit first: what trigger processing starts must find the events and features stored.
     await session.commit()
+    # Then drop the cached profiles the features changed, before journeys started below read them.
+    if features is not None:
+        await features.invalidate(e.contact_id for e in stored if e.contact_id is not None)
     if stored:
         await triggers.on_events(tenant_id, stored)
     return EventsAccepted(

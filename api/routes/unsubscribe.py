@@ -12,10 +12,11 @@ from fastapi.responses import HTMLResponse
 
 from activities.guardrail import verify_unsubscribe_token
 from api.deps import GatewayDep, SessionDep, SettingsDep
+from tailor.journeys import journey_workflow_id
 from tailor.models import ConsentStatus
 from tailor.store.campaigns import active_campaign_ids, get_campaign
 from tailor.store.consent import record_consent
-from tailor.store.journeys import running_journeys
+from tailor.store.journeys import journey_keys
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/unsubscribe", tags=["unsubscribe"])
@@ -53,8 +54,12 @@ async def one_click(
         recorded_by="recipient",
     )
     campaigns = await active_campaign_ids(session=session, tenant_id=campaign.tenant_id)
-    journeys = await running_journeys(session=session, tenant_id=campaign.tenant_id,
-                                      contact_id=contact_id)  # fmt: skip
+    # Every journey the person may be on, by its deterministic id (one that is not running
+    # is simply not reached).
+    journeys = [
+        journey_workflow_id(campaign.tenant_id, key, contact_id)
+        for key in await journey_keys(session, campaign.tenant_id)
+    ]
     await session.commit()
     try:
         control = await gateway.control()

@@ -18,6 +18,7 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from tailor.cli.demo_events import drive_journeys
 from tailor.cli.processes import StartupError
 from tailor.cli.stack import HOST, LocalStack, Ports
 from tailor.config import Settings
@@ -205,6 +206,12 @@ def run_demo(args: argparse.Namespace) -> int:
             started, final, seconds = asyncio.run(
                 _run_campaign(f"http://{HOST}:{stack.ports.api}", version_id, audience, console)
             )
+            journeys = (
+                asyncio.run(drive_journeys(f"http://{HOST}:{stack.ports.api}", settings,
+                                           args.shoppers, console))
+                if args.shoppers > 0
+                else None
+            )  # fmt: skip
             counts = final["counts"]
             generation = final["generation"]
             summary = {
@@ -220,6 +227,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 "generation": generation,
                 "temporal_ui_url": started["temporal_ui_url"],
                 "example_send": final.get("example"),
+                "journeys": journeys,
             }
             _print_summary(console, summary, settings, stack, started["workflow_id"])
             if args.exit_when_done:
@@ -269,6 +277,17 @@ def _print_summary(
             f"demo): {why.get('generator', {}).get('tier', '?')} tier"
             + (f", exemplars {', '.join(exemplars)}" if exemplars else "")
         )
+    journeys = s.get("journeys")
+    if journeys:
+        started = ", ".join(f"{key} {n}" for key, n in journeys["journeys"].items())
+        ui = f"http://{HOST}:{stack.ports.ui}/namespaces/{settings.temporal_namespace}/workflows"
+        console.print(
+            f"  Journeys:     {journeys['events']} events → {started}; "
+            f"{journeys['ended_by_purchase']} cart reminders cancelled by a purchase, "
+            f"{journeys['emails_sent']} journey emails sent so far, {journeys['running']} "
+            f"still running (waiting days for their next email)"
+        )
+        console.print(f"  Journeys UI:  {ui}?query=TailorKind%3D%22journey%22")
     for line in _urls(settings, stack, workflow_id):
         console.print(f"  {line}")
     console.print(

@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="start everything locally and send a demo campaign")
     demo.add_argument("--contacts", type=_positive, default=1000)
+    demo.add_argument(
+        "--shoppers", type=int, default=60, help="people whose events drive journeys (0: none)"
+    )
     demo.add_argument("--exit-when-done", action="store_true")
     demo.add_argument("--json", action="store_true", help="last line: one JSON summary")
     demo.add_argument("--home", type=Path, default=None, help="state folder (default .tailor)")
@@ -107,6 +110,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="generate with the LLM tier against a loopback OpenAI-compatible stub",
     )
     _add_ports(campaign)
+    trigger = bench_sub.add_parser(
+        "trigger", help="event -> email latency of a zero-delay journey (rules tier)"
+    )
+    trigger.add_argument("--rate", type=_positive, default=50, help="events per second")
+    trigger.add_argument("--seconds", type=_positive, default=60)
+    trigger.add_argument("--json", action="store_true", help="last line: one JSON object")
+    trigger.add_argument("--keep", action="store_true", help="keep the bench state folder")
+    trigger.add_argument(
+        "--rag", action="store_true", help="retrieve exemplars on the send path (default off)"
+    )
+    _add_ports(trigger)
     return parser
 
 
@@ -193,6 +207,10 @@ def main(argv: list[str] | None = None) -> None:
             runner = {"ingest": rag_cli.run_ingest, "eval": rag_cli.run_eval,
                       "bench": rag_cli.run_bench}[args.rag_command]  # fmt: skip
             sys.exit(runner(args, _settings()))
+        elif args.command == "bench" and args.bench_command == "trigger":
+            from tailor.cli.bench_trigger import run_trigger_bench
+
+            sys.exit(run_trigger_bench(args))
         elif args.command == "bench":
             from tailor.cli.bench import run_campaign_bench
 

@@ -257,3 +257,24 @@ class _Contacts:
             contact = await find_contact(session=session, contact_id=contact_id)
         self._by_email[email] = contact
         return contact
+
+
+async def record_system_event(
+    *,
+    session: AsyncSession,
+    tenant_id: str,
+    contact_id: int,
+    name: str,
+    message_id: str,
+    occurred_at: datetime,
+) -> StoredEvent | None:
+    """An event Tailor itself observed (a lapse, a birthday), for a known person. The message
+    id is deterministic, so a rerun of the job that found it records nothing new (None)."""
+    event_id = await _insert(session, {
+        "tenant_id": tenant_id, "contact_id": contact_id, "kind": "track", "type": name,
+        "properties": {"source": "tailor"}, "message_id": message_id,
+        "occurred_at": occurred_at, "received_at": occurred_at,
+    })  # fmt: skip
+    if event_id is None:
+        return None
+    return StoredEvent(event_id, tenant_id, contact_id, name, message_id, occurred_at)

@@ -28,7 +28,6 @@ from tailor.models import (
     Event,
     JourneyDefinition,
     JourneyRun,
-    JourneyStatus,
     Template,
     TemplateVersion,
     Tenant,
@@ -195,6 +194,19 @@ async def event_counts(
     return dict(rows.all())
 
 
+async def journey_keys(conn: AsyncConnection | AsyncSession, tenant_id: str,
+                       exit_on: str | None = None) -> list[str]:  # fmt: skip
+    """The tenant's journey keys; with ``exit_on``, those any version of which that event ends.
+    (Journeys are addressed by key: their workflow ids are deterministic.)"""
+    rows = await conn.execute(
+        select(JourneyDefinition.key, JourneyDefinition.exit_on).where(  # type: ignore[call-overload]
+            col(JourneyDefinition.tenant_id) == tenant_id
+        )
+    )
+    keys = {key for key, ends in rows.all() if exit_on is None or exit_on in (ends or [])}
+    return sorted(keys)
+
+
 # --- runs -------------------------------------------------------------------------------------
 
 
@@ -212,18 +224,6 @@ async def finish_run(
         .where(col(JourneyRun.id) == run_id)
         .values(status=status, reason=reason[:200], emails_sent=emails_sent, ended_at=utcnow())
     )
-
-
-async def running_journeys(*, session: AsyncSession, tenant_id: str, contact_id: int) -> list[str]:
-    """Workflow ids of the person's running journeys (to signal a revocation to)."""
-    rows = await session.execute(
-        select(JourneyRun.workflow_id).where(  # type: ignore[call-overload]
-            col(JourneyRun.tenant_id) == tenant_id,
-            col(JourneyRun.contact_id) == contact_id,
-            col(JourneyRun.status) == JourneyStatus.RUNNING,
-        )
-    )
-    return sorted(set(rows.scalars()))
 
 
 async def list_runs(
