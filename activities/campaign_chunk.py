@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -55,6 +55,7 @@ from tailor.errors import NotFound
 from tailor.mail import HeaderInjection, build_message
 from tailor.models import ConsentStatus, Contact, Send, SendStatus, utcnow
 from tailor.payloads import ChunkInput, ChunkResult, ReviewBacklog, ReviewRelease
+from tailor.send_time import DEFAULT_HOUR
 from tailor.store.campaigns import send_counts, totals
 from tailor.store.consent import current_consent
 from tailor.store.reviews import backlog, hold, release_decided, released_sends
@@ -120,6 +121,7 @@ class ChunkActivities:
     @activity.defn
     async def send_chunk(self, chunk: ChunkInput) -> ChunkResult:
         ctx = await self._context(chunk.campaign_id)
+        due = await self._contexts.due(ctx.tenant.id, chunk.due_at)
         async with self._db.read() as conn:
             contact_ids = await segment_contact_ids(
                 conn,
@@ -128,9 +130,14 @@ class ChunkActivities:
                 after_contact_id=chunk.bounds.after_contact_id,
                 up_to_contact_id=chunk.bounds.last_contact_id,
                 limit=chunk.bounds.last_contact_id - chunk.bounds.after_contact_id,
+                due=due,
             )
+        if chunk.due_at is not None or ctx.send_time == "best_hour":
+            ctx = replace(ctx, send_round=chunk.due_at or "sweep")
         already_done = await self.deliver(ctx, contact_ids, chunk.revoked_contact_ids)
-        return await self._result(chunk, already_done)
+        # In send-time rounds the bounds also hold people of other rounds: count only these.
+        only = contact_ids if ctx.send_round is not None else None
+        return await self._result(chunk, already_done, only)
 
     async def deliver(
         self,
@@ -389,6 +396,8 @@ class ChunkActivities:
             generator = written.provider if written is not None and written.usable else "rules"
             why = _explain(ctx, self._steps, content, written, retrieval)
             why["profile"] = item.profile.explain(now)
+            if ctx.send_round is not None:
+                why["send_time"] = _send_time(ctx.send_round, item.contact)
             tally.accepted.append((item.send_id, result.provider_message_id or "", generator, why))
         elif result.outcome is Outcome.REFUSED:
             tally.refused.append((item.send_id, result.detail or "refused"))
@@ -466,15 +475,20 @@ class ChunkActivities:
                 error="consent revoked before delivery",
             )
 
-    async def _result(self, chunk: ChunkInput, already_done: int) -> ChunkResult:
+    async def _result(
+        self, chunk: ChunkInput, already_done: int, only: list[int] | None = None
+    ) -> ChunkResult:
+        where = [
+            col(Send.campaign_id) == chunk.campaign_id,
+            col(Send.contact_id) > chunk.bounds.after_contact_id,
+            col(Send.contact_id) <= chunk.bounds.last_contact_id,
+        ]
+        if only is not None:
+            where.append(col(Send.contact_id).in_(only))
         async with self._db.read() as conn:
             rows = await conn.execute(
                 select(Send.status, func.count())  # type: ignore[call-overload]
-                .where(
-                    col(Send.campaign_id) == chunk.campaign_id,
-                    col(Send.contact_id) > chunk.bounds.after_contact_id,
-                    col(Send.contact_id) <= chunk.bounds.last_contact_id,
-                )
+                .where(*where)
                 .group_by(col(Send.status))
             )
             counts = dict(rows.all())
@@ -555,6 +569,19 @@ class _Retrievals:
     def of(self, contact_id: int) -> Retrieval | None:
         cluster = self.clusters.get(contact_id)
         return self.by_cluster.get(cluster) if cluster is not None else None
+
+
+def _send_time(send_round: str, contact: Contact) -> dict[str, object]:
+    """Why the email went at this hour (send-time optimisation)."""
+    hour = contact.best_send_hour if contact.best_send_hour is not None else DEFAULT_HOUR
+    if send_round == "sweep":
+        why = "their best hour did not come round in the 24 hourly rounds (a clock change)"
+    elif contact.best_send_hour is not None:
+        why = "their best hour, learned daily from when they open email"
+    else:
+        why = f"no open history yet: the default {DEFAULT_HOUR}:00"
+    return {"local_hour": hour, "timezone": contact.timezone, "round_utc": send_round,
+            "why": why}  # fmt: skip
 
 
 def _hint(retrieval: Retrieval | None) -> ExemplarHint | None:

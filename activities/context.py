@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import ColumnElement
 from sqlmodel import col, select
 
 from activities.brand import BrandPolicy
 from activities.executor import Catalog
 from tailor.db import Database
 from tailor.errors import NotFound
-from tailor.models import Product, TemplateVersion, Tenant
+from tailor.models import Contact, Product, TemplateVersion, Tenant
+from tailor.segments import due_filter
 from tailor.store.campaigns import get_campaign
 from tailor.store.templates import get_version
 from tailor.store.tenants import get_tenant
+
+TIMEZONES_TTL_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,9 @@ class CampaignContext:
     default_version: TemplateVersion | None = None
     # A journey email's goal ("welcome_1", "milestone:birthday"); None for batch campaigns.
     goal: str | None = None
+    # Send-time optimisation: the hour (UTC, ISO 8601) this chunk sends for; None: send now.
+    send_round: str | None = None
+    send_time: str = "now"  # the campaign's choice: now, or best_hour
 
     @property
     def sender_domain(self) -> str:
@@ -44,6 +53,26 @@ class CampaignContexts:
         self._db = db
         self._size = size
         self._cache: OrderedDict[str, CampaignContext] = OrderedDict()
+        self._timezones: dict[str, tuple[float, list[str]]] = {}
+
+    async def timezones(self, tenant_id: str) -> list[str]:
+        """The tenant's contacts' timezones, re-read every few minutes (send-time rounds)."""
+        cached = self._timezones.get(tenant_id)
+        if cached is not None and time.monotonic() - cached[0] < TIMEZONES_TTL_S:
+            return cached[1]
+        async with self._db.read() as conn:
+            rows = await conn.execute(
+                select(Contact.timezone).where(col(Contact.tenant_id) == tenant_id).distinct()
+            )
+            names = sorted(rows.scalars())
+        self._timezones[tenant_id] = (time.monotonic(), names)
+        return names
+
+    async def due(self, tenant_id: str, due_at: str | None) -> ColumnElement[bool] | None:
+        """The send-time filter for a round at ``due_at``; None when sending to everyone."""
+        if due_at is None:
+            return None
+        return due_filter(await self.timezones(tenant_id), datetime.fromisoformat(due_at))
 
     async def get(self, campaign_id: str) -> CampaignContext:
         ctx = self._cache.get(campaign_id)
@@ -82,6 +111,7 @@ class CampaignContexts:
             version=version,
             default_version=default_version,
             goal=campaign.goal,
+            send_time=campaign.send_time,
             brand=BrandPolicy.of(tenant.brand_policy),
             catalog=Catalog(
                 products, tenant.website or f"https://{tenant.from_email.split('@')[-1]}"

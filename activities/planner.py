@@ -71,6 +71,7 @@ class PlannerActivities:
             chunks_per_run=self._settings.chunks_per_run,
             steps=plan_steps(self._settings),
             review_timeout_s=int(self._settings.review_timeout_hours * 3600),
+            send_time=ctx.send_time,
         )
 
     @activity.defn
@@ -80,6 +81,7 @@ class PlannerActivities:
             ctx = await self._contexts.get(request.campaign_id)
         except NotFound as exc:
             raise not_found(exc) from exc
+        due = await self._contexts.due(ctx.tenant.id, request.due_at)
         async with self._db.read() as conn:
             ids = await segment_contact_ids(
                 conn,
@@ -87,6 +89,7 @@ class PlannerActivities:
                 segment=ctx.segment,
                 after_contact_id=request.after_contact_id,
                 limit=request.chunk_size * request.max_chunks,
+                due=due,
             )
         bounds: list[ChunkBounds] = []
         after = request.after_contact_id

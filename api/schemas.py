@@ -182,6 +182,11 @@ class CampaignIn(Strict):
     prompt_version: str = Field(
         DEFAULT_PROMPT, description=f"LLM prompt version, one of {sorted(PROMPTS)}"
     )
+    send_time: Literal["now", "best_hour"] = Field(
+        "now",
+        description="best_hour: each recipient gets it at their best local hour over the next "
+        "24 hours (learned from their opens; 10:00 local without history).",
+    )
 
     @model_validator(mode="after")
     def _known_prompt(self) -> CampaignIn:

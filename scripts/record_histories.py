@@ -33,6 +33,7 @@ from tailor.db import Database, migrate  # noqa: E402
 from tailor.devtools.llm_stub import StubLlm, needs_review_answer, running_stub  # noqa: E402
 from tailor.journey_control import JourneyControl  # noqa: E402
 from tailor.models import (  # noqa: E402
+    Campaign,
     ConsentRecord,
     Contact,
     Event,
@@ -142,6 +143,15 @@ async def reviewed(client: Client, queue: str, campaign_id: str, db: Database) -
     return handle
 
 
+async def send_time_rounds(client: Client, queue: str, campaign_id: str, db: Database) -> Handle:
+    """A campaign sent at each recipient's best hour: 24 hourly passes, then the sweep."""
+    async with db.write() as conn:
+        await conn.execute(
+            update(Campaign).where(col(Campaign.id) == campaign_id).values(send_time="best_hour")
+        )
+    return await completed(client, queue, campaign_id, db)
+
+
 # --- journeys ---------------------------------------------------------------------------------
 
 JourneyHandle = WorkflowHandle[JourneyWorkflow, JourneyEnd]
@@ -239,6 +249,7 @@ SCENARIOS: dict[str, tuple[Scenario, dict[str, int], bool]] = {
     "campaign_cancelled_through_temporal": (cancelled_through_temporal, {}, False),
     "campaign_continued_as_new": (continued_as_new, {"chunks_per_run": 2}, False),
     "campaign_reviewed": (reviewed, {}, True),
+    "campaign_send_time_rounds": (send_time_rounds, {}, False),
 }
 
 

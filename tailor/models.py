@@ -213,6 +213,9 @@ class Campaign(SQLModel, table=True):
     segment: dict[str, Any] = _json(dict)
     kind: str = Field(default=CampaignKind.BATCH, max_length=16)
     goal: str | None = Field(default=None, max_length=64, description="A journey email's goal.")
+    send_time: str = Field(
+        default="now", max_length=16, description="now, or best_hour: each recipient's hour."
+    )
     status: str = Field(default=CampaignStatus.RUNNING, max_length=16, index=True)
     workflow_id: str = Field(max_length=200)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)

@@ -31,6 +31,10 @@ class CampaignProgress:
     revoked_contact_ids: list[int] = field(default_factory=list)
     held: int = 0  # sends waiting for a person to review their content
     open_reviews: int = 0
+    # Send-time optimisation: the hourly pass over the segment (0-23, then 24: the sweep) and
+    # the UTC hour it is for (ISO 8601).
+    hour_round: int = 0
+    round_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class CampaignPlan:
     steps: list[str]
     # Undecided reviews expire after this long and their sends get the rules-tier email.
     review_timeout_s: int = 48 * 3600
+    send_time: str = "now"  # or "best_hour": hourly passes, each for those due then
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class PageRequest:
     after_contact_id: int
     chunk_size: int
     max_chunks: int
+    due_at: str | None = None  # send-time optimisation: only contacts whose hour this is
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,7 @@ class ChunkInput:
     chunk_index: int
     # Revocations signalled to the workflow; the ledger is still checked per message at send time.
     revoked_contact_ids: list[int] = field(default_factory=list)
+    due_at: str | None = None  # as PageRequest.due_at: the chunk sends only those due then
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import ColumnElement, and_
+from sqlalchemy import ColumnElement, and_, false, func, or_
 from sqlmodel import col
 
 from tailor.models import Contact
+from tailor.send_time import DEFAULT_HOUR, zone
 
 
 class Segment(BaseModel):
@@ -30,6 +34,19 @@ class Segment(BaseModel):
         ):
             raise ValueError("engagement_min must not exceed engagement_max")
         return self
+
+
+def due_filter(timezones: Iterable[str], at: datetime) -> ColumnElement[bool]:
+    """Contacts whose best local hour (``DEFAULT_HOUR`` without one) is the hour ``at`` falls
+    in, in their own timezone: one clause per local hour, over the tenant's timezones."""
+    by_hour: dict[int, list[str]] = defaultdict(list)
+    for name in timezones:
+        by_hour[at.astimezone(zone(name)).hour].append(name)
+    hour = func.coalesce(col(Contact.best_send_hour), DEFAULT_HOUR)
+    return or_(
+        false(),
+        *(and_(col(Contact.timezone).in_(names), hour == h) for h, names in by_hour.items()),
+    )
 
 
 def segment_filter(tenant_id: str, segment: dict[str, Any]) -> ColumnElement[bool]:

@@ -31,6 +31,7 @@ def test_every_workflow_has_committed_histories() -> None:
         "campaign_cancelled_through_temporal",
         "campaign_continued_as_new",
         "campaign_reviewed",  # after the review-queue patch
+        "campaign_send_time_rounds",  # after the send-time-rounds patch
         "journey_welcome_completed",
         "journey_cart_exited_on_purchase",
         "journey_consent_stopped",

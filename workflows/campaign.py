@@ -17,7 +17,7 @@ whoever is still held.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -45,6 +45,9 @@ with workflow.unsafe.imports_passed_through():
 REVIEW_QUEUE_PATCH = "review-queue"
 # A decision whose signal was lost is still picked up this often (the store is the truth).
 REVIEW_RECHECK = timedelta(hours=1)
+# Added after the first release: campaigns that send at each recipient's best hour.
+SEND_TIME_PATCH = "send-time-rounds"
+SEND_TIME_ROUNDS = 24  # one pass over the segment per hour; then a sweep for anyone left
 
 PLANNER_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -103,7 +106,12 @@ class CampaignWorkflow:
                     summary="plan: decompose campaign into chunked steps",
                 )
                 self._progress.total = plan.audience
+                if plan.send_time == "best_hour":
+                    start = workflow.now().replace(minute=0, second=0, microsecond=0)
+                    self._progress.round_at = start.isoformat()
             more = await self._send_chunks(plan)
+            while not more and await self._next_round(plan):
+                more = await self._send_chunks(plan)
         except (ActivityError, asyncio.CancelledError) as exc:
             if is_cancelled_exception(exc):
                 # Cancelled through Temporal (UI, CLI) rather than the cancel signal: stop the
@@ -171,6 +179,40 @@ class CampaignWorkflow:
         if pending:
             self._progress.cursor = pending[0].after_contact_id
         return not self._cancel_requested and not exhausted
+
+    def _due_at(self, plan: CampaignPlan) -> str | None:
+        """The hour this pass sends for (send-time rounds); None: everyone (and the sweep)."""
+        if plan.send_time != "best_hour" or self._progress.hour_round >= SEND_TIME_ROUNDS:
+            return None
+        return self._progress.round_at
+
+    async def _next_round(self, plan: CampaignPlan) -> bool:
+        """Send-time optimisation: wait for the next hour, then pass over the segment again
+        for the people whose best local hour it is. False when there is no next round."""
+        if (
+            plan.send_time != "best_hour"
+            or self._cancel_requested
+            or self._progress.hour_round >= SEND_TIME_ROUNDS
+            or self._progress.round_at is None
+            or not workflow.patched(SEND_TIME_PATCH)
+        ):
+            return False
+        next_at = datetime.fromisoformat(self._progress.round_at) + timedelta(hours=1)
+        if next_at > workflow.now():
+            try:
+                await workflow.wait_condition(
+                    lambda: self._cancel_requested,
+                    timeout=next_at - workflow.now(),
+                    timeout_summary=f"send time: waiting for {next_at:%H:00} UTC",
+                )
+            except TimeoutError:
+                pass
+        if self._cancel_requested:
+            return False
+        self._progress.hour_round += 1
+        self._progress.round_at = next_at.isoformat()
+        self._progress.cursor = 0
+        return True
 
     async def _stop_chunks(self) -> None:
         """Cancel in-flight chunks and wait until each has stopped (after its claimed message)."""
@@ -268,6 +310,7 @@ class CampaignWorkflow:
                 after_contact_id=self._progress.cursor,
                 chunk_size=plan.chunk_size,
                 max_chunks=max(plan.chunk_concurrency * 4, 8),
+                due_at=self._due_at(plan),
             ),
             start_to_close_timeout=STORE_TIMEOUT,
             retry_policy=STORE_RETRY,
@@ -283,6 +326,7 @@ class CampaignWorkflow:
             bounds=bounds,
             chunk_index=index,
             revoked_contact_ids=list(self._progress.revoked_contact_ids),
+            due_at=self._due_at(plan),
         )
         self._chunks.append(
             asyncio.ensure_future(

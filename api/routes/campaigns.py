@@ -39,6 +39,7 @@ async def submit(
         template_version_id=body.template_version_id,
         segment=body.segment.model_dump(exclude_none=True),
         prompt_version=body.prompt_version,
+        send_time=body.send_time,
     )
     # The workflow reads the campaign row, so it must be committed before the workflow starts.
     await session.commit()

@@ -31,6 +31,7 @@ async def create_campaign(
     template_version_id: int,
     segment: dict[str, Any],
     prompt_version: str = DEFAULT_PROMPT,
+    send_time: str = "now",
 ) -> Campaign:
     campaign_id = new_campaign_id()
     campaign = Campaign(
@@ -40,6 +41,7 @@ async def create_campaign(
         template_version_id=template_version_id,
         segment=segment,
         prompt_version=prompt_version,
+        send_time=send_time,
         status=CampaignStatus.RUNNING,
         workflow_id=workflow_id_for(campaign_id),
     )

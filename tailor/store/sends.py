@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 
@@ -39,9 +39,13 @@ async def segment_contact_ids(
     after_contact_id: int,
     limit: int,
     up_to_contact_id: int | None = None,
+    due: ColumnElement[bool] | None = None,
 ) -> list[int]:
-    """Keyset page of contact ids in a segment, ascending."""
+    """Keyset page of contact ids in a segment, ascending; with ``due``, only those due now
+    (send-time optimisation, ``tailor.segments.due_filter``)."""
     where = [segment_filter(tenant_id, segment), col(Contact.id) > after_contact_id]
+    if due is not None:
+        where.append(due)
     if up_to_contact_id is not None:
         where.append(col(Contact.id) <= up_to_contact_id)
     rows = await conn.execute(
