@@ -206,6 +206,15 @@ class SendTimePlan:
 
 
 @dataclass(frozen=True)
+class JourneyState:
+    """The ``state`` query: where a run is."""
+
+    step: str
+    exit: str | None
+    retriggers: int  # triggers absorbed while it ran (a second abandoned cart, say)
+
+
+@dataclass(frozen=True)
 class JourneyEnd:
     run_id: str
     status: str  # completed, exited or stopped

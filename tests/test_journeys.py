@@ -173,6 +173,8 @@ async def test_an_abandoned_cart_gets_one_reminder_after_an_hour(journeys: Journ
     # A new abandonment while the journey runs is a signal to it, not a second journey.
     await journeys.track(user, "Cart Abandoned", "cart-2", products=[{"sku": "KIT-103"}])
     handle = journeys.handle("cart_abandonment", contact_id)
+    state = await handle.query(JourneyWorkflow.state)
+    assert (state.step, state.exit, state.retriggers) == ("wait 60 min", None, 1)
     end = await journeys.end(handle)
 
     assert (end.status, end.emails_sent) == ("completed", 1)

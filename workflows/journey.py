@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         JourneySendResult,
         JourneySignal,
         JourneyStart,
+        JourneyState,
         JourneyStepPlan,
         SendTimePlan,
     )
@@ -88,8 +89,8 @@ class JourneyWorkflow:
         self._exit = self._exit or "consent revoked"
 
     @workflow.query
-    def state(self) -> dict[str, object]:
-        return {"step": self._step, "exit": self._exit, "retriggers": self._retriggers}
+    def state(self) -> JourneyState:
+        return JourneyState(self._step, self._exit, self._retriggers)
 
     def _handle(self, signal: JourneySignal) -> None:
         assert self._exit_on is not None
@@ -111,7 +112,8 @@ class JourneyWorkflow:
         )
         self._exit_on = set(plan.exit_on)
         for signal in self._early:
-            self._handle(signal)
+            if signal.event_id != journey.trigger_event_id:  # the start signal is the trigger
+                self._handle(signal)
         if not plan.consented:
             self._stopped, self._exit = True, "no consent"
         sent = 0
