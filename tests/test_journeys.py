@@ -4,8 +4,10 @@ Days of timers pass in milliseconds."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
@@ -20,13 +22,14 @@ from temporalio.testing import WorkflowEnvironment
 from api.main import create_app
 from tailor.config import Settings
 from tailor.db import Database
+from tailor.devtools.llm_stub import StubLlm
 from tailor.journeys import journey_workflow_id
 from tailor.models import Contact, Tenant
 from tailor.payloads import JourneyEnd
 from tailor.seed import seed_demo
 from tailor.smtp_sink import read_outbox
 from tailor.store.journeys import install_builtins
-from tests.conftest import Sink, settings_for, start_time_skipping
+from tests.conftest import Sink, llm_settings, settings_for, start_time_skipping
 from tests.conftest import task_queue as new_queue
 from worker import build_worker
 from workflows.journey import JourneyWorkflow
@@ -105,26 +108,34 @@ class Journeys:
         return [m.full() for m in read_outbox(self.sink.maildir) if email in m.to]
 
 
-@pytest.fixture
-async def journeys(
-    journey_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink
+@asynccontextmanager
+async def running(
+    env: WorkflowEnvironment, db: Database, sink: Sink, **overrides: object
 ) -> AsyncIterator[Journeys]:
-    db = sqlite_db
+    """The demo tenant with the built-in journeys, a worker and the API on one task queue."""
     await seed_demo(db, contacts=20)
     async with db.session() as session:
         await install_builtins(session=session, tenant_id="demo")
     queue = new_queue()
-    settings = settings_for(db, sink, temporal_task_queue=queue)
-    app = create_app(settings, temporal_client=journey_env.client)
+    settings = settings_for(db, sink, temporal_task_queue=queue, **overrides)
+    app = create_app(settings, temporal_client=env.client)
     async with (
-        build_worker(journey_env.client, db, settings, queue),
+        build_worker(env.client, db, settings, queue),
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
     ):
         async with db.read() as conn:
             rows = await conn.execute(select(Contact.id, Contact.email))  # type: ignore[call-overload]
             emails: dict[int, str] = dict(rows.all())
-        yield Journeys(http, db, sink, journey_env, settings, emails)
+        yield Journeys(http, db, sink, env, settings, emails)
+
+
+@pytest.fixture
+async def journeys(
+    journey_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink
+) -> AsyncIterator[Journeys]:
+    async with running(journey_env, sqlite_db, sink) as state:
+        yield state
 
 
 async def test_a_welcome_series_sends_three_emails_over_days(journeys: Journeys) -> None:
@@ -311,3 +322,30 @@ async def test_bad_journey_definitions_are_refused(journeys: Journeys) -> None:
         },
     )
     assert answer.status_code == 422 and "goal" in answer.json()["message"]
+
+
+async def test_the_cart_email_is_written_during_the_wait_and_sent_on_time(
+    journey_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink, stub: StubLlm
+) -> None:
+    """With an LLM tier, the email is generated speculatively while the journey waits, so
+    the send when the timer fires makes no model call of its own."""
+    async with running(journey_env, sqlite_db, sink, **llm_settings(stub)) as journeys:
+        contact_id, user = await journeys.person(9)
+        await journeys.track(user, "Cart Abandoned", products=[{"sku": "KIT-103"}])
+        handle = journeys.handle("cart_abandonment", contact_id)
+        await journeys.env.sleep(timedelta(minutes=10))
+        for _ in range(100):  # the prepare activity runs alongside the hour's timer
+            if stub.requests:
+                break
+            await asyncio.sleep(0.05)
+        assert len(stub.requests) == 1 and journeys.emails_to(contact_id) == []
+        assert "cart reminder" in stub.prompts()
+
+        end = await journeys.end(handle)
+        assert end.emails_sent == 1 and len(stub.requests) == 1  # the send used what was written
+        (mail,) = journeys.emails_to(contact_id)
+        why = await journeys.rows(
+            f"SELECT generator FROM send WHERE contact_id = {contact_id} AND occurrence != ''"
+        )
+        assert why == [("openai",)]
+        assert mail["Subject"]
