@@ -106,5 +106,6 @@ def test_bench_trigger_sends_every_event_and_reports_percentiles(tmp_path: Path)
     assert report["max_ms"] < 30_000  # within the grace period
     assert 4 <= report["rate_achieved"] <= 6
     assert report["tier"] == "rules" and report["rag_enabled"] is False
-    assert report["phases"]["sampled"] == report["events"]
+    assert 0 < report["phases"]["sampled"] <= report["events"]
+    assert next(iter(report["phases"])).startswith("t0->")  # phases run from the POST on
     assert not list(tmp_path.iterdir()), "the state folder was removed"

@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
@@ -297,23 +298,25 @@ async def _phases(client: Client, tenant_id: str, samples: list[Sample]) -> dict
     """p50/p95 of each step from t0 to t1 over an evenly spaced sample of the journeys."""
     arrived = [s for s in samples if s.t1_ns is not None]
     step = max(len(arrived) // PROFILE_SAMPLE, 1)
-    chosen = arrived[::step][:PROFILE_SAMPLE]
-    durations: dict[str, list[float]] = {}
-    for sample in chosen:
+    timelines: list[dict[str, int]] = []
+    for sample in arrived[::step][:PROFILE_SAMPLE]:
         wid = journey_workflow_id(tenant_id, JOURNEY, sample.person.contact_id)
-        marks = await _marks(client, wid)
         assert sample.t1_ns is not None
-        marks.update(t0=sample.t0_ns, t1=sample.t1_ns)
-        if not all(m in marks for m in MARKS):
-            continue
-        for before, after in zip(MARKS, MARKS[1:], strict=False):
-            durations.setdefault(f"{before}->{after}", []).append(
-                (marks[after] - marks[before]) / 1e6
-            )
-    return {
-        name: {"p50_ms": round(percentile(v, 50), 1), "p95_ms": round(percentile(v, 95), 1)}
-        for name, v in durations.items()
-    } | {"sampled": len(chosen)}
+        marks = await _marks(client, wid) | {"t0": sample.t0_ns, "t1": sample.t1_ns}
+        timelines.append({m: marks[m] for m in MARKS if m in marks})
+    # The usual shape only: a local activity leaves no marks of its own, and an activity
+    # still running when its history is read has no started event yet.
+    shapes = Counter(tuple(t) for t in timelines)
+    shape = shapes.most_common(1)[0][0] if shapes else ()
+    usual = [t for t in timelines if tuple(t) == shape]
+    phases: dict[str, Any] = {}
+    for before, after in zip(shape, shape[1:], strict=False):
+        took = [(t[after] - t[before]) / 1e6 for t in usual]
+        phases[f"{before}->{after}"] = {
+            "p50_ms": round(percentile(took, 50), 1),
+            "p95_ms": round(percentile(took, 95), 1),
+        }
+    return phases | {"sampled": len(usual)}
 
 
 async def _measure(
@@ -365,21 +368,26 @@ async def _measure(
             cores = cpu.cores()
     with console.status("Reading workflow histories…"):
         phases = await _phases(client, tenant_id, samples)
-    latencies = [(s.t1_ns - s.t0_ns) / 1e6 for s in samples if s.t1_ns is not None]
+    # A missing email counts as slower than any that arrived, so an overloaded run cannot
+    # report the survivors' percentiles; a percentile that lands on one is null ("lost").
+    latencies = [(s.t1_ns - s.t0_ns) / 1e6 if s.t1_ns is not None else math.inf for s in samples]
+    arrived = sum(s.t1_ns is not None for s in samples)
     api = [s.api_ms for s in samples if s.api_ms is not None]
     errors = [s.error for s in samples if s.error]
 
     def ms(values: list[float], q: float) -> float | None:
-        return round(percentile(values, q), 1) if values else None
+        value = percentile(values, q) if values else math.inf
+        return round(value, 1) if math.isfinite(value) else None
 
     return {
         "events": events,
-        "arrived": len(latencies),
-        "missing": events - len(latencies),
+        "arrived": arrived,
+        "missing": events - arrived,
         "p50_ms": ms(latencies, 50),
         "p95_ms": ms(latencies, 95),
         "p99_ms": ms(latencies, 99),
         "max_ms": ms(latencies, 100),
+        "mean_ms": round(sum(latencies) / arrived, 1) if arrived == events else None,
         "rate": rate,
         "rate_achieved": round(achieved, 1),
         "sending_seconds": round(sending_s, 2),
@@ -428,11 +436,13 @@ def run_trigger_bench(args: argparse.Namespace) -> int:
         stack.group.stop()
         if not args.keep:
             shutil.rmtree(home, ignore_errors=True)
+    shown = {k: "lost" if report[k] is None else f"{report[k]} ms"
+             for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")}  # fmt: skip
     console.print(
         f"{report['events']:,} events at {report['rate_achieved']}/s "
-        f"(asked {report['rate']}/s): event → SMTP accepted p50 {report['p50_ms']} ms, "
-        f"[bold]p95 {report['p95_ms']} ms[/bold], p99 {report['p99_ms']} ms, "
-        f"max {report['max_ms']} ms; API p95 {report['api_p95_ms']} ms"
+        f"(asked {report['rate']}/s): event → SMTP accepted p50 {shown['p50_ms']}, "
+        f"[bold]p95 {shown['p95_ms']}[/bold], p99 {shown['p99_ms']}, max {shown['max_ms']}; "
+        f"API p95 {report['api_p95_ms']} ms"
     )
     phases = report["phases"]
     console.print(
