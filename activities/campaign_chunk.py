@@ -398,6 +398,8 @@ class ChunkActivities:
             why["profile"] = item.profile.explain(now)
             if ctx.send_round is not None:
                 why["send_time"] = _send_time(ctx.send_round, item.contact)
+            if ctx.explain_extra:
+                why.update(ctx.explain_extra)
             tally.accepted.append((item.send_id, result.provider_message_id or "", generator, why))
         elif result.outcome is Outcome.REFUSED:
             tally.refused.append((item.send_id, result.detail or "refused"))

@@ -40,6 +40,8 @@ class CampaignContext:
     # Send-time optimisation: the hour (UTC, ISO 8601) this chunk sends for; None: send now.
     send_round: str | None = None
     send_time: str = "now"  # the campaign's choice: now, or best_hour
+    # Added to each send's "why this email" (a journey's run, step and send time).
+    explain_extra: dict[str, Any] | None = None
 
     @property
     def sender_domain(self) -> str:

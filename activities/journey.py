@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 from temporalio import activity
@@ -159,40 +159,23 @@ class JourneyActivities:
             retry_after = await _over_daily_limit(conn, contact, limit or 1)
         if retry_after is not None:
             return JourneySendResult("throttled", int(retry_after.total_seconds()) + 1)
-        await self._chunks.deliver(ctx, [send.contact_id], [], occurrence=send.run_id,
+        journey = {"journey": send.journey_key, "step": send.step, "trigger": send.trigger,
+                   "run_id": send.run_id,
+                   "send_time": send.send_time_reason or "as soon as due"}  # fmt: skip
+        await self._chunks.deliver(replace(ctx, explain_extra={"journey": journey}),
+                                   [send.contact_id], [], occurrence=send.run_id,
                                    review=False)  # fmt: skip
-        async with self._db.write() as conn:
-            row = (
-                await conn.execute(
-                    select(Send.id, Send.status, Send.explain).where(  # type: ignore[call-overload]
-                        col(Send.campaign_id) == send.campaign_id,
-                        col(Send.contact_id) == send.contact_id,
-                        col(Send.occurrence) == send.run_id,
-                    )
+        async with self._db.read() as conn:
+            status = await conn.scalar(
+                select(col(Send.status)).where(
+                    col(Send.campaign_id) == send.campaign_id,
+                    col(Send.contact_id) == send.contact_id,
+                    col(Send.occurrence) == send.run_id,
                 )
-            ).one()
-            if row.status in DELIVERED:
-                why = dict(row.explain or {})
-                why["journey"] = {
-                    "journey": send.journey_key,
-                    "step": send.step,
-                    "trigger": send.trigger,
-                    "run_id": send.run_id,
-                    "send_time": send.send_time_reason or "as soon as due",
-                }
-                await conn.execute(
-                    Send.__table__.update().where(Send.id == row.id).values(explain=why)  # type: ignore[attr-defined]
-                )
-                # Progress for GET /v1/journeys/runs; an attempt that finds the email already
-                # delivered returns above, so this counts each email once.
-                await conn.execute(
-                    update(JourneyRun)
-                    .where(col(JourneyRun.id) == send.run_id)
-                    .values(emails_sent=col(JourneyRun.emails_sent) + 1)
-                )
-                return JourneySendResult("sent")
-        outcome = "suppressed" if row.status == SendStatus.SUPPRESSED else "failed"
-        return JourneySendResult(outcome)
+            )
+        if status in DELIVERED:
+            return JourneySendResult("sent")
+        return JourneySendResult("suppressed" if status == SendStatus.SUPPRESSED else "failed")
 
     @activity.defn
     async def finish_journey(self, end: JourneyEnd) -> None:

@@ -39,6 +39,7 @@ from tailor.models import (  # noqa: E402
     Event,
     ReviewItem,
     ReviewStatus,
+    Send,
     Tenant,
     utcnow,
 )
@@ -202,6 +203,11 @@ async def milestone_throttled(env: WorkflowEnvironment, settings: Settings,
     async with db.write() as conn:
         await conn.execute(update(Tenant).values(daily_email_limit=1))
     await _journey(env, settings, db, "welcome", "signed.up")
+    while True:  # the welcome email is the day's one: then the birthday email must wait
+        async with db.read() as conn:
+            if await conn.scalar(select(func.count()).where(col(Send.status) == "sent")):
+                break
+        await asyncio.sleep(0.05)
     handle = await _journey(env, settings, db, "milestone", "milestone.birthday")
     await env.sleep(timedelta(days=1))
     async with db.write() as conn:

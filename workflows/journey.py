@@ -103,7 +103,9 @@ class JourneyWorkflow:
     async def run(self, journey: JourneyInput) -> JourneyEnd:
         info = workflow.info()
         self._seen.add(journey.trigger_event_id)
-        plan: JourneyPlan = await workflow.execute_activity_method(
+        # Local activities: short store calls, run inside the workflow task (no extra round
+        # trip to the server before a zero-delay journey's send).
+        plan: JourneyPlan = await workflow.execute_local_activity_method(
             JourneyActivities.start_journey,
             JourneyStart(journey, info.run_id, info.workflow_id),
             start_to_close_timeout=STORE_TIMEOUT,
@@ -131,7 +133,7 @@ class JourneyWorkflow:
                 self._stopped, self._exit = True, self._exit or "no consent"
         status = "stopped" if self._stopped else ("exited" if self._exit else "completed")
         end = JourneyEnd(info.run_id, status, self._exit or "all steps done", sent)
-        await workflow.execute_activity_method(
+        await workflow.execute_local_activity_method(
             JourneyActivities.finish_journey,
             end,
             start_to_close_timeout=STORE_TIMEOUT,
@@ -193,7 +195,7 @@ class JourneyWorkflow:
     ) -> JourneySendResult | None:
         request = self._send_input(journey, run_id, step)
         if step.send_time == "best_hour":
-            timing: SendTimePlan = await workflow.execute_activity_method(
+            timing: SendTimePlan = await workflow.execute_local_activity_method(
                 JourneyActivities.plan_send_time,
                 request,
                 start_to_close_timeout=STORE_TIMEOUT,

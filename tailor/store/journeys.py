@@ -28,6 +28,9 @@ from tailor.models import (
     Event,
     JourneyDefinition,
     JourneyRun,
+    JourneyStatus,
+    Send,
+    SendStatus,
     Template,
     TemplateVersion,
     Tenant,
@@ -233,7 +236,30 @@ async def list_runs(
     if contact_id is not None:
         query = query.where(col(JourneyRun.contact_id) == contact_id)
     rows = await session.execute(query.order_by(col(JourneyRun.started_at).desc()).limit(limit))
-    return list(rows.scalars())
+    runs = list(rows.scalars())
+    # A running journey's emails so far are its delivered sends (their occurrence is the run).
+    running = [r.id for r in runs if r.status == JourneyStatus.RUNNING]
+    if running:
+        counts: dict[str, int] = dict(
+            (
+                await session.execute(
+                    select(Send.occurrence, func.count())  # type: ignore[call-overload]
+                    .where(
+                        col(Send.occurrence).in_(running),
+                        col(Send.status).in_((SendStatus.SENT, SendStatus.DISPATCHED)),
+                    )
+                    .group_by(col(Send.occurrence))
+                )
+            ).all()
+        )
+        # Copies, not the session's rows: a read must not write them back.
+        runs = [
+            JourneyRun.model_validate({**r.model_dump(), "emails_sent": counts[r.id]})
+            if r.id in counts
+            else r
+            for r in runs
+        ]
+    return runs
 
 
 # --- dead letters -----------------------------------------------------------------------------
