@@ -60,7 +60,11 @@ PREPARE_TIMEOUT = timedelta(minutes=2)
 MAX_SEEN_EVENTS = 500
 
 
-@workflow.defn
+# Not sandboxed: one run per triggered event makes the sandbox's per-run module re-import the
+# largest CPU cost of a journey (measured with py-spy under `tailor bench trigger`). The code
+# is plain orchestration (timers, signals, activities), and the committed histories' replay
+# test is the determinism check.
+@workflow.defn(sandboxed=False)
 class JourneyWorkflow:
     def __init__(self) -> None:
         self._exit_on: set[str] | None = None  # None until the definition is loaded
@@ -207,7 +211,7 @@ class JourneyWorkflow:
             )
             await self._wait(timedelta(seconds=timing.delay_s))
         while self._exit is None:
-            result: JourneySendResult = await workflow.execute_activity_method(
+            result: JourneySendResult = await workflow.execute_local_activity_method(
                 JourneyActivities.send_email,
                 request,
                 start_to_close_timeout=SEND_TIMEOUT,
