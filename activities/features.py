@@ -59,14 +59,20 @@ class FeatureActivities:
             ids = [c.id for c in contacts]
             histories: dict[int, History] = defaultdict(History)
             events = await conn.execute(
-                select(Event.contact_id, Event.type, Event.occurred_at, Event.properties).where(  # type: ignore[call-overload]
-                    col(Event.contact_id).in_(ids),
-                    col(Event.type).in_(HISTORY_EVENTS),
-                    col(Event.occurred_at) >= now - PURCHASE_WINDOW,
-                )  # fmt: skip
-            )
-            for contact_id, name, at, properties in events:
+                select(Event.contact_id, Event.type, Event.occurred_at, Event.properties,  # type: ignore[call-overload]
+                       Event.device, Event.timezone)
+                .where(col(Event.contact_id).in_(ids),
+                       col(Event.occurred_at) >= now - PURCHASE_WINDOW)
+            )  # fmt: skip
+            for contact_id, name, at, properties, device, timezone in events:
                 history = histories[contact_id]
+                if at >= now - WINDOW:  # usual device and latest timezone, from any event
+                    if device:
+                        history.devices.append(device)
+                    if timezone:
+                        history.timezones.append((at, timezone))
+                if name not in HISTORY_EVENTS:
+                    continue
                 if name == "order.completed":
                     history.orders.append(at)
                 elif at < now - WINDOW:
@@ -94,9 +100,10 @@ class FeatureActivities:
             found = histories.get(contact.id or 0)
             if found is None or found.empty:
                 continue  # no events: keep what was imported
-            derived = derive(
-                found, now, contact.timezone, peers[contact.timezone], contact.preferred_categories
-            )
+            engaged = [t for t in (contact.last_open_at, contact.last_click_at) if t is not None]
+            found.last_engaged = max(engaged, default=None)
+            derived = derive(found, now, contact.timezone, peers[contact.timezone],
+                             contact.preferred_categories, contact.device)  # fmt: skip
             updates.append({"b_id": contact.id, **derived.__dict__, "updated_at": now})
         if updates:
             async with self._db.write() as conn:

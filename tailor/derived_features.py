@@ -32,10 +32,17 @@ class History:
     orders: list[datetime] = field(default_factory=list)
     categories: list[str] = field(default_factory=list)  # of products viewed, added, bought
     sends: list[datetime] = field(default_factory=list)  # when our emails went out
+    # The contact's own last open or click (imported, or from an event older than the window).
+    last_engaged: datetime | None = None
+    devices: list[str] = field(default_factory=list)  # from events' context
+    timezones: list[tuple[datetime, str]] = field(default_factory=list)  # (when, zone)
 
     @property
     def empty(self) -> bool:
-        return not (self.opens or self.clicks or self.orders or self.categories)
+        return not (
+            self.opens or self.clicks or self.orders or self.categories or self.devices
+            or self.timezones
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -45,11 +52,14 @@ class Derived:
     avg_time_to_open_s: float | None
     preferred_categories: list[str]
     best_send_hour: int
+    device: str  # the device they use most
+    timezone: str  # the timezone they were last seen in
 
 
 def engagement_score(history: History, now: datetime) -> int:
     """0-100: recency of the last open or click, and how often they open, click and buy."""
-    last = max(history.opens + history.clicks, default=None)
+    seen = history.opens + history.clicks
+    last = max(seen + [history.last_engaged] if history.last_engaged else seen, default=None)
     recency = math.exp(-(now - last).days / 30) if last is not None else 0.0
     opens = min(len(history.opens) / 10, 1.0)
     clicks = min(len(history.clicks) / 5, 1.0)
@@ -68,10 +78,18 @@ def avg_time_to_open(history: History) -> float | None:
     return round(statistics.mean(delays), 1) if delays else None
 
 
-def derive(history: History, now: datetime, timezone: str, peer_open_hours: Sequence[int],
-           current_categories: Sequence[str]) -> Derived:  # fmt: skip
+def derive(
+    history: History,
+    now: datetime,
+    timezone: str,
+    peer_open_hours: Sequence[int],
+    current_categories: Sequence[str],
+    current_device: str,
+) -> Derived:
     orders = [o for o in history.orders if now - o <= PURCHASE_WINDOW]
     ranked = [c for c, _ in Counter(history.categories).most_common(3)]
+    devices = Counter(history.devices).most_common(1)
+    timezone = max(history.timezones)[1] if history.timezones else timezone
     return Derived(
         engagement_score=engagement_score(history, now),
         purchase_frequency=round(len(orders) / (PURCHASE_WINDOW.days / 30), 2),
@@ -79,5 +97,7 @@ def derive(history: History, now: datetime, timezone: str, peer_open_hours: Sequ
         preferred_categories=ranked or list(current_categories),
         best_send_hour=best_hour(
             local_hours(history.opens, zone(timezone)), list(peer_open_hours)
-        ).hour,  # fmt: skip
+        ).hour,
+        device=devices[0][0] if devices else current_device,
+        timezone=timezone,
     )

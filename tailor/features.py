@@ -154,6 +154,17 @@ def _identify(contact: Contact, traits: Mapping[str, Any], _: datetime) -> None:
                 break
 
 
+def device_of(context: Mapping[str, Any]) -> str | None:
+    """The device type an event's context names (mobile, tablet or desktop), if any."""
+    device = context.get("device")
+    return _device(device.get("type")) if isinstance(device, Mapping) else None
+
+
+def timezone_of(context: Mapping[str, Any]) -> str | None:
+    """The valid IANA timezone an event's context names, if any."""
+    return _timezone(context.get("timezone"))
+
+
 def _context(contact: Contact, context: Mapping[str, Any]) -> None:
     device = context.get("device")
     if isinstance(device, Mapping) and (kind := _device(device.get("type"))) is not None:

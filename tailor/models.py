@@ -272,6 +272,10 @@ class Event(SQLModel, table=True):
     user_id: str | None = Field(default=None, max_length=200)
     anonymous_id: str | None = Field(default=None, max_length=200)
     properties: dict[str, Any] = _json(dict)
+    # From Segment's context, normalised (the rest of the context, IP and user agent included,
+    # is not kept): the daily job derives the person's usual device and timezone from these.
+    device: str | None = Field(default=None, max_length=16)
+    timezone: str | None = Field(default=None, max_length=64)
     message_id: str | None = Field(default=None, max_length=200)
     occurred_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)

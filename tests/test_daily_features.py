@@ -70,7 +70,12 @@ def test_the_delay_to_the_best_hour_is_in_local_time_across_dst() -> None:
 
 
 async def _events(
-    db: Database, contact_id: int, name: str, times: list[datetime], **properties: object
+    db: Database,
+    contact_id: int,
+    name: str,
+    times: list[datetime],
+    context: tuple[str | None, str | None] = (None, None),
+    **properties: object,
 ) -> None:
     async with db.write() as conn:
         await conn.execute(
@@ -82,7 +87,9 @@ async def _events(
                     "kind": "track",
                     "type": name,
                     "properties": properties,
-                    "message_id": f"{name}-{contact_id}-{i}",
+                    "device": context[0],
+                    "timezone": context[1],
+                    "message_id": f"{name}-{contact_id}-{t.timestamp()}-{i}",
                     "occurred_at": t,
                     "received_at": t,
                 }
@@ -110,11 +117,17 @@ async def test_the_daily_job_derives_features_and_starts_re_engagement(
             ).scalars()
         )
     now = utcnow()
-    active, lapsed = granted[0], granted[1]
+    active, lapsed, traveller = granted[0], granted[1], granted[2]
     evening = now.replace(hour=19, minute=5, second=0, microsecond=0)
     await _events(db, active, "email.opened", [evening - timedelta(days=d) for d in range(1, 9)])
     await _events(db, active, "order.completed", [now - timedelta(days=3)], category="garden")
     await _events(db, active, "product.viewed", [now - timedelta(days=2)] * 2, category="garden")
+    # Seen on their phone twice and a laptop once, in Paris last week and in Tokyo yesterday.
+    await _events(
+        db, traveller, "page.viewed", [now - timedelta(days=6)], ("mobile", "Europe/Paris")
+    )
+    await _events(db, traveller, "page.viewed", [now - timedelta(days=1)], ("mobile", "Asia/Tokyo"))
+    await _events(db, traveller, "page.viewed", [now - timedelta(days=3)], ("desktop", None))
     async with db.write() as conn:
         await conn.execute(update(Contact).values(last_open_at=now - timedelta(days=1)))
         await conn.execute(
@@ -127,7 +140,7 @@ async def test_the_daily_job_derives_features_and_starts_re_engagement(
             .where(col(Contact.id) == lapsed)
             .values(last_open_at=now - timedelta(days=40))
         )
-    untouched = next(i for i in ids if i not in (active, lapsed))
+    untouched = next(i for i in ids if i not in (active, lapsed, traveller))
 
     # A server of its own: the journey ids repeat across the two databases' runs.
     features_env = isolated_time_skipping_env
@@ -156,7 +169,7 @@ async def test_the_daily_job_derives_features_and_starts_re_engagement(
                     break
             await asyncio.sleep(0.05)
 
-    assert first.updated == 1 and first.emitted == 1
+    assert first.updated == 2 and first.emitted == 1
     assert again.emitted == 0  # the lapse is emitted once, not every day
     async with db.read_session() as session:
         person = await session.get(Contact, active)
@@ -164,6 +177,9 @@ async def test_the_daily_job_derives_features_and_starts_re_engagement(
         assert person is not None and other is not None
         assert person.engagement_score > 50 and person.best_send_hour == 19
         assert person.preferred_categories[0] == "garden"
+        seen = await session.get(Contact, traveller)
+        assert seen is not None
+        assert (seen.device, seen.timezone) == ("mobile", "Asia/Tokyo")
         assert person.purchase_frequency == pytest.approx(1 / 6, abs=0.01)
         assert other.engagement_score != 0  # no events: the imported score stays
         runs = (await session.execute(select(JourneyRun))).scalars().all()

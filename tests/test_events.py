@@ -333,6 +333,9 @@ async def test_a_segment_shaped_track_call_is_accepted(api: Api) -> None:
     )
     assert event.occurred_at == at("2025-03-01T19:11:01.249Z")
     assert event.properties == {"sku": "SKU-7", "price": 19.99, "quantity": 1}
+    # Device and timezone are kept per event (the daily job derives the usual ones); the rest
+    # of the context (IP, user agent) is not stored.
+    assert (event.device, event.timezone) == ("mobile", "Europe/Amsterdam")
 
 
 async def test_concurrent_deliveries_of_one_event_store_it_once(api: Api) -> None:

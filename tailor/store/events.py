@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from tailor.features import apply_event
+from tailor.features import apply_event, device_of, timezone_of
 from tailor.models import Contact, Event, utcnow
 from tailor.store.contacts import find_contact, upsert_contacts
 
@@ -119,6 +119,8 @@ async def record_events(
                 "user_id": event.user_id,
                 "anonymous_id": event.anonymous_id,
                 "properties": dict(event.properties),
+                "device": device_of(event.context),
+                "timezone": timezone_of(event.context),
                 "message_id": message_id,
                 "occurred_at": occurred_at,
                 "received_at": now,
