@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 from temporalio import activity
 
@@ -45,15 +46,7 @@ class FeatureActivities:
     async def derive_page(self, page: FeaturesPage) -> FeaturesPageResult:
         now = utcnow()
         async with self._db.read() as conn:
-            contacts = [
-                Contact.model_validate(dict(r._mapping))
-                for r in await conn.execute(
-                    select(Contact)
-                    .where(col(Contact.id) > page.after_contact_id)
-                    .order_by(col(Contact.id))
-                    .limit(page.size)
-                )
-            ]
+            contacts = await _contacts(conn, page)
             if not contacts:
                 return FeaturesPageResult(None, 0)
             ids = [c.id for c in contacts]
@@ -130,15 +123,7 @@ class FeatureActivities:
                     )
                 ).scalars()
             )
-            rows = [
-                Contact.model_validate(dict(r._mapping))
-                for r in await conn.execute(
-                    select(Contact)
-                    .where(col(Contact.id) > page.after_contact_id)
-                    .order_by(col(Contact.id))
-                    .limit(page.size)
-                )
-            ]
+            rows = await _contacts(conn, page)
             if not rows:
                 return FeaturesPageResult(None, 0)
             consent = await current_consent(conn, (c.id or 0 for c in rows))
@@ -160,6 +145,17 @@ class FeatureActivities:
             await self._triggers.on_events(tenant_id, events)
             activity.heartbeat(len(events))
         return FeaturesPageResult(rows[-1].id, sum(map(len, emitted.values())))
+
+
+async def _contacts(conn: AsyncConnection, page: FeaturesPage) -> list[Contact]:
+    """A keyset page of contacts, all tenants, by id."""
+    rows = await conn.execute(
+        select(Contact)
+        .where(col(Contact.id) > page.after_contact_id)
+        .order_by(col(Contact.id))
+        .limit(page.size)
+    )
+    return [Contact.model_validate(dict(r._mapping)) for r in rows]
 
 
 def _due(contact: Contact, now: datetime) -> Iterable[tuple[str, str]]:
