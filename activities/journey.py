@@ -7,6 +7,7 @@ restart or a replayed trigger never sends one run's email twice.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -43,7 +44,7 @@ from tailor.payloads import (
     JourneyStepPlan,
     SendTimePlan,
 )
-from tailor.send_time import best_hour, delay_until_hour, local_hours, zone
+from tailor.send_time import BestHour, best_hour, delay_until_hour, local_hours, zone
 from tailor.store.consent import current_consent
 from tailor.store.journeys import finish_run, latest_definition, record_run
 from tailor.store.sends import sends_for
@@ -56,6 +57,8 @@ OCCASIONS = {
 }
 DELIVERED = (SendStatus.SENT, SendStatus.DISPATCHED)
 OPEN_HISTORY = timedelta(days=90)
+PRIOR_TTL_S = 3600.0
+MIN_PEERS = 20
 
 
 class JourneyActivities:
@@ -74,6 +77,7 @@ class JourneyActivities:
         self._generator = generator
         self._profiles = profiles
         self._exemplars = exemplars
+        self._priors: dict[tuple[str, str], tuple[float, list[int]]] = {}
 
     @activity.defn
     async def start_journey(self, start: JourneyStart) -> JourneyPlan:
@@ -99,30 +103,44 @@ class JourneyActivities:
 
     @activity.defn
     async def plan_send_time(self, send: JourneySend) -> SendTimePlan:
-        """The person's best local hour (from their opens, with a prior from people in their
-        timezone) and how long until it comes round."""
+        """The person's best local hour and how long until it comes round: the hour the daily
+        job learned, else one from their own opens with a prior from people in their timezone."""
         now = utcnow()
         async with self._db.read() as conn:
             contact = await _contact(conn, send.contact_id)
             tz = zone(contact.timezone)
-            own = await _open_times(conn, [col(Event.contact_id) == send.contact_id], now)
-            peers = await _open_times(
-                conn,
-                [
-                    col(Event.tenant_id) == send.tenant_id,
-                    col(Event.contact_id).in_(
-                        select(Contact.id).where(  # type: ignore[call-overload]
-                            col(Contact.tenant_id) == send.tenant_id,
-                            col(Contact.timezone) == contact.timezone,
-                        )
-                    ),
-                ],
-                now,
-                limit=5000,
-            )
-        chosen = best_hour(local_hours(own, tz), local_hours(peers, tz))
+            if contact.best_send_hour is not None:
+                chosen = BestHour(contact.best_send_hour, "learned daily from when they open email")
+            else:
+                own = await _open_times(conn, [col(Event.contact_id) == send.contact_id], now)
+                peers = await self._peer_hours(conn, send.tenant_id, contact.timezone)
+                chosen = best_hour(local_hours(own, tz), peers)
         delay = delay_until_hour(now, tz, chosen.hour)
         return SendTimePlan(int(delay.total_seconds()), chosen.hour, chosen.reason)
+
+    async def _peer_hours(self, conn: AsyncConnection, tenant_id: str, timezone: str) -> list[int]:
+        """Best hours of people in the same tenant and timezone (as the daily job learned
+        them), at most 200 in proportion; cached for an hour, as they change daily."""
+        key = (tenant_id, timezone)
+        cached = self._priors.get(key)
+        if cached is not None and time.monotonic() - cached[0] < PRIOR_TTL_S:
+            return cached[1]
+        rows = await conn.execute(
+            select(Contact.best_send_hour, func.count())  # type: ignore[call-overload]
+            .where(
+                col(Contact.tenant_id) == tenant_id,
+                col(Contact.timezone) == timezone,
+                col(Contact.best_send_hour).is_not(None),
+            )
+            .group_by(col(Contact.best_send_hour))
+        )
+        counts = dict(rows.all())
+        total = sum(counts.values())
+        hours = (
+            [h for h, n in counts.items() for _ in range(round(200 * n / total))] if total else []
+        )
+        self._priors[key] = (time.monotonic(), hours)
+        return hours
 
     @activity.defn
     async def prepare_email(self, send: JourneySend) -> bool:

@@ -42,7 +42,7 @@ def best_hour(own: list[int], peers: list[int]) -> BestHour:
     if len(peers) >= MIN_PEER_OPENS:
         for hour, count in Counter(peers).items():
             weights[hour] += PRIOR_WEIGHT * count / len(peers)
-        prior = f"{len(peers)} opens of people in the same timezone"
+        prior = "people in the same timezone"
     else:
         weights[DEFAULT_HOUR] += PRIOR_WEIGHT
         prior = f"default {DEFAULT_HOUR}:00"
