@@ -1,8 +1,8 @@
 """Send-time optimisation: each person's best local hour to receive email.
 
-Learned from the local hours at which they opened email, smoothed towards a prior: the open
-hours of people in the same timezone (their segment), else a mid-morning default. With thin
-history the prior dominates; with a few dozen opens the person's own habit does.
+Learned from the local hours at which they opened email, smoothed towards a prior: the hours
+of people in the same timezone (their segment), else a mid-morning default. With thin history
+the prior dominates; with a few dozen opens the person's own habit does.
 """
 
 from __future__ import annotations
