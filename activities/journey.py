@@ -45,6 +45,7 @@ from tailor.payloads import (
     SendTimePlan,
 )
 from tailor.send_time import BestHour, best_hour, delay_until_hour, local_hours, zone
+from tailor.store.campaigns import DELIVERED
 from tailor.store.consent import current_consent
 from tailor.store.journeys import finish_run, latest_definition, record_run
 from tailor.store.sends import sends_for
@@ -55,7 +56,6 @@ OCCASIONS = {
     "milestone.anniversary": "anniversary",
     "order.completed": "nth_order",
 }
-DELIVERED = (SendStatus.SENT, SendStatus.DISPATCHED)
 OPEN_HISTORY = timedelta(days=90)
 PRIOR_TTL_S = 3600.0
 MIN_PEERS = 20
@@ -184,13 +184,13 @@ class JourneyActivities:
                                    [send.contact_id], [], occurrence=send.run_id,
                                    review=False)  # fmt: skip
         async with self._db.read() as conn:
-            status = await conn.scalar(
-                select(col(Send.status)).where(
-                    col(Send.campaign_id) == send.campaign_id,
-                    col(Send.contact_id) == send.contact_id,
-                    col(Send.occurrence) == send.run_id,
-                )
+            mine = await sends_for(
+                conn,
+                campaign_id=send.campaign_id,
+                contact_ids=[send.contact_id],
+                occurrence=send.run_id,
             )
+        status = mine[0][2] if mine else None
         if status in DELIVERED:
             return JourneySendResult("sent")
         return JourneySendResult("suppressed" if status == SendStatus.SUPPRESSED else "failed")

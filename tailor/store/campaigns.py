@@ -79,10 +79,14 @@ async def active_campaign_ids(*, session: AsyncSession, tenant_id: str) -> list[
     return [row for (row,) in rows]
 
 
+# A dispatched send counts as sent: it may have been accepted, and it is never sent again.
+DELIVERED = (SendStatus.SENT, SendStatus.DISPATCHED)
+
+
 def totals(counts: Mapping[str, int]) -> tuple[int, int, int]:
-    """(sent, suppressed, failed) from sends by status; a dispatched send counts as sent."""
+    """(sent, suppressed, failed) from sends by status (``DELIVERED`` counts as sent)."""
     return (
-        counts.get(SendStatus.SENT, 0) + counts.get(SendStatus.DISPATCHED, 0),
+        sum(counts.get(status, 0) for status in DELIVERED),
         counts.get(SendStatus.SUPPRESSED, 0),
         counts.get(SendStatus.FAILED, 0),
     )

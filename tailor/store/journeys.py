@@ -30,26 +30,26 @@ from tailor.models import (
     JourneyRun,
     JourneyStatus,
     Send,
-    SendStatus,
     Template,
     TemplateVersion,
     Tenant,
     TriggerRule,
     utcnow,
 )
+from tailor.store.campaigns import DELIVERED
+from tailor.store.templates import get_version
 
 
 async def _template_for(session: AsyncSession, tenant: Tenant, step: SendStep) -> int:
     """The step's template, else the tenant's default, else the tenant's newest version."""
     wanted = step.template_version_id or tenant.default_template_version_id
     if wanted is not None:
-        found = await session.execute(
-            select(TemplateVersion.id)  # type: ignore[call-overload]
-            .join(Template, col(Template.id) == col(TemplateVersion.template_id))
-            .where(col(TemplateVersion.id) == wanted, col(Template.tenant_id) == tenant.id)
-        )
-        if found.scalar() is None:
-            raise InvalidInput("steps.template_version_id", f"no template version {wanted}")
+        try:
+            await get_version(session=session, tenant_id=tenant.id, version_id=wanted)
+        except NotFound as exc:
+            raise InvalidInput(
+                "steps.template_version_id", f"no template version {wanted}"
+            ) from exc
         return wanted
     newest = await session.execute(
         select(func.max(TemplateVersion.id))
@@ -108,7 +108,7 @@ async def create_definition(
 
 
 async def latest_definition(
-    conn: AsyncConnection | AsyncSession, tenant_id: str, key: str
+    conn: AsyncConnection, tenant_id: str, key: str
 ) -> JourneyDefinition | None:
     row = await conn.execute(
         select(JourneyDefinition)
@@ -119,7 +119,7 @@ async def latest_definition(
     found = row.first()
     if found is None:
         return None
-    return found[0] if isinstance(conn, AsyncSession) else JourneyDefinition.model_validate(found)
+    return JourneyDefinition.model_validate(dict(found._mapping))
 
 
 async def latest_definitions(*, session: AsyncSession, tenant_id: str) -> list[JourneyDefinition]:
@@ -158,7 +158,7 @@ async def install_builtins(*, session: AsyncSession, tenant_id: str) -> list[str
     journey keys installed. Safe to repeat."""
     installed: list[str] = []
     for spec in BUILTIN_JOURNEYS:
-        if await latest_definition(session, tenant_id, spec.key) is None:
+        if await latest_definition(await session.connection(), tenant_id, spec.key) is None:
             await create_definition(session=session, tenant_id=tenant_id, spec=spec)
             installed.append(spec.key)
     existing = {(r.event, r.journey_key) for r in await list_rules(session=session,
@@ -246,7 +246,7 @@ async def list_runs(
                     select(Send.occurrence, func.count())  # type: ignore[call-overload]
                     .where(
                         col(Send.occurrence).in_(running),
-                        col(Send.status).in_((SendStatus.SENT, SendStatus.DISPATCHED)),
+                        col(Send.status).in_(DELIVERED),
                     )
                     .group_by(col(Send.occurrence))
                 )
