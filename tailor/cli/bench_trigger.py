@@ -32,8 +32,6 @@ import psutil
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import select
-from sqlmodel import col
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
@@ -43,8 +41,8 @@ from tailor.cli.stack import HOST, LocalStack, Ports
 from tailor.config import Settings
 from tailor.db import Database, migrate
 from tailor.journeys import JourneySpec, RuleSpec, SendStep, journey_workflow_id
-from tailor.models import ConsentRecord, ConsentStatus, Contact
 from tailor.seed import seed_demo
+from tailor.store.consent import consenting_contacts
 from tailor.store.journeys import create_definition, create_rule
 from tailor.temporal import connect
 
@@ -174,17 +172,10 @@ async def _prepare(db: Database, needed: int, console: Console) -> tuple[str, li
             contacts = math.ceil(contacts * 1.2)
             progress.update(task, total=contacts)
     async with db.read() as conn:
-        rows = await conn.execute(
-            select(Contact.id, Contact.email)  # type: ignore[call-overload]
-            .join(ConsentRecord, col(ConsentRecord.contact_id) == col(Contact.id))
-            .where(
-                col(Contact.tenant_id) == seeded.tenant_id,
-                col(ConsentRecord.status) == ConsentStatus.GRANTED,
-            )
-            .order_by(col(Contact.id))
-            .limit(needed)
-        )
-        people = [Person(contact_id, email.lower()) for contact_id, email in rows.all()]
+        people = [
+            Person(contact_id, email.lower())
+            for contact_id, email in await consenting_contacts(conn, seeded.tenant_id, needed)
+        ]
     async with db.session() as session:
         spec = JourneySpec(
             key=JOURNEY,

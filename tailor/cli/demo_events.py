@@ -13,14 +13,11 @@ from typing import Any
 import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from sqlalchemy import select
-from sqlmodel import col
 
 from tailor.cli.processes import StartupError
 from tailor.config import Settings
 from tailor.db import Database
-from tailor.models import ConsentStatus, Contact
-from tailor.store.consent import current_consent
+from tailor.store.consent import consenting_contacts
 
 TENANT = {"X-Tailor-Tenant": "demo"}
 SETTLE_S = 15.0  # at most this long for the instant sends (welcome-1) before counting
@@ -31,15 +28,7 @@ async def _people(settings: Settings, count: int) -> list[tuple[int, str]]:
     db = Database(settings.resolved_database_url)
     try:
         async with db.read() as conn:
-            rows = await conn.execute(
-                select(Contact.id, Contact.email)  # type: ignore[call-overload]
-                .where(col(Contact.tenant_id) == "demo")
-                .order_by(col(Contact.id))
-                .limit(count * 2)  # most demo contacts consent
-            )
-            people = [(int(r[0]), str(r[1])) for r in rows]
-            consent = await current_consent(conn, (cid for cid, _ in people))
-        return [p for p in people if consent.get(p[0]) == ConsentStatus.GRANTED][:count]
+            return await consenting_contacts(conn, "demo", count)
     finally:
         await db.dispose()
 

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col
 
-from tailor.models import ConsentRecord, ConsentStatus
+from tailor.models import ConsentRecord, ConsentStatus, Contact
 
 
 async def record_consent(
@@ -63,3 +63,26 @@ async def current_consent(conn: AsyncConnection, contact_ids: Iterable[int]) -> 
         )
         out.update(dict(rows.all()))
     return out
+
+
+async def consenting_contacts(
+    conn: AsyncConnection, tenant_id: str, limit: int
+) -> list[tuple[int, str]]:
+    """The first ``limit`` contacts by id whose newest consent is granted: (id, email)."""
+    found: list[tuple[int, str]] = []
+    after = 0
+    while len(found) < limit:
+        rows = (
+            await conn.execute(
+                select(Contact.id, Contact.email)  # type: ignore[call-overload]
+                .where(col(Contact.tenant_id) == tenant_id, col(Contact.id) > after)
+                .order_by(col(Contact.id))
+                .limit(max(2 * (limit - len(found)), 100))
+            )
+        ).all()
+        if not rows:
+            break
+        consent = await current_consent(conn, (contact_id for contact_id, _ in rows))
+        found += [(cid, email) for cid, email in rows if consent.get(cid) == ConsentStatus.GRANTED]
+        after = rows[-1][0]
+    return found[:limit]
