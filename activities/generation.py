@@ -201,20 +201,30 @@ class ClusterGenerator:
                 f"{ctx.version.id}|{prompt.version}|{request.cache_key()}".encode()
             ).hexdigest()
             content = await self._cached(key)
-            if content is None and key in self._in_flight:
+            while content is None and key in self._in_flight:
                 await asyncio.shield(self._in_flight[key])
                 content = await self._cached(key)
             if content is not None:
                 usage.append(self._usage(ctx, prompt.version, content, None))
             else:
-                # Flagged for this campaign already: wait for (or use) the person's decision
-                # rather than pay for another attempt.
-                async with self._db.read() as conn:
-                    review = await cluster_review(conn, ctx.campaign_id, key)
-                if review is not None:
-                    content = reviewed(review)
-                elif may_call:
-                    content = await self._generate(key, ctx, cluster, request, prompt, now, usage)
+                # Claimed before the next await: a chunk alongside that misses the cache too
+                # waits for this one instead of paying for a second call.
+                future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._in_flight[key] = future
+                try:
+                    # Flagged for this campaign already: wait for (or use) the person's
+                    # decision rather than pay for another attempt.
+                    async with self._db.read() as conn:
+                        review = await cluster_review(conn, ctx.campaign_id, key)
+                    if review is not None:
+                        content = reviewed(review)
+                    elif may_call:
+                        content = await self._generate(
+                            key, ctx, cluster, request, prompt, now, usage
+                        )
+                finally:
+                    future.set_result(None)
+                    del self._in_flight[key]
             by_cluster[cluster] = content
 
     async def _without_pii(self, ctx: CampaignContext, content: ClusterContent) -> ClusterContent:
@@ -281,38 +291,32 @@ class ClusterGenerator:
         """Write, evaluate, regenerate once with another prompt version if the evaluator
         refuses; redact and cache what passes. Content still below the quality bar or off-brand
         goes to the review queue (its recipients are held); content with a wrong fact or off
-        topic is dropped. None: the cluster gets the rules tier. Other chunks waiting on this
-        cluster resume only once the content is cached or under review."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._in_flight[key] = future
-        try:
-            for_review: tuple[ClusterContent, str] | None = None
-            for attempt in (prompt, alternate_prompt(prompt)):
-                generation = await self._executor.generate(request, attempt)
-                if generation is None:
-                    break
-                made = ClusterContent(generation.tier, generation.model, generation.email)
-                usage.append(self._usage(ctx, attempt.version, made, generation))
-                evaluation = evaluate(generation.email, request, now)
-                evaluation = Evaluation(
-                    evaluation.quality, evaluation.relevance, evaluation.violations,
-                    brand_violations(generation.email, ctx.brand),
-                )  # fmt: skip
-                content = ClusterContent(made.provider, made.model, made.email, evaluation)
-                if evaluation.passed:
-                    content = await self._without_pii(ctx, content)
-                    await self._store(key, ctx, prompt.version, content)
-                    return content
-                if evaluation.needs_review:
-                    for_review = (content, attempt.version)
-                log.warning("cluster content refused (%s, %s): %s", generation.tier,
-                            attempt.version, evaluation.verdict())  # fmt: skip
-            if for_review is None:
-                return None
-            return await self._open_review(key, ctx, cluster, *for_review)
-        finally:
-            future.set_result(None)
-            del self._in_flight[key]
+        topic is dropped. None: the cluster gets the rules tier. The caller holds the cluster's
+        in-flight claim, so chunks waiting on it resume once it is cached or under review."""
+        for_review: tuple[ClusterContent, str] | None = None
+        for attempt in (prompt, alternate_prompt(prompt)):
+            generation = await self._executor.generate(request, attempt)
+            if generation is None:
+                break
+            made = ClusterContent(generation.tier, generation.model, generation.email)
+            usage.append(self._usage(ctx, attempt.version, made, generation))
+            evaluation = evaluate(generation.email, request, now)
+            evaluation = Evaluation(
+                evaluation.quality, evaluation.relevance, evaluation.violations,
+                brand_violations(generation.email, ctx.brand),
+            )  # fmt: skip
+            content = ClusterContent(made.provider, made.model, made.email, evaluation)
+            if evaluation.passed:
+                content = await self._without_pii(ctx, content)
+                await self._store(key, ctx, prompt.version, content)
+                return content
+            if evaluation.needs_review:
+                for_review = (content, attempt.version)
+            log.warning("cluster content refused (%s, %s): %s", generation.tier,
+                        attempt.version, evaluation.verdict())  # fmt: skip
+        if for_review is None:
+            return None
+        return await self._open_review(key, ctx, cluster, *for_review)
 
     async def _open_review(
         self,
