@@ -85,15 +85,19 @@ async def drive_journeys(api: str, settings: Settings, people: int,
                     raise StartupError(f"the API refused an event: {response.text}")
                 progress.advance(task)
         ids = {cid for cid, _ in chosen}
+        signed_up = {c["userId"] for c in calls if c["event"] == "Signed Up"}
         deadline = time.monotonic() + SETTLE_S
-        while True:  # until every welcome journey's first email is out (it goes at once)
+        # Until every sign-up's welcome journey has recorded its run and sent its first email
+        # (it goes at once): a run records itself a moment after its event is accepted.
+        while True:
             runs = [
                 r for r in (await http.get("/v1/journeys/runs",
                                            params={"limit": 500})).json()["data"]
                 if r["contact_id"] in ids
             ]  # fmt: skip
             welcome = [r for r in runs if r["journey_key"] == "welcome"]
-            if all(r["emails_sent"] for r in welcome) or time.monotonic() > deadline:
+            done = len(welcome) >= len(signed_up) and all(r["emails_sent"] for r in welcome)
+            if done or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.25)
     by_journey = Counter(r["journey_key"] for r in runs)
