@@ -1,0 +1,74 @@
+"""HTTP email providers (SendGrid, Mailgun, Amazon SES) behind one interface (``base.py``).
+
+Adapters are imported when built, so importing the base types (workflows, payloads) does not
+load httpx, botocore or the settings.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from activities.providers.base import (
+    BatchResult,
+    HttpProvider,
+    OutgoingEmail,
+    RecipientResult,
+    Verdict,
+)
+
+if TYPE_CHECKING:
+    from tailor.config import Settings
+
+__all__ = [
+    "HTTP_PROVIDERS",
+    "BatchResult",
+    "HttpProvider",
+    "OutgoingEmail",
+    "RecipientResult",
+    "Verdict",
+    "http_provider",
+]
+
+HTTP_PROVIDERS = ("sendgrid", "mailgun", "ses")
+
+
+def _required(value: str | None, setting: str, provider: str) -> str:
+    if not value:
+        raise ValueError(f"{setting} is not set (needed by the {provider} provider)")
+    return value
+
+
+def http_provider(name: str, settings: Settings) -> HttpProvider:
+    """The adapter for ``name``, configured from settings. Raises ValueError naming the missing
+    setting, or for a name that is not an HTTP provider."""
+    timeout_s = settings.provider_timeout_s
+    if name == "sendgrid":
+        from activities.providers.sendgrid import SendGridProvider
+
+        return SendGridProvider(
+            api_key=_required(settings.sendgrid_api_key, "TAILOR_SENDGRID_API_KEY", name),
+            base_url=settings.sendgrid_base_url,
+            timeout_s=timeout_s,
+        )
+    if name == "mailgun":
+        from activities.providers.mailgun import MailgunProvider
+
+        return MailgunProvider(
+            api_key=_required(settings.mailgun_api_key, "TAILOR_MAILGUN_API_KEY", name),
+            domain=_required(settings.mailgun_domain, "TAILOR_MAILGUN_DOMAIN", name),
+            base_url=settings.mailgun_base_url,
+            timeout_s=timeout_s,
+        )
+    if name == "ses":
+        from activities.providers.ses import SesProvider
+
+        return SesProvider(
+            access_key_id=_required(settings.ses_access_key_id, "TAILOR_SES_ACCESS_KEY_ID", name),
+            secret_access_key=_required(
+                settings.ses_secret_access_key, "TAILOR_SES_SECRET_ACCESS_KEY", name
+            ),
+            region=settings.ses_region,
+            endpoint_url=settings.ses_endpoint_url,
+            timeout_s=timeout_s,
+        )
+    raise ValueError(f"unknown HTTP email provider {name!r}: expected one of {HTTP_PROVIDERS}")
