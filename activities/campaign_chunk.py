@@ -18,9 +18,9 @@ from sqlalchemy import func, select
 from sqlmodel import col
 from temporalio import activity
 
-from activities.claims import ClaimBatcher
 from activities.context import CampaignContext, CampaignContexts
-from activities.delivery import DeliveryUnavailable, Outcome, SmtpDelivery, SmtpSession
+from activities.delivery import DeliveryUnavailable
+from activities.dispatch import Dispatcher, DispatchReport, Envelope
 from activities.errors import (
     deferred,
     delivery_unavailable,
@@ -47,17 +47,18 @@ from activities.html import body_html, body_text
 from activities.llm_executor import LlmQuotaExhausted
 from activities.planner import plan_steps
 from activities.profiles import Profile, ProfileLoader
+from activities.providers.base import OutgoingEmail
 from activities.retrieval import ClusterExemplars
 from rag.retriever import Retrieval
 from tailor.config import Settings
 from tailor.db import Database
 from tailor.errors import NotFound
-from tailor.mail import HeaderInjection, build_message
+from tailor.mail import HeaderInjection, mail_parts
 from tailor.models import ConsentStatus, Contact, Send, SendStatus, utcnow
 from tailor.payloads import ChunkInput, ChunkResult, ReviewBacklog, ReviewRelease
 from tailor.send_time import DEFAULT_HOUR
 from tailor.store.campaigns import send_counts, totals
-from tailor.store.consent import current_consent
+from tailor.store.consent import current_consent, suppress_addresses
 from tailor.store.reviews import backlog, hold, release_decided, released_sends
 from tailor.store.sends import (
     ensure_send_rows,
@@ -90,7 +91,8 @@ class _Tally:
         self.deferred: list[int] = []
         self.not_claimed: list[int] = []
         self.invalid: list[tuple[int, str]] = []
-        self.done = 0
+        # (tenant id, contact id): addresses a provider refused for good
+        self.suppress: list[tuple[str, int]] = []
 
 
 class ChunkActivities:
@@ -99,7 +101,7 @@ class ChunkActivities:
         db: Database,
         settings: Settings,
         contexts: CampaignContexts,
-        delivery: SmtpDelivery,
+        dispatcher: Dispatcher,
         generator: ClusterGenerator,
         profiles: ProfileLoader,
         exemplars: ClusterExemplars,
@@ -109,11 +111,10 @@ class ChunkActivities:
         self._exemplars = exemplars
         self._settings = settings
         self._contexts = contexts
-        self._delivery = delivery
+        self._dispatcher = dispatcher
         self._executor = RuleBasedExecutor()
         self._generator = generator
         self._steps = plan_steps(settings)
-        self._claims = ClaimBatcher(db, delivery.name)
         self._guardrail = Guardrail(
             public_url=settings.public_url, secret=settings.unsubscribe_secret
         )
@@ -308,57 +309,65 @@ class ChunkActivities:
         tally: _Tally,
         retrievals: _Retrievals,
     ) -> None:
-        queue: asyncio.Queue[_Work] = asyncio.Queue()
+        now = utcnow()
+        envelopes: list[Envelope] = []
+        sources: dict[int, tuple[_Work, Personalised]] = {}
         for item in work:
-            queue.put_nowait(item)
-        sessions = min(self._settings.smtp_connections, max(len(work), 1))
-        # gather, not a TaskGroup: one session failing must not cancel another mid-message.
-        results = await asyncio.gather(
-            *(self._session_loop(ctx, queue, contents, tally, retrievals) for _ in range(sessions)),
-            return_exceptions=True,
+            composed = self._compose(ctx, item, contents.get(item.contact.id or 0), now,
+                                     retrievals.of(item.contact.id or 0))  # fmt: skip
+            if isinstance(composed, str):
+                tally.invalid.append((item.send_id, composed))
+                continue
+            content, envelope = composed
+            envelopes.append(envelope)
+            sources[item.send_id] = (item, content)
+
+        async def checkpoint(report: DispatchReport) -> None:
+            accepted, report.accepted = report.accepted, []
+            for env, pmid, _ in accepted:
+                item, content = sources[env.send_id]
+                contact_id = item.contact.id or 0
+                written = contents.get(contact_id)
+                retrieval = retrievals.of(contact_id)
+                generator = written.provider if written is not None and written.usable else "rules"
+                why = _explain(ctx, self._steps, content, written, retrieval)
+                why["profile"] = item.profile.explain(now)
+                if ctx.send_round is not None:
+                    why["send_time"] = _send_time(ctx.send_round, item.contact)
+                if ctx.explain_extra:
+                    why.update(ctx.explain_extra)
+                tally.accepted.append((env.send_id, pmid, generator, why))
+            if len(tally.accepted) >= SENT_FLUSH_EVERY:
+                await self._flush(tally)
+
+        report = await self._dispatcher.dispatch(
+            tenant_id=ctx.tenant.id,
+            providers=ctx.tenant.providers,
+            rate_per_s=ctx.tenant.send_rate_per_s,
+            envelopes=envelopes,
+            checkpoint=checkpoint,
         )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        await checkpoint(report)
+        for env, why, suppress in report.refused:
+            tally.refused.append((env.send_id, why))
+            if suppress:
+                tally.suppress.append((ctx.tenant.id, env.contact_id))
+        tally.not_claimed.extend(env.send_id for env in report.not_claimed)
+        tally.deferred.extend(env.send_id for env in report.left)
+        if report.left and report.unavailable:
+            raise DeliveryUnavailable(
+                f"{len(report.left)} sends found no provider: " + "; ".join(report.unavailable)
+            )
 
-    async def _session_loop(
+    def _compose(
         self,
         ctx: CampaignContext,
-        queue: asyncio.Queue[_Work],
-        contents: dict[int, ClusterContent],
-        tally: _Tally,
-        retrievals: _Retrievals,
-    ) -> None:
-        async with self._delivery.session() as session:
-            while not queue.empty():
-                item = queue.get_nowait()
-                # Shielded: once a message is claimed, its end-of-data must be written even if
-                # the activity is cancelled, or the contact would be marked but never receive it.
-                content = contents.get(item.contact.id or 0)
-                retrieval = retrievals.of(item.contact.id or 0)
-                task = asyncio.ensure_future(
-                    self._deliver_one(ctx, session, item, content, tally, retrieval)
-                )
-                try:
-                    await asyncio.shield(task)
-                except asyncio.CancelledError:
-                    await asyncio.wait([task], timeout=self._settings.smtp_timeout_s)
-                    raise
-                tally.done += 1
-                activity.heartbeat(tally.done)
-                if len(tally.accepted) >= SENT_FLUSH_EVERY:
-                    await self._flush(tally)
-
-    async def _deliver_one(
-        self,
-        ctx: CampaignContext,
-        session: SmtpSession,
         item: _Work,
         written: ClusterContent | None,
-        tally: _Tally,
+        now: datetime,
         retrieval: Retrieval | None,
-    ) -> None:
-        now = utcnow()
+    ) -> tuple[Personalised, Envelope] | str:
+        """The recipient's email, or why it cannot be sent (a guardrail)."""
         try:
             content = self._personalise(ctx, item.contact, now, _hint(retrieval))
             if written is not None and written.usable:
@@ -372,44 +381,27 @@ class ChunkActivities:
                 unsubscribe_mailbox=f"unsubscribe@{ctx.sender_domain}",
                 disclaimer=ctx.brand.required_disclaimer,
             )
-            message = build_message(
+            parts = mail_parts(
                 content=content,
                 compliance=compliance,
-                from_name=ctx.tenant.from_name,
-                from_email=ctx.tenant.from_email,
-                to_email=item.contact.email,
                 message_id=item.message_id,
                 campaign_id=ctx.campaign_id,
-                sent_at=now,
             )
         except (GuardrailViolation, HeaderInjection) as exc:
-            tally.invalid.append((item.send_id, f"guardrail: {exc}"))
-            return
-
-        result = await session.send(
-            mail_from=ctx.tenant.from_email,
-            rcpt_to=item.contact.email,
-            message=message,
-            claim=lambda end_of_data: self._claims.claim(item.send_id, end_of_data),
+            return f"guardrail: {exc}"
+        email = OutgoingEmail(
+            send_id=item.send_id,
+            tenant_id=ctx.tenant.id,
+            campaign_id=ctx.campaign_id,
+            to_email=item.contact.email,
+            from_email=ctx.tenant.from_email,
+            from_name=ctx.tenant.from_name,
+            subject=parts.subject,
+            text=parts.text,
+            html=parts.html,
+            headers=parts.headers,
         )
-        if result.outcome is Outcome.ACCEPTED:
-            generator = written.provider if written is not None and written.usable else "rules"
-            why = _explain(ctx, self._steps, content, written, retrieval)
-            why["profile"] = item.profile.explain(now)
-            if ctx.send_round is not None:
-                why["send_time"] = _send_time(ctx.send_round, item.contact)
-            if ctx.explain_extra:
-                why.update(ctx.explain_extra)
-            tally.accepted.append((item.send_id, result.provider_message_id or "", generator, why))
-        elif result.outcome is Outcome.REFUSED:
-            tally.refused.append((item.send_id, result.detail or "refused"))
-        elif result.outcome is Outcome.DEFERRED:
-            tally.deferred.append(item.send_id)
-        elif result.outcome is Outcome.NOT_CLAIMED:
-            tally.not_claimed.append(item.send_id)
-        else:
-            # Dispatched and maybe delivered: stays dispatched, counted as sent, never resent.
-            log.warning("send %s: %s; not resent", item.send_id, result.detail)
+        return content, Envelope(item.send_id, item.contact.id or 0, email, now)
 
     def _personalise(
         self,
@@ -452,6 +444,13 @@ class ChunkActivities:
                         from_status=from_status,
                         error=reason,
                     )
+            for tenant_id in {tenant for tenant, _ in tally.suppress}:
+                await suppress_addresses(
+                    conn,
+                    tenant_id,
+                    (c for t, c in tally.suppress if t == tenant_id),
+                    source="hard-bounce",
+                )
             for send_id, reason in tally.invalid:
                 await mark(
                     conn,

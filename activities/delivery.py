@@ -171,3 +171,15 @@ class SmtpDelivery:
             yield session
         finally:
             await session.close()
+
+    async def health(self) -> bool:
+        """Connect and NOOP: the breaker's health check."""
+        session = SmtpSession(self._settings)
+        try:
+            smtp = await session._connection()
+            await smtp.noop()
+            return True
+        except (DeliveryUnavailable, aiosmtplib.SMTPException, OSError):
+            return False
+        finally:
+            await session.close()

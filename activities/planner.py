@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlmodel import col
 from temporalio import activity
 
 from activities.context import CampaignContexts
@@ -13,7 +14,7 @@ from activities.executor import RuleBasedExecutor, TemplateRenderError
 from tailor.config import Settings
 from tailor.db import Database
 from tailor.errors import NotFound
-from tailor.models import Contact
+from tailor.models import Campaign, CampaignStatus, Contact
 from tailor.payloads import CampaignOutcome, CampaignPlan, ChunkBounds, PageRequest, StatusUpdate
 from tailor.segments import segment_filter
 from tailor.store.campaigns import send_counts, set_status, totals
@@ -31,7 +32,7 @@ def plan_steps(settings: Settings) -> list[str]:
     steps = ["load_features", personalise]
     if tiers:
         steps.append("evaluate")
-    return [*steps, "guardrail", "consent_at_send", "deliver:smtp"]
+    return [*steps, "guardrail", "consent_at_send", "deliver:" + "→".join(settings.providers)]
 
 
 class PlannerActivities:
@@ -54,6 +55,12 @@ class PlannerActivities:
                 raise template_error(str(exc)) from exc
             log.warning("campaign %s: template does not compile (%s); every recipient gets "
                         "the tenant's default template", campaign_id, exc)  # fmt: skip
+        async with self._db.write() as conn:  # a scheduled campaign starts now
+            await conn.execute(
+                update(Campaign)
+                .where(col(Campaign.id) == campaign_id, col(Campaign.status) == "scheduled")
+                .values(status=CampaignStatus.RUNNING.value)
+            )
         async with self._db.read() as conn:
             audience = (
                 await conn.execute(

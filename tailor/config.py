@@ -49,6 +49,33 @@ class Settings(BaseSettings):
     smtp_timeout_s: float = 30.0
     smtp_connections: int = Field(4, ge=1, le=64, description="Parallel SMTP sessions per chunk.")
 
+    # Email providers. ``providers`` is the default failover order; a tenant may set its own.
+    providers: list[str] = Field(
+        default_factory=lambda: ["smtp"],
+        description="Failover order of email providers: smtp, sendgrid, mailgun, ses.",
+    )
+    sendgrid_api_key: str | None = None
+    sendgrid_base_url: str = "https://api.sendgrid.com"
+    mailgun_api_key: str | None = None
+    mailgun_domain: str | None = Field(None, description="The Mailgun sending domain.")
+    mailgun_base_url: str = "https://api.mailgun.net"
+    ses_region: str = "us-east-1"
+    ses_access_key_id: str | None = None
+    ses_secret_access_key: str | None = None
+    ses_endpoint_url: str | None = Field(
+        None, description="Default: https://email.<region>.amazonaws.com"
+    )
+    provider_timeout_s: float = Field(30.0, gt=0, le=300, description="Per provider request.")
+    provider_health_interval_s: float = Field(
+        60.0, gt=0, description="How often each provider's health is checked."
+    )
+    provider_failure_threshold: int = Field(
+        3, ge=1, description="Consecutive failures that open a provider's circuit breaker."
+    )
+    send_rate_per_s: float | None = Field(
+        None, gt=0, description="Default per-tenant sending rate limit; None: unlimited."
+    )
+
     chunk_size: int = Field(500, ge=1, le=5000)
     chunk_concurrency: int = Field(4, ge=1, le=64)
     chunks_per_run: int = Field(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr
@@ -58,6 +59,31 @@ def _html(content: Personalised, compliance: Compliance) -> str:
     )
 
 
+@dataclass(frozen=True)
+class MailParts:
+    """One email before MIME encoding: what an HTTP provider's API takes."""
+
+    subject: str
+    text: str
+    html: str
+    headers: dict[str, str]  # Message-ID, X-Tailor-Campaign, List-Unsubscribe*
+
+
+def mail_parts(
+    *,
+    content: Personalised,
+    compliance: Compliance,
+    message_id: str,
+    campaign_id: str,
+) -> MailParts:
+    headers = {"Message-ID": message_id, "X-Tailor-Campaign": campaign_id, **compliance.headers}
+    for value in (content.subject, *headers.values()):
+        if "\r" in value or "\n" in value:
+            raise HeaderInjection("line break in a header value")
+    text = f"{content.body}\n\n{content.cta_text}: {content.cta_url}\n\n-- \n{compliance.footer}\n"
+    return MailParts(content.subject, text, _html(content, compliance), headers)
+
+
 def build_message(
     *,
     content: Personalised,
@@ -69,19 +95,30 @@ def build_message(
     campaign_id: str,
     sent_at: datetime,
 ) -> bytes:
+    parts = mail_parts(
+        content=content, compliance=compliance, message_id=message_id, campaign_id=campaign_id
+    )
+    return render_message(
+        parts, from_name=from_name, from_email=from_email, to_email=to_email, sent_at=sent_at
+    )
+
+
+def render_message(
+    parts: MailParts, *, from_name: str, from_email: str, to_email: str, sent_at: datetime
+) -> bytes:
+    """The RFC 5322 message for SMTP."""
+    message_id = parts.headers["Message-ID"]
     boundary = "=_tailor_" + hashlib.sha1(message_id.encode()).hexdigest()[:24]
     headers = [
         ("From", formataddr((from_name, from_email), charset="utf-8")),
         ("To", to_email),
-        ("Subject", content.subject),
+        ("Subject", parts.subject),
         ("Date", format_datetime(sent_at)),
         ("Message-ID", message_id),
         ("MIME-Version", "1.0"),
-        ("X-Tailor-Campaign", campaign_id),
-        *compliance.headers.items(),
+        *((k, v) for k, v in parts.headers.items() if k != "Message-ID"),
         ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
     ]
-    text = f"{content.body}\n\n{content.cta_text}: {content.cta_url}\n\n-- \n{compliance.footer}\n"
     head = "".join(f"{name}: {_header_value(value)}\r\n" for name, value in headers)
     part_head = (
         "Content-Type: text/{kind}; charset=utf-8\r\n"
@@ -93,10 +130,10 @@ def build_message(
             b"\r\n",
             f"--{boundary}\r\n".encode(),
             part_head.format(kind="plain").encode(),
-            _qp(text),
+            _qp(parts.text),
             f"\r\n--{boundary}\r\n".encode(),
             part_head.format(kind="html").encode(),
-            _qp(_html(content, compliance)),
+            _qp(parts.html),
             f"\r\n--{boundary}--\r\n".encode(),
         ]
     )

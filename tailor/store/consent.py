@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col
 
-from tailor.models import ConsentRecord, ConsentStatus, Contact
+from tailor.models import ConsentRecord, ConsentStatus, Contact, utcnow
 
 
 async def record_consent(
@@ -34,6 +34,29 @@ async def record_consent(
     session.add(record)
     await session.flush()
     return record
+
+
+async def suppress_addresses(
+    conn: AsyncConnection, tenant_id: str, contact_ids: Iterable[int], *, source: str
+) -> None:
+    """A provider refused these addresses for good (hard bounce, invalid): a ``suppressed``
+    ledger row stops every later send to them, as a revocation does, and says why."""
+    rows = [
+        {
+            "tenant_id": tenant_id,
+            "contact_id": contact_id,
+            "channel": "email",
+            "status": ConsentStatus.SUPPRESSED.value,
+            "source": source[:100],
+            "method": "provider-refusal",
+            "wording_version": "-",
+            "recorded_by": "system:delivery",
+            "recorded_at": utcnow(),
+        }
+        for contact_id in sorted(set(contact_ids))
+    ]
+    if rows:
+        await conn.execute(insert(ConsentRecord), rows)
 
 
 async def consent_history(*, session: AsyncSession, contact_id: int) -> list[ConsentRecord]:
