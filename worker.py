@@ -13,9 +13,11 @@ from contextlib import AsyncExitStack
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.ab_test import AbTestActivities
 from activities.campaign_chunk import ChunkActivities
 from activities.context import CampaignContexts
 from activities.delivery import SmtpDelivery
+from activities.dispatch import Dispatcher
 from activities.features import FeatureActivities
 from activities.generation import ClusterGenerator
 from activities.journey import JourneyActivities
@@ -23,15 +25,19 @@ from activities.llm_executor import LlmExecutor, build_tiers
 from activities.pii import PiiScanner
 from activities.planner import PlannerActivities
 from activities.profiles import ProfileLoader
+from activities.providers.router import ProviderRouter
+from activities.providers.setup import build_router
 from activities.retrieval import ClusterExemplars
 from rag.index import shared_index
 from tailor.config import Settings
 from tailor.db import Database, migrate
 from tailor.feature_cache import FeatureCache
 from tailor.journey_control import JourneyControl
+from tailor.rate_limit import rate_limiter
 from tailor.schedules import ensure_schedules
 from tailor.temporal import connect, ensure_search_attributes
 from tailor.triggers import TriggerAgent
+from workflows.ab_test import AbTestWorkflow
 from workflows.campaign import CampaignWorkflow
 from workflows.features import DailyFeaturesWorkflow
 from workflows.journey import JourneyWorkflow
@@ -39,16 +45,37 @@ from workflows.journey import JourneyWorkflow
 log = logging.getLogger("tailor.worker")
 
 
-def build_worker(client: Client, db: Database, settings: Settings, task_queue: str) -> Worker:
+def build_dispatcher(db: Database, settings: Settings, router: ProviderRouter) -> Dispatcher:
+    return Dispatcher(
+        db,
+        router,
+        SmtpDelivery(settings),
+        rate_limiter(settings.redis_url, settings.redis_key_prefix),
+        smtp_connections=settings.smtp_connections,
+        smtp_timeout_s=settings.smtp_timeout_s,
+        default_rate_per_s=settings.send_rate_per_s,
+    )
+
+
+def build_worker(
+    client: Client,
+    db: Database,
+    settings: Settings,
+    task_queue: str,
+    router: ProviderRouter | None = None,
+) -> Worker:
+    router = router or build_router(settings)
+    dispatcher = build_dispatcher(db, settings, router)
     contexts = CampaignContexts(db)
     planner = PlannerActivities(db, settings, contexts)
     llm = LlmExecutor(build_tiers(settings), settings.llm_prices)
+    pii = PiiScanner()
     generator = ClusterGenerator(
         db,
         llm,
         daily_budget_usd=settings.llm_daily_budget_usd,
         alert_ratio=settings.llm_budget_alert_ratio,
-        pii=PiiScanner(),
+        pii=pii,
     )
     feature_cache = FeatureCache.from_settings(settings)
     profiles = ProfileLoader(
@@ -57,28 +84,26 @@ def build_worker(client: Client, db: Database, settings: Settings, task_queue: s
         cache_size=settings.profile_cache_size,
         features=feature_cache,
     )
-    exemplars = ClusterExemplars(
+    index = (
         shared_index(
-            url=settings.qdrant_url,
-            path=settings.home / "qdrant",
-            model=settings.embedding_model,
+            url=settings.qdrant_url, path=settings.home / "qdrant", model=settings.embedding_model
         )
         if settings.rag_enabled
         else None
     )
-    chunks = ChunkActivities(
-        db, settings, contexts, SmtpDelivery(settings), generator, profiles, exemplars
-    )
+    exemplars = ClusterExemplars(index)
+    chunks = ChunkActivities(db, settings, contexts, dispatcher, generator, profiles, exemplars)
     journeys = JourneyActivities(db, contexts, chunks, generator, profiles, exemplars)
 
     async def journey_control() -> JourneyControl:
         return JourneyControl(client, settings)
 
     features = FeatureActivities(db, TriggerAgent(db, journey_control), feature_cache)
+    ab_tests = AbTestActivities(db, index, pii)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[CampaignWorkflow, JourneyWorkflow, DailyFeaturesWorkflow],
+        workflows=[CampaignWorkflow, JourneyWorkflow, DailyFeaturesWorkflow, AbTestWorkflow],
         activities=[
             planner.plan_campaign,
             planner.next_chunks,
@@ -93,6 +118,10 @@ def build_worker(client: Client, db: Database, settings: Settings, task_queue: s
             journeys.finish_journey,
             features.derive_page,
             features.emit_daily_events,
+            ab_tests.evaluate,
+            ab_tests.roll_out_winner,
+            ab_tests.add_winner_to_corpus,
+            ab_tests.finish,
         ],
         max_concurrent_activities=max(settings.chunk_concurrency * 2, 8),
     )
@@ -112,7 +141,14 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             ) from None
         await ensure_search_attributes(client, settings.temporal_namespace)
         await ensure_schedules(client, settings)
-        worker = build_worker(client, db, settings, settings.temporal_task_queue)
+        try:
+            router = build_router(settings)
+        except ValueError as exc:
+            raise SystemExit(f"tailor worker: {exc}") from None
+        stack.push_async_callback(router.close)
+        health = asyncio.create_task(router.health_loop())
+        stack.callback(health.cancel)
+        worker = build_worker(client, db, settings, settings.temporal_task_queue, router)
         log.info("worker polling %s on %s", settings.temporal_task_queue, settings.temporal_address)
         async with worker:
             await stop.wait()

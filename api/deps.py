@@ -24,6 +24,7 @@ class TemporalGateway:
     """One Temporal client per app, connected on first use so the API starts without it."""
 
     def __init__(self, settings: Settings, client: Client | None = None) -> None:
+        self.settings = settings
         self._settings = settings
         self._client = client
         self._lock = asyncio.Lock()

@@ -13,6 +13,7 @@ from temporalio.client import Client
 
 from api.deps import TemporalGateway
 from api.routes import (
+    ab_tests,
     campaigns,
     contacts,
     events,
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
         journeys,
         templates,
         campaigns,
+        ab_tests,
         sends,
         reviews,
         usage,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import (
@@ -188,10 +188,94 @@ class CampaignIn(Strict):
         "24 hours (learned from their opens; 10:00 local without history).",
     )
 
+    start_at: AwareDatetime | None = Field(
+        None, description="Start later (ISO 8601 with an offset); the campaign waits durably."
+    )
+
     @model_validator(mode="after")
     def _known_prompt(self) -> CampaignIn:
         if self.prompt_version not in PROMPTS:
             raise ValueError(f"prompt_version must be one of {sorted(PROMPTS)}")
+        return self
+
+    @field_validator("start_at")
+    @classmethod
+    def _within_a_year(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value - datetime.now(UTC) > timedelta(days=366):
+            raise ValueError("start_at must be within a year")
+        return value
+
+
+# --- A/B tests --------------------------------------------------------------------------------
+
+
+class AbVariantIn(Strict):
+    key: str = Field(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9_-]+$")
+    template_version_id: int = Field(ge=1)
+
+
+class AbTestIn(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    segment: Segment = Field(default_factory=Segment)
+    variants: list[AbVariantIn] = Field(min_length=2, max_length=8)
+    metric: Literal["open", "click", "conversion"] = "click"
+    test_fraction: float = Field(
+        0.1, gt=0, le=0.5, description="Share of the audience in the test cells, split evenly."
+    )
+    threshold: float = Field(
+        0.95, ge=0.8, lt=1, description="Probability to beat all that declares a winner."
+    )
+    min_sent_per_variant: int = Field(200, ge=1)
+    window_hours: float = Field(24, gt=0, le=24 * 14, description="Engagement window.")
+    default_variant: str | None = Field(
+        None, description="Sent when the test is inconclusive; default: the first variant."
+    )
+
+    @model_validator(mode="after")
+    def _variants(self) -> AbTestIn:
+        keys = [v.key for v in self.variants]
+        if len(set(keys)) != len(keys):
+            raise ValueError("variant keys must be unique")
+        if self.default_variant is not None and self.default_variant not in keys:
+            raise ValueError(f"default_variant must be one of {keys}")
+        return self
+
+
+class AbTestStarted(BaseModel):
+    id: str
+    status: str
+    workflow_id: str
+    cell_campaign_ids: dict[str, str]
+    status_url: str
+    temporal_ui_url: str
+
+
+class AbWinnerIn(Strict):
+    variant: str = Field(min_length=1, max_length=16)
+
+
+class EngagementRecorded(BaseModel):
+    recorded: bool = Field(description="False: this email's first one was recorded before.")
+    campaign_id: str
+    contact_id: int
+    type: str
+
+
+class EngagementIn(Strict):
+    """One tracked open, click or conversion of an email Tailor sent."""
+
+    type: Literal["open", "click", "conversion"]
+    message_id: str | None = Field(
+        None, max_length=300, description="The email's Message-ID header (what pixels carry)."
+    )
+    campaign_id: str | None = Field(None, max_length=64)
+    contact_id: int | None = Field(None, ge=1)
+    occurred_at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _which_send(self) -> EngagementIn:
+        if self.message_id is None and (self.campaign_id is None or self.contact_id is None):
+            raise ValueError("give message_id, or campaign_id and contact_id")
         return self
 
 
@@ -209,6 +293,8 @@ class CampaignPublic(BaseModel):
     status: str
     template_version_id: int
     segment: dict[str, Any]
+    kind: str = "batch"
+    start_at: datetime | None = None
     created_at: datetime
     completed_at: datetime | None
     counts: dict[str, int] = Field(description="Sends by status, from the sends table.")

@@ -44,6 +44,7 @@ from tailor.models import (  # noqa: E402
     utcnow,
 )
 from tailor.payloads import (  # noqa: E402
+    AbTestInput,
     CampaignInput,
     CampaignOutcome,
     CampaignRun,
@@ -54,10 +55,12 @@ from tailor.payloads import (  # noqa: E402
 )
 from tailor.seed import seed_demo  # noqa: E402
 from tailor.smtp_sink import start_sink  # noqa: E402
+from tailor.store.ab_tests import VariantSpec, create_ab_test  # noqa: E402
 from tailor.store.campaigns import create_campaign  # noqa: E402
 from tailor.store.journeys import install_builtins  # noqa: E402
 from tailor.store.reviews import decide  # noqa: E402
 from worker import build_worker  # noqa: E402
+from workflows.ab_test import AbTestWorkflow  # noqa: E402
 from workflows.campaign import CampaignWorkflow  # noqa: E402
 from workflows.features import DailyFeaturesWorkflow  # noqa: E402
 from workflows.journey import JourneyWorkflow  # noqa: E402
@@ -153,6 +156,67 @@ async def send_time_rounds(client: Client, queue: str, campaign_id: str, db: Dat
     return await completed(client, queue, campaign_id, db)
 
 
+async def scheduled_start(client: Client, queue: str, campaign_id: str, db: Database) -> Handle:
+    """A campaign scheduled two hours ahead: the durable wait, then the send."""
+    start_at = utcnow() + timedelta(hours=2)
+    async with db.write() as conn:
+        await conn.execute(
+            update(Campaign).where(col(Campaign.id) == campaign_id)
+            .values(start_at=start_at, status="scheduled")
+        )  # fmt: skip
+    handle = await client.start_workflow(
+        CampaignWorkflow.run,
+        CampaignRun(CampaignInput(campaign_id, "demo", start_at.isoformat())),
+        id=f"campaign-{campaign_id}",
+        task_queue=queue,
+    )
+    await handle.result()
+    return handle
+
+
+async def _ab_test(client: Client, queue: str, db: Database) -> WorkflowHandle[Any, Any]:
+    async with db.session() as session:
+        version = (await session.execute(select(func.min(Campaign.template_version_id)))).scalar()
+        assert version is not None
+        test = await create_ab_test(
+            session=session, tenant_id="demo", name="history", segment={},
+            variants=[VariantSpec("A", version), VariantSpec("B", version)], metric="click",
+            test_fraction=0.5, threshold=0.95, min_sent_per_variant=10, window_s=3600,
+            default_variant="A",
+        )  # fmt: skip
+    return await client.start_workflow(
+        AbTestWorkflow.run,
+        AbTestInput(
+            test.id,
+            "demo",
+            ["A", "B"],
+            [v["campaign_id"] for v in test.variants],
+            test.window_s,
+            tag_search_attributes=False,
+        ),  # fmt: skip
+        id=test.workflow_id,
+        task_queue=queue,
+    )
+
+
+async def ab_default(client: Client, queue: str, _: str, db: Database) -> WorkflowHandle[Any, Any]:
+    """No engagement: the window, one extension, then the default variant rolled out."""
+    handle = await _ab_test(client, queue, db)
+    await handle.result()
+    return handle
+
+
+async def ab_chosen_by_hand(
+    client: Client, queue: str, _: str, db: Database
+) -> WorkflowHandle[Any, Any]:
+    handle = await _ab_test(client, queue, db)
+    while (await handle.query(AbTestWorkflow.progress)).status != "waiting":
+        await asyncio.sleep(0.1)
+    await handle.signal(AbTestWorkflow.choose_winner, "B")
+    await handle.result()
+    return handle
+
+
 # --- journeys ---------------------------------------------------------------------------------
 
 JourneyHandle = WorkflowHandle[JourneyWorkflow, JourneyEnd]
@@ -246,7 +310,7 @@ JOURNEY_SCENARIOS: dict[str, JourneyScenario] = {
 }
 
 
-Scenario = Callable[[Client, str, str, Database], Awaitable[Handle]]
+Scenario = Callable[[Client, str, str, Database], Awaitable[WorkflowHandle[Any, Any]]]
 # name: (scenario, settings overrides, whether the LLM tier writes content that needs review)
 SCENARIOS: dict[str, tuple[Scenario, dict[str, int], bool]] = {
     "campaign_completed": (completed, {}, False),
@@ -256,6 +320,9 @@ SCENARIOS: dict[str, tuple[Scenario, dict[str, int], bool]] = {
     "campaign_continued_as_new": (continued_as_new, {"chunks_per_run": 2}, False),
     "campaign_reviewed": (reviewed, {}, True),
     "campaign_send_time_rounds": (send_time_rounds, {}, False),
+    "campaign_scheduled_start": (scheduled_start, {}, False),
+    "ab_test_default": (ab_default, {}, False),
+    "ab_test_chosen_by_hand": (ab_chosen_by_hand, {}, False),
 }
 
 
@@ -294,7 +361,7 @@ async def main(names: list[str]) -> None:
                 )
             with running_stub() as stub:
                 settings = Settings(
-                    database_url=url, smtp_port=port, chunk_size=50, chunk_concurrency=2,
+                    database_url=url, home=work, smtp_port=port, chunk_size=50, chunk_concurrency=2,
                     smtp_connections=2, temporal_search_attributes=False,
                     **overrides, **(_llm(stub) if llm else {}),  # type: ignore[arg-type]
                 )  # fmt: skip

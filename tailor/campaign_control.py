@@ -29,10 +29,20 @@ class CampaignControl:
         self._client = client
         self._settings = settings
 
+    @property
+    def client(self) -> Client:
+        return self._client
+
     async def start(self, campaign: Campaign) -> None:
         await self._client.start_workflow(
             CampaignWorkflow.run,
-            CampaignRun(CampaignInput(campaign.id, campaign.tenant_id)),
+            CampaignRun(
+                CampaignInput(
+                    campaign.id,
+                    campaign.tenant_id,
+                    campaign.start_at.isoformat() if campaign.start_at else None,
+                )
+            ),
             id=campaign.workflow_id,
             task_queue=self._settings.temporal_task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,

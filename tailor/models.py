@@ -43,9 +43,11 @@ def _json(default_factory: Any = list) -> Any:
 class ConsentStatus(StrEnum):
     GRANTED = "granted"
     REVOKED = "revoked"
+    SUPPRESSED = "suppressed"  # a provider refused the address for good (hard bounce)
 
 
 class CampaignStatus(StrEnum):
+    SCHEDULED = "scheduled"  # waiting for its start time
     RUNNING = "running"
     PAUSED = "paused"
     COMPLETED = "completed"
@@ -55,6 +57,7 @@ class CampaignStatus(StrEnum):
 
 class CampaignKind(StrEnum):
     BATCH = "batch"  # one CampaignWorkflow sends it to a segment
+    AB_CELL = "ab_cell"  # one variant's test cell, or the winner's rollout, of an A/B test
     JOURNEY = "journey"  # one email of a journey definition: journeys send it, one person at a time
 
 
@@ -106,6 +109,15 @@ class Tenant(SQLModel, table=True):
     )
     daily_email_limit: int = Field(
         default=3, ge=1, description="Most marketing emails one person gets per day."
+    )
+    providers: list[str] | None = Field(
+        default=None,
+        sa_type=sa.JSON,
+        nullable=True,
+        description="Email providers in failover order; None uses TAILOR_PROVIDERS.",
+    )
+    send_rate_per_s: float | None = Field(
+        default=None, gt=0, description="Sending rate limit; None uses TAILOR_SEND_RATE_PER_S."
     )
     # No foreign key (template versions already point at the tenant); the API checks it.
     default_template_version_id: int | None = Field(
@@ -215,6 +227,9 @@ class Campaign(SQLModel, table=True):
     goal: str | None = Field(default=None, max_length=64, description="A journey email's goal.")
     send_time: str = Field(
         default="now", max_length=16, description="now, or best_hour: each recipient's hour."
+    )
+    start_at: datetime | None = Field(
+        default=None, sa_type=UTCDateTime, nullable=True, description="Scheduled start."
     )
     status: str = Field(default=CampaignStatus.RUNNING, max_length=16, index=True)
     workflow_id: str = Field(max_length=200)
@@ -426,3 +441,56 @@ class ReviewItem(SQLModel, table=True):
     note: str | None = Field(default=None, max_length=1000)
     decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class AbTestStatus(StrEnum):
+    TESTING = "testing"  # the test cells are sending, or the window is open
+    ROLLING_OUT = "rolling_out"  # the winner goes to the rest of the audience
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+class AbTest(SQLModel, table=True):
+    """An A/B test: variant cells, a decision, then the winner rolled out. Each cell and the
+    rollout is a campaign (kind ab_cell) over a deterministic slice of the segment."""
+
+    __tablename__ = "ab_test"
+
+    id: str = Field(primary_key=True, max_length=64)
+    tenant_id: str = Field(foreign_key="tenant.id", max_length=64, index=True)
+    name: str = Field(max_length=200)
+    segment: dict[str, Any] = _json(dict)
+    metric: str = Field(max_length=16, description="open, click or conversion")
+    test_fraction: float = Field(gt=0, lt=1)
+    threshold: float = Field(description="Probability to beat all that declares a winner.")
+    min_sent_per_variant: int = Field(ge=1)
+    window_s: int = Field(ge=1)
+    default_variant: str = Field(max_length=16)
+    variants: list[dict[str, Any]] = _json()  # key, template_version_id, campaign_id
+    status: str = Field(default=AbTestStatus.TESTING, max_length=16, index=True)
+    winner: str | None = Field(default=None, max_length=16)
+    decision: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON, nullable=True)
+    rollout_campaign_id: str | None = Field(default=None, max_length=64)
+    workflow_id: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+
+class Engagement(SQLModel, table=True):
+    """The first open, click or conversion of one send: what A/B decisions count. Tracking
+    (pixels, provider webhooks) reports here; a repeat of the same kind changes nothing."""
+
+    __table_args__ = (
+        sa.UniqueConstraint("send_id", "metric", name="uq_engagement_send_metric"),
+        sa.Index("ix_engagement_campaign_metric", "campaign_id", "metric"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(foreign_key="tenant.id", max_length=64)
+    campaign_id: str = Field(foreign_key="campaign.id", max_length=64)
+    send_id: int = Field(foreign_key="send.id")
+    contact_id: int = Field(foreign_key="contact.id")
+    metric: str = Field(max_length=16, description="open, click or conversion")
+    occurred_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 class CampaignInput:
     campaign_id: str
     tenant_id: str
+    start_at: str | None = None  # ISO 8601 UTC: a scheduled start; None: now
 
 
 @dataclass
@@ -253,3 +254,55 @@ class FeaturesPageResult:
 class FeaturesOutcome:
     updated: int
     emitted: int
+
+
+@dataclass(frozen=True)
+class AbTestInput:
+    test_id: str
+    tenant_id: str
+    variant_keys: list[str]
+    cell_campaign_ids: list[str]  # one per variant, in variant order
+    window_s: int
+    tag_search_attributes: bool = True
+
+
+@dataclass(frozen=True)
+class AbLook:
+    """Evaluate the test now; on the ``final`` look an inconclusive result means the default."""
+
+    test_id: str
+    look: int
+    final: bool
+
+
+@dataclass(frozen=True)
+class AbVerdict:
+    winner: str | None
+    conclusive: bool
+    reason: str
+    probabilities: dict[str, float] = field(default_factory=dict)
+    how: str = "decided"  # decided, default (inconclusive), manual
+
+
+@dataclass(frozen=True)
+class AbRollout:
+    test_id: str
+    verdict: AbVerdict
+
+
+@dataclass
+class AbProgress:
+    status: str = "testing"  # testing, waiting, extended, rolling_out, completed, cancelled
+    cells_done: int = 0
+    window_ends_at: str | None = None
+    winner: str | None = None
+    how: str | None = None
+    reason: str | None = None
+    rollout_campaign_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AbOutcome:
+    status: str
+    winner: str | None
+    rollout_campaign_id: str | None

@@ -14,6 +14,25 @@ from sqlmodel import col
 from tailor.models import Contact
 from tailor.send_time import DEFAULT_HOUR, zone
 
+# A contact's A/B bucket: a fixed multiplicative hash of its id, so a slice is a plain SQL
+# filter on every backend, and the same contact always lands in the same cell of a test.
+BUCKETS = 10_000
+_HASH_MULTIPLIER = 2_654_435_761  # Knuth's: consecutive ids spread over all buckets
+
+
+class Slice(BaseModel):
+    """Contacts whose bucket for ``salt`` is in [start, end): one A/B cell, or the rest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    salt: int = Field(ge=0, lt=BUCKETS)
+    start: int = Field(ge=0, le=BUCKETS)
+    end: int = Field(ge=0, le=BUCKETS)
+
+
+def bucket_of(contact_id: int, salt: int) -> int:
+    return (contact_id * _HASH_MULTIPLIER + salt) % BUCKETS
+
 
 class Segment(BaseModel):
     """Who a campaign reaches. Every filter is optional; an empty segment is the whole tenant."""
@@ -24,6 +43,7 @@ class Segment(BaseModel):
     engagement_max: int | None = Field(None, ge=0, le=100)
     devices: list[str] | None = Field(None, description="mobile, desktop, tablet")
     timezones: list[str] | None = None
+    sample: Slice | None = Field(None, description="Set by A/B tests: one cell's slice.")
 
     @model_validator(mode="after")
     def _range(self) -> Segment:
@@ -60,4 +80,7 @@ def segment_filter(tenant_id: str, segment: dict[str, Any]) -> ColumnElement[boo
         clauses.append(col(Contact.device).in_(seg.devices))
     if seg.timezones:
         clauses.append(col(Contact.timezone).in_(seg.timezones))
+    if seg.sample is not None:
+        bucket = (col(Contact.id) * _HASH_MULTIPLIER + seg.sample.salt) % BUCKETS
+        clauses.append(and_(bucket >= seg.sample.start, bucket < seg.sample.end))
     return and_(*clauses)

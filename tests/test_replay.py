@@ -11,6 +11,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
+from workflows.ab_test import AbTestWorkflow
 from workflows.campaign import CampaignWorkflow
 from workflows.features import DailyFeaturesWorkflow
 from workflows.journey import JourneyWorkflow
@@ -32,6 +33,9 @@ def test_every_workflow_has_committed_histories() -> None:
         "campaign_continued_as_new",
         "campaign_reviewed",  # after the review-queue patch
         "campaign_send_time_rounds",  # after the send-time-rounds patch
+        "campaign_scheduled_start",  # after the scheduled-start patch
+        "ab_test_default",
+        "ab_test_chosen_by_hand",
         "journey_welcome_completed",
         "journey_cart_exited_on_purchase",
         "journey_consent_stopped",
@@ -43,7 +47,7 @@ def test_every_workflow_has_committed_histories() -> None:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_history_replays(path: Path) -> None:
-    workflows = [CampaignWorkflow, JourneyWorkflow, DailyFeaturesWorkflow]
+    workflows = [CampaignWorkflow, JourneyWorkflow, DailyFeaturesWorkflow, AbTestWorkflow]
     await Replayer(workflows=workflows).replay_workflow(_history(path))
 
 

@@ -48,6 +48,8 @@ REVIEW_RECHECK = timedelta(hours=1)
 # Added after the first release: campaigns that send at each recipient's best hour.
 SEND_TIME_PATCH = "send-time-rounds"
 SEND_TIME_ROUNDS = 24  # one pass over the segment per hour; then a sweep for anyone left
+# Added after the first release: a campaign scheduled to start later waits for its time.
+SCHEDULED_START_PATCH = "scheduled-start"
 
 PLANNER_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -96,6 +98,10 @@ class CampaignWorkflow:
         if run.progress is not None:
             self._progress = run.progress
         plan = run.plan
+        if plan is None and campaign.start_at and workflow.patched(SCHEDULED_START_PATCH):
+            await self._wait_for_start(datetime.fromisoformat(campaign.start_at))
+            if self._cancel_requested:
+                return await self._finalize(campaign.campaign_id, "cancelled")
         try:
             if plan is None:
                 plan = await workflow.execute_activity_method(
@@ -138,6 +144,21 @@ class CampaignWorkflow:
         )
         await workflow.wait_condition(workflow.all_handlers_finished)
         return outcome
+
+    async def _wait_for_start(self, start_at: datetime) -> None:
+        """A durable timer to the scheduled start; the cancel signal ends it."""
+        self._progress.status = "scheduled"
+        while not self._cancel_requested and start_at > workflow.now():
+            try:
+                await workflow.wait_condition(
+                    lambda: self._cancel_requested,
+                    timeout=start_at - workflow.now(),
+                    timeout_summary=f"scheduled: starts at {start_at:%Y-%m-%d %H:%M} UTC",
+                )
+            except TimeoutError:
+                pass
+        if not self._cancel_requested:
+            self._progress.status = "running"
 
     async def _send_chunks(self, plan: CampaignPlan) -> bool:
         """Keep up to ``chunk_concurrency`` chunks in flight; True if segment is left over."""

@@ -11,7 +11,7 @@ from api.deps import ControlDep, DatabaseDep, GatewayDep, SessionDep, SettingsDe
 from api.schemas import CampaignIn, CampaignPublic, CampaignStarted
 from tailor.errors import InvalidInput, NotFound
 from tailor.models import Campaign, CampaignStatus
-from tailor.store.campaigns import create_campaign, get_campaign, send_counts
+from tailor.store.campaigns import ACTIVE, create_campaign, get_campaign, send_counts
 from tailor.store.generation import generation_stats
 from tailor.store.templates import get_version
 
@@ -40,6 +40,7 @@ async def submit(
         segment=body.segment.model_dump(exclude_none=True),
         prompt_version=body.prompt_version,
         send_time=body.send_time,
+        start_at=body.start_at,
     )
     # The workflow reads the campaign row, so it must be committed before the workflow starts.
     await session.commit()
@@ -77,7 +78,7 @@ async def read(
         counts = await send_counts(conn, campaign.id)
         generation = await generation_stats(conn, campaign.id)
     progress = None
-    if campaign.status in (CampaignStatus.RUNNING, CampaignStatus.PAUSED):
+    if campaign.status in ACTIVE:
         try:
             live = await (await gateway.control()).progress(campaign)
         except HTTPException:
@@ -93,6 +94,8 @@ async def read(
                 "segment",
                 "created_at",
                 "completed_at",
+                "start_at",
+                "kind",
             }
         ),
         counts=counts,
@@ -110,7 +113,7 @@ async def _steer(
     new_status: CampaignStatus | None,
 ) -> dict[str, str]:
     campaign = await get_campaign(session=session, campaign_id=campaign_id, tenant_id=tenant.id)
-    if campaign.status not in (CampaignStatus.RUNNING, CampaignStatus.PAUSED):
+    if campaign.status not in ACTIVE:
         raise HTTPException(409, f"campaign {campaign_id} is {campaign.status}; nothing to change")
     await action(campaign)
     if new_status is not None:
@@ -123,6 +126,9 @@ async def pause(
     campaign_id: str, session: SessionDep, tenant: TenantDep, control: ControlDep
 ) -> dict[str, str]:
     """Hold new chunks; chunks already sending finish."""
+    campaign = await get_campaign(session=session, campaign_id=campaign_id, tenant_id=tenant.id)
+    if campaign.status == CampaignStatus.SCHEDULED:
+        raise HTTPException(409, f"campaign {campaign_id} has not started; cancel it instead")
     return await _steer(campaign_id, session, tenant, control.pause, CampaignStatus.PAUSED)
 
 

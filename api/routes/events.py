@@ -12,13 +12,26 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from api.deps import FeatureCacheDep, SessionDep, TriggersDep
-from api.schemas import BatchIn, EventsAccepted, IdentifyIn, SegmentCall, TrackIn
+from api.schemas import (
+    BatchIn,
+    EngagementIn,
+    EngagementRecorded,
+    EventsAccepted,
+    IdentifyIn,
+    SegmentCall,
+    TrackIn,
+)
 from tailor.feature_cache import FeatureCache
-from tailor.models import Tenant
-from tailor.store.events import IncomingEvent, record_events
+from tailor.features import apply_event
+from tailor.models import Campaign, Contact, Send, Tenant, utcnow
+from tailor.store.ab_tests import record_engagement
+from tailor.store.campaigns import DELIVERED
+from tailor.store.events import IncomingEvent, record_events, record_system_event
 from tailor.triggers import TriggerAgent
 
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -139,4 +152,65 @@ def _incoming(call: SegmentCall) -> IncomingEvent:
         timestamp=call.occurred_at,
         message_id=call.message_id,
         event=None if identify else call.event,
+    )
+
+
+_ENGAGEMENT_EVENTS = {
+    "open": "email.opened",
+    "click": "email.clicked",
+    "conversion": "email.converted",
+}
+
+
+@router.post("/events/engagement", response_model=EngagementRecorded)
+async def engagement(
+    body: EngagementIn,
+    session: SessionDep,
+    tenant: EventTenantDep,
+    triggers: TriggersDep,
+    features: FeatureCacheDep,
+) -> EngagementRecorded:
+    """An open, click or conversion of an email Tailor sent, by its Message-ID or by campaign
+    and contact. Only the first of each kind per email counts (A/B decisions read these); it
+    also updates the person's features and reaches their journeys as an event."""
+    where = (
+        [col(Send.message_id) == body.message_id]
+        if body.message_id is not None
+        else [col(Send.campaign_id) == body.campaign_id, col(Send.contact_id) == body.contact_id]
+    )
+    send = (
+        await session.execute(
+            select(Send)
+            .join(Campaign, col(Campaign.id) == col(Send.campaign_id))
+            .where(*where, col(Campaign.tenant_id) == tenant.id)
+            .order_by(col(Send.id).desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    if send is None:
+        raise HTTPException(404, "no email of this tenant matches; check message_id or campaign_id")
+    if send.status not in DELIVERED:
+        raise HTTPException(409, f"that email was not delivered (it is {send.status})")
+    occurred_at = body.occurred_at or utcnow()
+    conn = await session.connection()
+    first = await record_engagement(conn, send=send, metric=body.type, occurred_at=occurred_at)
+    name = _ENGAGEMENT_EVENTS[body.type]
+    stored = None
+    if first:
+        stored = await record_system_event(
+            session=session, tenant_id=tenant.id, contact_id=send.contact_id, name=name,
+            message_id=f"engagement:{send.id}:{body.type}", occurred_at=occurred_at,
+        )  # fmt: skip
+        contact = await session.get(Contact, send.contact_id)
+        if contact is not None and apply_event(
+            contact, name=name, properties={}, context={}, occurred_at=occurred_at
+        ):
+            contact.updated_at = utcnow()
+    await session.commit()
+    if features is not None and first:
+        await features.invalidate([send.contact_id])
+    if stored is not None:
+        await triggers.on_events(tenant.id, [stored])
+    return EngagementRecorded(
+        recorded=first, campaign_id=send.campaign_id, contact_id=send.contact_id, type=body.type
     )

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -12,7 +13,7 @@ from tailor.errors import NotFound
 from tailor.llm.prompts import DEFAULT_PROMPT
 from tailor.models import Campaign, CampaignKind, CampaignStatus, Send, SendStatus, utcnow
 
-ACTIVE = (CampaignStatus.RUNNING, CampaignStatus.PAUSED)
+ACTIVE = (CampaignStatus.SCHEDULED, CampaignStatus.RUNNING, CampaignStatus.PAUSED)
 
 
 def new_campaign_id() -> str:
@@ -32,6 +33,8 @@ async def create_campaign(
     segment: dict[str, Any],
     prompt_version: str = DEFAULT_PROMPT,
     send_time: str = "now",
+    kind: str = CampaignKind.BATCH,
+    start_at: datetime | None = None,
 ) -> Campaign:
     campaign_id = new_campaign_id()
     campaign = Campaign(
@@ -42,7 +45,9 @@ async def create_campaign(
         segment=segment,
         prompt_version=prompt_version,
         send_time=send_time,
-        status=CampaignStatus.RUNNING,
+        kind=kind,
+        start_at=start_at,
+        status=CampaignStatus.SCHEDULED if start_at is not None else CampaignStatus.RUNNING,
         workflow_id=workflow_id_for(campaign_id),
     )
     session.add(campaign)

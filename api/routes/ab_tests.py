@@ -1,0 +1,151 @@
+"""A/B tests: variant cells, the decision, and the winner's rollout (``AbTestWorkflow``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, status
+from sqlalchemy import delete
+from sqlmodel import col
+
+from api.deps import DatabaseDep, GatewayDep, SessionDep, SettingsDep, TenantDep
+from api.schemas import AbTestIn, AbTestStarted, AbWinnerIn
+from tailor.ab_control import AbTestControl
+from tailor.errors import InvalidInput, NotFound
+from tailor.models import AbTest, AbTestStatus, Campaign
+from tailor.store.ab_tests import VariantSpec, create_ab_test, get_ab_test, variant_counts
+from tailor.store.templates import get_version
+
+router = APIRouter(prefix="/v1/ab-tests", tags=["ab-tests"])
+
+ACTIVE = (AbTestStatus.TESTING, AbTestStatus.ROLLING_OUT)
+
+
+async def _control(gateway: GatewayDep) -> AbTestControl:
+    control = await gateway.control()  # connects, or answers 503 naming the fix
+    return AbTestControl(control.client, gateway.settings)
+
+
+@router.post("", response_model=AbTestStarted, status_code=status.HTTP_202_ACCEPTED)
+async def submit(
+    body: AbTestIn,
+    session: SessionDep,
+    tenant: TenantDep,
+    gateway: GatewayDep,
+    settings: SettingsDep,
+    db: DatabaseDep,
+) -> AbTestStarted:
+    """Start an A/B test: each variant goes to an equal cell of ``test_fraction`` of the
+    segment; after the window the winner goes to everyone else."""
+    for index, variant in enumerate(body.variants):
+        try:
+            await get_version(
+                session=session, tenant_id=tenant.id, version_id=variant.template_version_id
+            )
+        except NotFound as exc:
+            raise InvalidInput(f"variants.{index}.template_version_id", str(exc)) from exc
+    control = await _control(gateway)
+    try:
+        test = await create_ab_test(
+            session=session,
+            tenant_id=tenant.id,
+            name=body.name,
+            segment=body.segment.model_dump(exclude_none=True),
+            variants=[VariantSpec(v.key, v.template_version_id) for v in body.variants],
+            metric=body.metric,
+            test_fraction=body.test_fraction,
+            threshold=body.threshold,
+            min_sent_per_variant=body.min_sent_per_variant,
+            window_s=max(1, round(body.window_hours * 3600)),
+            default_variant=body.default_variant or body.variants[0].key,
+        )
+    except ValueError as exc:
+        raise InvalidInput("test_fraction", str(exc)) from exc
+    await session.commit()  # the workflow reads the rows
+    try:
+        await control.start(test)
+    except Exception as exc:
+        async with db.write() as conn:  # nothing half-written: no workflow, no test
+            await conn.execute(delete(AbTest).where(col(AbTest.id) == test.id))
+            cells = [v["campaign_id"] for v in test.variants]
+            await conn.execute(delete(Campaign).where(col(Campaign.id).in_(cells)))
+        raise HTTPException(503, f"could not start the A/B test workflow: {exc}") from exc
+    return AbTestStarted(
+        id=test.id,
+        status=test.status,
+        workflow_id=test.workflow_id,
+        cell_campaign_ids={v["key"]: v["campaign_id"] for v in test.variants},
+        status_url=f"{settings.public_url}/v1/ab-tests/{test.id}",
+        temporal_ui_url=settings.temporal_ui_workflow_url(test.workflow_id),
+    )
+
+
+@router.get("/{test_id}")
+async def read(
+    test_id: str, session: SessionDep, tenant: TenantDep, gateway: GatewayDep, db: DatabaseDep
+) -> dict[str, Any]:
+    """The test, each variant's delivered emails and engagement, and the decision."""
+    test = await get_ab_test(session=session, test_id=test_id, tenant_id=tenant.id)
+    async with db.read() as conn:
+        counts = await variant_counts(conn, test)
+    progress = None
+    if test.status in ACTIVE:
+        try:
+            progress = dataclasses.asdict(await (await _control(gateway)).progress(test))
+        except Exception:  # the store's view stands without the live one
+            progress = None
+    return {
+        **test.model_dump(exclude={"workflow_id"}),
+        "variants": [
+            {
+                **v,
+                "sent": c.sent,
+                "successes": c.successes,
+                "rate": round(c.successes / c.sent, 4) if c.sent else None,
+            }
+            for v, c in zip(test.variants, counts, strict=True)
+        ],  # fmt: skip
+        "progress": progress,
+    }
+
+
+async def _active(session: SessionDep, tenant: TenantDep, test_id: str) -> AbTest:
+    test = await get_ab_test(session=session, test_id=test_id, tenant_id=tenant.id)
+    if test.status != AbTestStatus.TESTING:
+        raise HTTPException(409, f"A/B test {test_id} is {test.status}; the decision is made")
+    return test
+
+
+@router.post("/{test_id}/decide", status_code=status.HTTP_202_ACCEPTED)
+async def decide_now(
+    test_id: str, session: SessionDep, tenant: TenantDep, gateway: GatewayDep
+) -> dict[str, str]:
+    """Stop the window early and decide on the data so far (the default if inconclusive)."""
+    test = await _active(session, tenant, test_id)
+    await (await _control(gateway)).decide_now(test)
+    return {"id": test.id, "status": "deciding"}
+
+
+@router.post("/{test_id}/winner", status_code=status.HTTP_202_ACCEPTED)
+async def choose_winner(
+    test_id: str, body: AbWinnerIn, session: SessionDep, tenant: TenantDep, gateway: GatewayDep
+) -> dict[str, str]:
+    """Pick the winner by hand; its rollout starts at once."""
+    test = await _active(session, tenant, test_id)
+    keys = [v["key"] for v in test.variants]
+    if body.variant not in keys:
+        raise InvalidInput("variant", f"must be one of {keys}")
+    await (await _control(gateway)).choose_winner(test, body.variant)
+    return {"id": test.id, "status": "rolling_out", "winner": body.variant}
+
+
+@router.post("/{test_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
+async def cancel(
+    test_id: str, session: SessionDep, tenant: TenantDep, gateway: GatewayDep
+) -> dict[str, str]:
+    test = await get_ab_test(session=session, test_id=test_id, tenant_id=tenant.id)
+    if test.status not in ACTIVE:
+        raise HTTPException(409, f"A/B test {test_id} is {test.status}; nothing to cancel")
+    await (await _control(gateway)).cancel(test)
+    return {"id": test.id, "status": "cancelling"}
