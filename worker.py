@@ -54,6 +54,7 @@ def build_dispatcher(db: Database, settings: Settings, router: ProviderRouter) -
         smtp_connections=settings.smtp_connections,
         smtp_timeout_s=settings.smtp_timeout_s,
         default_rate_per_s=settings.send_rate_per_s,
+        reconcile_after_s=settings.provider_reconcile_after_s,
     )
 
 
@@ -127,6 +128,19 @@ def build_worker(
     )
 
 
+async def _warm_retrieval(settings: Settings) -> None:
+    """Load the embedding model and the exemplar corpus before taking work, so the first
+    campaign's chunks do not wait for it (tens of seconds on a small machine)."""
+    if not settings.rag_enabled:
+        return
+    index = shared_index(
+        url=settings.qdrant_url, path=settings.home / "qdrant", model=settings.embedding_model
+    )
+    if index is not None:
+        log.info("loading the embedding model and exemplar corpus")
+        await asyncio.to_thread(lambda: (index.ensure_corpus(), index.embedder.encode(["warm"])))
+
+
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     async with AsyncExitStack() as stack:
         await migrate(settings.resolved_database_url)
@@ -148,6 +162,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         stack.push_async_callback(router.close)
         health = asyncio.create_task(router.health_loop())
         stack.callback(health.cancel)
+        await _warm_retrieval(settings)
         worker = build_worker(client, db, settings, settings.temporal_task_queue, router)
         log.info("worker polling %s on %s", settings.temporal_task_queue, settings.temporal_address)
         async with worker:

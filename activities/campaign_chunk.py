@@ -22,6 +22,7 @@ from activities.context import CampaignContext, CampaignContexts
 from activities.delivery import DeliveryUnavailable
 from activities.dispatch import Dispatcher, DispatchReport, Envelope
 from activities.errors import (
+    awaiting_reconciliation,
     deferred,
     delivery_unavailable,
     llm_quota,
@@ -48,6 +49,7 @@ from activities.llm_executor import LlmQuotaExhausted
 from activities.planner import plan_steps
 from activities.profiles import Profile, ProfileLoader
 from activities.providers.base import OutgoingEmail
+from activities.providers.http import LookupFailed
 from activities.retrieval import ClusterExemplars
 from rag.retriever import Retrieval
 from tailor.config import Settings
@@ -160,6 +162,13 @@ class ChunkActivities:
                 domain=ctx.sender_domain,
                 occurrence=occurrence,
             )
+        try:
+            async with _heartbeating():  # a provider's activity API can be slow (rate limits)
+                unclear, unclear_wait_s = await self._dispatcher.reconcile(
+                    ctx.campaign_id, contact_ids, occurrence
+                )
+        except LookupFailed as exc:
+            raise delivery_unavailable(str(exc)) from exc
         work, already_done, waiting = await self._prepare(
             ctx, contact_ids, revoked_contact_ids, occurrence
         )
@@ -176,6 +185,8 @@ class ChunkActivities:
         if review:
             work = await self._hold(work, contents)
         await self._send(ctx, work, contents, waiting, retrievals)
+        if unclear:
+            raise awaiting_reconciliation(unclear, unclear_wait_s)
         return already_done
 
     @activity.defn

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
+from sqlalchemy import select, update
+from sqlmodel import col
 from temporalio import activity
 
 from activities.claims import ClaimBatcher
@@ -30,7 +32,7 @@ from activities.providers.base import BatchResult, HttpProvider, OutgoingEmail, 
 from activities.providers.router import SMTP, ProviderRouter
 from tailor.db import Database
 from tailor.mail import MailParts, render_message
-from tailor.models import SendStatus
+from tailor.models import Send, SendStatus, utcnow
 from tailor.rate_limit import RateLimiter
 from tailor.store.sends import mark
 
@@ -86,6 +88,7 @@ class Dispatcher:
         smtp_connections: int,
         smtp_timeout_s: float,
         default_rate_per_s: float | None,
+        reconcile_after_s: float = 600.0,
     ) -> None:
         self._db = db
         self._router = router
@@ -94,6 +97,7 @@ class Dispatcher:
         self._smtp_connections = smtp_connections
         self._timeout_s = smtp_timeout_s
         self._default_rate = default_rate_per_s
+        self._reconcile_s = reconcile_after_s
         self._claims: dict[str, ClaimBatcher] = {}
 
     async def dispatch(
@@ -316,6 +320,68 @@ class Dispatcher:
             claim=lambda end_of_data: self._batcher(SMTP).claim(env.send_id, end_of_data),
         )
         return result.outcome, result.detail, result.provider_message_id
+
+    # -- reconciliation ------------------------------------------------------------------------
+
+    async def reconcile(
+        self, campaign_id: str, contact_ids: Sequence[int], occurrence: str
+    ) -> tuple[int, float]:
+        """Settle these contacts' sends that an earlier attempt left ``dispatched`` at an HTTP
+        provider (a worker died between the claim and the answer, or no answer came): the ones
+        the provider's records show are sent, the rest pending again, to be sent now. Sends
+        younger than ``reconcile_after_s`` are left alone (the request may still be in flight,
+        or not yet in the provider's records); returns how many, and how long until the first
+        of them can be looked up."""
+        async with self._db.read() as conn:
+            rows = await conn.execute(
+                select(Send.id, Send.provider, Send.dispatched_at).where(  # type: ignore[call-overload]
+                    col(Send.campaign_id) == campaign_id,
+                    col(Send.contact_id).in_(contact_ids),
+                    col(Send.occurrence) == occurrence,
+                    col(Send.status) == SendStatus.DISPATCHED.value,
+                    col(Send.provider).in_(list(self._router.http)),
+                )
+            )
+            unclear = [(int(i), str(p), d) for i, p, d in rows]
+        now = utcnow()
+        due: dict[str, list[int]] = {}
+        young: list[float] = []
+        for send_id, provider, dispatched_at in unclear:
+            age = (now - dispatched_at).total_seconds() if dispatched_at else self._reconcile_s
+            if age >= self._reconcile_s:
+                due.setdefault(provider, []).append(send_id)
+            else:
+                young.append(self._reconcile_s - age)
+        for provider, send_ids in due.items():
+            found = await self._router.http[provider].delivered(send_ids)
+            if found is None:
+                continue  # the provider cannot tell: they stay unclear, never resent
+            await self._settle_unclear(provider, send_ids, found)
+        return len(young), min(young, default=0.0)
+
+    async def _settle_unclear(self, provider: str, send_ids: list[int], found: set[int]) -> None:
+        sent = [i for i in send_ids if i in found]
+        missing = [i for i in send_ids if i not in found]
+        async with self._db.write() as conn:
+            if sent:
+                await conn.execute(
+                    update(Send)
+                    .where(
+                        col(Send.id).in_(sent), col(Send.status) == SendStatus.DISPATCHED.value
+                    )
+                    .values(
+                        status=SendStatus.SENT.value,
+                        sent_at=utcnow(),
+                        provider_message_id=f"reconciled:{provider}",
+                        explain={"reconciled": f"found in {provider}'s records after an "
+                                               "attempt ended without its answer"},
+                    )
+                )  # fmt: skip
+            await mark(
+                conn, send_ids=missing, status=SendStatus.PENDING, from_status=SendStatus.DISPATCHED
+            )
+        log.info("reconciled %d unclear sends at %s: %d delivered, %d to send again",
+                 len(send_ids), provider, len(sent), len(missing))  # fmt: skip
 
     # -- claims --------------------------------------------------------------------------------
 

@@ -50,3 +50,13 @@ def llm_quota(retry_after_s: float) -> ApplicationError:
 
 def journey_not_found(message: str) -> ApplicationError:
     return ApplicationError(message, type="JourneyNotFound", non_retryable=True)
+
+
+def awaiting_reconciliation(count: int, wait_s: float) -> ApplicationError:
+    # Retryable after the wait: by then the provider's records show whether these went out.
+    return ApplicationError(
+        f"{count} sends of an earlier attempt are unclear; looking them up at the provider "
+        f"in {wait_s:.0f}s",
+        type="AwaitingReconciliation",
+        next_retry_delay=timedelta(seconds=max(1.0, wait_s)),
+    )

@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     provider_failure_threshold: int = Field(
         3, ge=1, description="Consecutive failures that open a provider's circuit breaker."
     )
+    provider_reconcile_after_s: float = Field(
+        600.0,
+        gt=0,
+        description="A send left unclear at an HTTP provider (a worker died mid-request) is "
+        "looked up in the provider's activity API once it is this old, then marked sent or "
+        "sent again. Must exceed provider_timeout_s and the provider's reporting lag.",
+    )
     send_rate_per_s: float | None = Field(
         None, gt=0, description="Default per-tenant sending rate limit; None: unlimited."
     )

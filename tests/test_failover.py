@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlmodel import col
 from temporalio.testing import WorkflowEnvironment
 
+from activities.providers.base import OutgoingEmail
 from activities.providers.router import ProviderRouter
+from activities.providers.sendgrid import SendGridProvider
 from activities.providers.setup import build_router
 from tailor.config import Settings
 from tailor.db import Database
@@ -28,9 +31,11 @@ from tailor.devtools.esp_stub import (
     EspStub,
     running_esp_stub,
 )
-from tailor.models import ConsentRecord, Contact, Send, SendStatus
+from tailor.models import ConsentRecord, Contact, Send, SendStatus, Tenant, utcnow
 from tailor.seed import seed_demo
 from tailor.store.campaigns import create_campaign
+from tailor.store.consent import consenting_contacts
+from tailor.store.sends import ensure_send_rows
 from tests.conftest import Sink, run_campaign, settings_for, task_queue
 from worker import build_worker
 
@@ -207,3 +212,71 @@ async def test_a_slow_provider_slows_the_campaign_instead_of_queueing_emails(
     requests = esp.stats()["providers"]["sendgrid"]["requests"]
     assert requests == -(-CONTACTS // 40)  # one request per chunk, none repeated
     assert elapsed >= requests / 2 * 1.0
+
+
+async def test_a_tenant_rate_limit_paces_its_sending(
+    time_skipping_env: WorkflowEnvironment, db: Database, sink: Sink, esp: EspStub
+) -> None:
+    """50 emails a second at most: the first second's 50 go at once, the rest follow."""
+    seeded = await seed_demo(db, contacts=CONTACTS)
+    async with db.write() as conn:
+        await conn.execute(update(Tenant).values(send_rate_per_s=50))
+    settings = provider_settings(db, sink, esp, chunk_size=25)
+    queue = task_queue()
+    async with provider_worker(time_skipping_env, db, settings, queue):
+        campaign = await _campaign(db, seeded.template_version_id)
+        started = time.monotonic()
+        outcome = await run_campaign(time_skipping_env.client, campaign, queue)
+        elapsed = time.monotonic() - started
+    assert outcome.sent == seeded.consenting
+    assert elapsed >= (seeded.consenting - 50) / 50
+
+
+async def test_sends_left_unclear_by_a_dead_attempt_are_looked_up_not_guessed(
+    time_skipping_env: WorkflowEnvironment, db: Database, sink: Sink, esp: EspStub
+) -> None:
+    """An earlier attempt claimed 20 sends and died: 10 reached the provider, 10 did not. The
+    next attempt asks the provider, marks the 10 sent, and sends only the other 10."""
+    seeded = await seed_demo(db, contacts=CONTACTS)
+    campaign = await _campaign(db, seeded.template_version_id)
+    async with db.read_session() as session:
+        granted = await consenting_contacts(await session.connection(), "demo", 20)
+    async with db.write() as conn:
+        await ensure_send_rows(
+            conn, campaign_id=campaign, contact_ids=[c for c, _ in granted],
+            domain="northwind.example.com",
+        )  # fmt: skip
+        await conn.execute(
+            update(Send)
+            .where(col(Send.campaign_id) == campaign)
+            .values(status="dispatched", provider="sendgrid",
+                    dispatched_at=utcnow() - timedelta(hours=1))
+        )  # fmt: skip
+    unclear = await _sends(db, campaign)
+    reached = unclear[:10]
+    provider = SendGridProvider(api_key=STUB_SENDGRID_KEY, base_url=esp.url, timeout_s=5)
+    try:
+        posted = await provider.send_batch([
+            OutgoingEmail(send_id=s.id or 0, tenant_id="demo", campaign_id=campaign,
+                          to_email=f"person{s.contact_id}@example.com",
+                          from_email="news@northwind.example.com", from_name="Northwind",
+                          subject="Hello", text="Hi", html="<p>Hi</p>",
+                          headers={"Message-ID": s.message_id})
+            for s in reached
+        ])  # fmt: skip
+    finally:
+        await provider.close()
+    assert all(r.verdict.value == "accepted" for r in posted.results)
+
+    settings = provider_settings(db, sink, esp, provider_reconcile_after_s=60)
+    queue = task_queue()
+    async with provider_worker(time_skipping_env, db, settings, queue):
+        outcome = await run_campaign(time_skipping_env.client, campaign, queue)
+
+    assert outcome.sent == seeded.consenting
+    after = {s.id: s for s in await _sends(db, campaign)}
+    for send in reached:
+        assert after[send.id].provider_message_id == "reconciled:sendgrid"
+    stats = esp.stats()
+    assert stats["duplicates"] == 0
+    assert stats["unique"] == seeded.consenting  # the 10 that never arrived were sent now

@@ -19,8 +19,16 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from activities.providers import BatchResult, HttpProvider, OutgoingEmail, Verdict, http_provider
+from activities.providers import (
+    BatchResult,
+    HttpProvider,
+    LookupFailed,
+    OutgoingEmail,
+    Verdict,
+    http_provider,
+)
 from activities.providers.http import retry_after_s
+from activities.providers.mailgun import event_send_id
 from activities.providers.sendgrid import MAX_SUBSTITUTION_BYTES
 from activities.providers.ses import entry_result
 from tailor.config import Settings
@@ -35,6 +43,7 @@ from tailor.devtools.esp_stub import (
 )
 
 PROVIDERS = ["sendgrid", "mailgun", "ses"]
+LOOKUPS = ["sendgrid", "mailgun"]  # SES has no delivery lookup
 WRONG_CREDENTIALS = {
     "sendgrid": {"sendgrid_api_key": "SG.revoked"},
     "mailgun": {"mailgun_api_key": "key-revoked"},
@@ -350,6 +359,72 @@ async def test_connection_refused_is_retry(name: str) -> None:
     assert not healthy
 
 
+# -- delivery lookups ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", LOOKUPS)
+async def test_delivered_names_exactly_the_sends_the_provider_took(esp: EspStub, name: str) -> None:
+    sent = list(range(1, 251))  # more than one SendGrid query's worth of ids
+    never = list(range(1001, 1011))
+    async with adapter(name, esp.url) as provider:
+        for start in range(0, len(sent), 50):
+            await provider.send_batch([email(i) for i in sent[start : start + 50]])
+        asked = [never[0], *sent[:125], never[1], *sent[125:], *never[2:]]
+        assert await provider.delivered(asked) == set(sent)
+        assert await provider.delivered(never) == set()
+        assert await provider.delivered([]) == set()
+
+
+@pytest.mark.parametrize("name", LOOKUPS)
+async def test_a_send_taken_twice_does_not_vouch_for_a_missing_one(esp: EspStub, name: str) -> None:
+    async with adapter(name, esp.url) as provider:
+        await provider.send_batch([email(1), email(2)])
+        await provider.send_batch([email(2)])  # three messages at the provider for two sends
+        assert await provider.delivered([1, 2, 3]) == {1, 2}
+
+
+LOOKUP_FAULTS: dict[str, dict[str, object]] = {
+    "outage": {"fail_status": 503, "fail_retry_after_s": 30},
+    "hang-up": {"drop_after_read": True},
+}
+
+
+@pytest.mark.parametrize("fault", LOOKUP_FAULTS)
+@pytest.mark.parametrize("name", LOOKUPS)
+async def test_a_failed_lookup_raises_and_never_reads_as_not_delivered(
+    esp: EspStub, name: str, fault: str
+) -> None:
+    async with adapter(name, esp.url) as provider:
+        await provider.send_batch([email(1)])
+        esp.behaviour(name).update(LOOKUP_FAULTS[fault])
+        with pytest.raises(LookupFailed) as failed:
+            await provider.delivered([1, 2])
+    if fault == "outage":
+        assert "503" in str(failed.value) and failed.value.retry_after_s == 30
+
+
+async def test_ses_cannot_tell(esp: EspStub) -> None:
+    async with adapter("ses", esp.url) as provider:
+        await provider.send_batch([email(1)])
+        assert await provider.delivered([1, 2]) is None
+
+
+async def test_sendgrid_lookups_wait_out_a_spent_rate_limit(esp: EspStub) -> None:
+    esp.sendgrid.rate_limit_per_s = 3  # 3 requests, then none until the reset a second on
+    async with adapter("sendgrid", esp.url) as provider:
+        await provider.send_batch([email(1), email(2)])
+        assert await provider.delivered([1, 901, 2]) == {1, 2}  # 5 lookups: [1, 901, 2] split
+    counts = esp.stats()["providers"]["sendgrid"]
+    assert (counts["requests"], counts["rate_limited"]) == (6, 0)
+
+
+def test_mailgun_reads_user_variables_as_an_object_or_a_json_string() -> None:
+    assert event_send_id({"event": "accepted", "user-variables": {"tailor_send_id": "7"}}) == "7"
+    assert event_send_id({"event": "accepted", "user-variables": '{"tailor_send_id": 7}'}) == "7"
+    assert event_send_id({"event": "accepted", "user-variables": "not json"}) is None
+    assert event_send_id({"event": "delivered", "user-variables": {"tailor_send_id": "7"}}) is None
+
+
 # -- health, settings, the stub itself ----------------------------------------------------------
 
 
@@ -408,5 +483,7 @@ async def test_the_stub_keeps_recent_bodies_and_counts_everything() -> None:
     with running_esp_stub(keep=2) as esp:
         async with adapter("sendgrid", esp.url) as provider:
             await provider.send_batch([email(i) for i in range(1, 6)])
+            # Lookups answer from the send ids it keeps for every message, not from bodies.
+            assert await provider.delivered(range(1, 7)) == set(range(1, 6))
         assert [m.to for m in esp.messages()] == ["reader4@example.com", "reader5@example.com"]
         assert esp.stats()["messages"] == esp.stats()["unique"] == 5

@@ -1,12 +1,12 @@
 """HTTP email providers (SendGrid, Mailgun, Amazon SES) behind one interface (``base.py``).
 
 Adapters are imported when built, so importing the base types (workflows, payloads) does not
-load httpx, botocore or the settings.
+load httpx, botocore or the settings; ``LookupFailed`` (``http.py``) is loaded when first named.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from activities.providers.base import (
     BatchResult,
@@ -17,12 +17,14 @@ from activities.providers.base import (
 )
 
 if TYPE_CHECKING:
+    from activities.providers.http import LookupFailed
     from tailor.config import Settings
 
 __all__ = [
     "HTTP_PROVIDERS",
     "BatchResult",
     "HttpProvider",
+    "LookupFailed",
     "OutgoingEmail",
     "RecipientResult",
     "Verdict",
@@ -30,6 +32,14 @@ __all__ = [
 ]
 
 HTTP_PROVIDERS = ("sendgrid", "mailgun", "ses")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LookupFailed":  # lazily: http.py imports httpx
+        from activities.providers.http import LookupFailed
+
+        return LookupFailed
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _required(value: str | None, setting: str, provider: str) -> str:

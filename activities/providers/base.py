@@ -80,6 +80,13 @@ class HttpProvider(Protocol):
         for provider or network errors (map them to verdicts)."""
         ...
 
+    async def delivered(self, send_ids: Sequence[int]) -> set[int] | None:
+        """Which of these sends the provider has a record of accepting (by the
+        ``tailor_send_id`` each message carries), from its activity/events API; None when the
+        provider cannot tell (then an unclear send stays unclear). Raises on provider errors:
+        a lookup that failed must not be read as "not delivered"."""
+        ...
+
     async def health(self) -> bool:
         """A cheap authenticated call (account/scopes/domain lookup): True if it answers 2xx."""
         ...

@@ -18,6 +18,10 @@ What a request's fate means for its recipients (the verdicts of ``base.py``)::
           to recipients (REFUSED, the others RETRY); what it cannot attribute means our request
           was malformed: REFUSED with suppress=False, so it shows rather than retries forever.
 
+A delivery lookup (``delivered``) reads a provider's records instead, and anything but a 2xx it
+can read raises :class:`LookupFailed`: a failed lookup must never pass for "not delivered", which
+would send the email again.
+
 Nothing here retries: the dispatcher decides what goes again, and where.
 """
 
@@ -53,6 +57,10 @@ _NOT_WRITTEN = (
     httpx.ProxyError,
 )
 _ADDRESS = re.compile(r"[^\s<>\"',;:()]+@[^\s<>\"',;:()]+")
+
+
+def _overloaded(status: int) -> bool:
+    return status in (408, 429) or status >= 500
 
 
 def scrub(text: str) -> str:
@@ -126,6 +134,15 @@ def response_json(response: httpx.Response) -> Any:
         return None
 
 
+class LookupFailed(Exception):
+    """A delivery lookup got no usable answer (no answer, an HTTP error, a body it cannot read):
+    the sends it asked about stay unclear. ``retry_after_s`` is the provider's requested wait."""
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 @dataclass(frozen=True)
 class Unanswered:
     """A request that got no HTTP answer."""
@@ -188,30 +205,45 @@ class ProviderClient:
         answer = await self.send(request)
         return isinstance(answer, httpx.Response) and answer.is_success
 
+    def explain(self, response: httpx.Response) -> str | None:
+        """The detail of an answer that says nothing about recipients (rate limits, outages,
+        misconfiguration), or None when the adapter has to read it."""
+        status = response.status_code
+        if _overloaded(status):
+            return f"{self.name}: {status} {response.reason_phrase}".strip()
+        if status in (401, 403):
+            return f"{self.name}: {status}, credentials refused: check {self.key_setting}"
+        if status == 404 or 300 <= status < 400:
+            path = response.request.url.path
+            return f"{self.name}: {status} for {path}: check {self.url_setting}"
+        return None
+
     def failure(
         self, response: httpx.Response, emails: Sequence[OutgoingEmail]
     ) -> BatchResult | None:
-        """The outcome of an answer that says nothing about recipients (rate limits, outages,
-        misconfiguration), or None when the adapter has to read it."""
-        status = response.status_code
-        if status in (408, 429) or status >= 500:
-            detail = f"{self.name}: {status} {response.reason_phrase}".strip()
-            return settle_all(
-                emails,
-                Verdict.RETRY,
-                detail,
-                provider_failed=True,
-                retry_after_s=retry_after_s(response),
+        """The outcome of an answer :meth:`explain` explains (all RETRY, provider_failed), or
+        None when the adapter has to read it."""
+        detail = self.explain(response)
+        if detail is None:
+            return None
+        wait = retry_after_s(response) if _overloaded(response.status_code) else None
+        return settle_all(emails, Verdict.RETRY, detail, provider_failed=True, retry_after_s=wait)
+
+    async def lookup(self, request: httpx.Request) -> tuple[httpx.Response, dict[str, Any]]:
+        """A delivery lookup's 2xx answer and its JSON object; raises LookupFailed otherwise."""
+        answer = await self.send(request)
+        if isinstance(answer, Unanswered):
+            raise LookupFailed(answer.detail)
+        if not answer.is_success:
+            status = answer.status_code
+            detail = self.explain(answer) or scrub(
+                f"{self.name} refused the lookup ({status}): {answer.text}"
             )
-        if status in (401, 403):
-            detail = f"{self.name}: {status}, credentials refused: check {self.key_setting}"
-            return settle_all(emails, Verdict.RETRY, detail, provider_failed=True)
-        if status == 404 or 300 <= status < 400:
-            detail = (
-                f"{self.name}: {status} for {response.request.url.path}: check {self.url_setting}"
-            )
-            return settle_all(emails, Verdict.RETRY, detail, provider_failed=True)
-        return None
+            raise LookupFailed(detail, retry_after_s=retry_after_s(answer))
+        body = response_json(answer)
+        if not isinstance(body, dict):
+            raise LookupFailed(f"{self.name}: unreadable lookup answer ({answer.status_code})")
+        return answer, body
 
     def malformed(
         self, response: httpx.Response, emails: Sequence[OutgoingEmail], message: str

@@ -15,20 +15,32 @@ A 400 for an invalid ``to`` address does not say which one, and nothing was sent
 halved and each half posted again until the address stands alone (REFUSED, suppressed) and the
 others are sent. That costs up to ``MAX_SPLIT_REQUESTS`` extra requests a batch; recipients not
 resolved by then are RETRY. Any other 400 means our request was malformed.
+
+Delivery lookups (``delivered``) read the Events API: ``GET /v3/{domain}/events?event=accepted&
+user-variables={"tailor_send_id":"12"}``, one query per send, ``LOOKUP_CONCURRENCY`` at a time.
+A filter may name any field of an event; ``user-variables`` takes a JSON object, and Mailgun
+documents no OR of several. An ``accepted`` event whose ``user-variables`` carry the id means
+Mailgun took it (whatever happened next); an empty page means it did not; a page of other events
+(a filter read loosely) is paged past, up to ``MAX_EVENT_PAGES``. Events are kept 1 to 30 days
+by plan and appear after a lag, which the caller's reconciliation delay must cover.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.utils import formataddr
-from urllib.parse import quote
+from typing import Any
+from urllib.parse import quote, urlencode
 
 import httpx
 
 from activities.providers.base import BatchResult, OutgoingEmail, RecipientResult, Verdict
 from activities.providers.http import (
+    MAX_CONNECTIONS,
+    LookupFailed,
     ProviderClient,
     Unanswered,
     by_sender,
@@ -40,6 +52,9 @@ from activities.providers.http import (
 
 DEFAULT_BASE_URL = "https://api.mailgun.net"
 MAX_SPLIT_REQUESTS = 40  # isolates about two bad addresses in a batch of 1,000
+EVENTS_PAGE = 300  # events per page: Mailgun's maximum
+MAX_EVENT_PAGES = 10
+LOOKUP_CONCURRENCY = MAX_CONNECTIONS // 2  # the rest of the pool stays free for sends
 _BAD_TO = "'to' parameter is not a valid address"
 
 
@@ -104,6 +119,20 @@ def batch_form(emails: Sequence[OutgoingEmail]) -> list[tuple[str, str]]:
 def _message(response: httpx.Response) -> str:
     body = response_json(response)
     return str(body.get("message", "")) if isinstance(body, dict) else response.text
+
+
+def event_send_id(item: Any) -> str | None:
+    """The ``tailor_send_id`` of an accepted event, or None."""
+    if not isinstance(item, dict) or item.get("event") != "accepted":
+        return None
+    variables = item.get("user-variables")
+    if isinstance(variables, str):  # some events carry them as a JSON string
+        try:
+            variables = json.loads(variables)
+        except ValueError:
+            return None
+    value = variables.get("tailor_send_id") if isinstance(variables, dict) else None
+    return None if value is None else str(value)
 
 
 @dataclass
@@ -183,6 +212,46 @@ class MailgunProvider:
         half = len(emails) // 2
         parts = [await self._post(emails[:half], budget), await self._post(emails[half:], budget)]
         return merge(emails, parts)
+
+    async def delivered(self, send_ids: Sequence[int]) -> set[int]:
+        pending = iter(dict.fromkeys(send_ids))  # shared: each id is looked up once
+        found: set[int] = set()
+
+        async def lookups() -> None:
+            for send_id in pending:
+                if await self._accepted(send_id):
+                    found.add(send_id)
+
+        try:
+            async with asyncio.TaskGroup() as group:  # the first failure cancels the others
+                for _ in range(LOOKUP_CONCURRENCY):
+                    group.create_task(lookups())
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        return found
+
+    async def _accepted(self, send_id: int) -> bool:
+        wanted = str(send_id)
+        variables = json.dumps({"tailor_send_id": wanted}, separators=(",", ":"))
+        params = {"event": "accepted", "user-variables": variables, "limit": EVENTS_PAGE}
+        url = f"/v3/{self._domain}/events?{urlencode(params)}"
+        for _ in range(MAX_EVENT_PAGES):
+            _, body = await self._http.lookup(self._http.build("GET", url))
+            items, paging = body.get("items"), body.get("paging")
+            if not isinstance(items, list):
+                raise LookupFailed("mailgun: unreadable events answer")
+            if not items:
+                return False
+            if any(event_send_id(item) == wanted for item in items):
+                return True
+            following = paging.get("next") if isinstance(paging, dict) else None
+            # Followed only on our own host: the request carries the API key.
+            if not isinstance(following, str) or not following.startswith(
+                f"{self._http.base_url}/"
+            ):
+                raise LookupFailed("mailgun: events answer without a next page")
+            url = following
+        raise LookupFailed(f"mailgun: send {send_id} not settled in {MAX_EVENT_PAGES} pages")
 
     async def health(self) -> bool:
         return await self._http.ok(self._http.build("GET", f"/v3/domains/{self._domain}"))

@@ -12,19 +12,37 @@ SendGrid answers 202 with one ``X-Message-Id`` for the request; a recipient's id
 id plus ``.<personalization index>`` (its webhook ``sg_message_id`` starts with the former).
 A 400 rejects the whole request; errors whose ``field`` is ``personalizations.N...`` name the
 recipient at fault (REFUSED; suppressed for an invalid address) and the others go again (RETRY).
+
+Delivery lookups (``delivered``) use the Email Activity API (a paid add-on; the key needs the
+``messages.read`` scope): ``GET /v3/messages?limit=1000&query=`` with
+``unique_args['tailor_send_id'] IN ("12","13")``: v3 ``custom_args`` are the feed's
+``unique_args``, ``IN`` is in its operator list, and ``['key']`` picks one argument. Any message
+found counts, whatever its status: ``not_delivered`` (bounced, dropped) was still accepted.
+Answers have no paging and do not echo the arguments (only ``GET /v3/messages/{msg_id}`` does,
+a message a request), so a group of ids is settled by what it matches: nothing means none went;
+as many messages as ids, to as many distinct addresses, means all did (a send has one address,
+so a send accepted twice cannot stand in for a missing one); more addresses than ids means the
+query was not applied (LookupFailed); anything else is split in halves and asked again. A lost
+batch usually went all or nothing: about one request per 200 ids. The API allows 6 requests a
+minute, so lookups go one at a time and wait out ``X-RateLimit-Reset`` once
+``X-RateLimit-Remaining`` is 0. Activity is kept 3 days (30 with the add-on) and shows up after
+a lag, which the caller's reconciliation delay must cover.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from activities.providers.base import BatchResult, OutgoingEmail, RecipientResult, Verdict
 from activities.providers.http import (
+    LookupFailed,
     ProviderClient,
     Unanswered,
     by_sender,
@@ -39,6 +57,9 @@ DEFAULT_BASE_URL = "https://api.sendgrid.com"
 TEXT_TAG = "-tailor_text-"
 HTML_TAG = "-tailor_html-"
 MAX_SUBSTITUTION_BYTES = 10_000
+ACTIVITY_LIMIT = 1000  # messages in one Email Activity answer: its maximum (the default is 10)
+ACTIVITY_IDS = 200  # send ids per query: a URL of at most ~6 KB
+MAX_RATE_WAIT_S = 65.0  # the limit resets each minute; a longer wait is the caller's to make
 _PERSONALIZATION = re.compile(r"^personalizations\.(\d+)\.")
 
 
@@ -111,6 +132,19 @@ def _attribute(
     return named, general
 
 
+def activity_query(send_ids: Sequence[int]) -> str:
+    """The Email Activity query for messages carrying any of these send ids."""
+    values = ",".join(f'"{send_id}"' for send_id in send_ids)
+    return f"unique_args['tailor_send_id'] IN ({values})"
+
+
+def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise LookupFailed("sendgrid: unreadable Email Activity answer")
+    return messages
+
+
 def _refusal(email: OutgoingEmail, field: str, message: str) -> RecipientResult:
     detail = scrub(f"sendgrid refused {field}: {message}")
     # An invalid address (``personalizations.N.to.0.email``) must not be mailed again.
@@ -141,6 +175,8 @@ class SendGridProvider:
             headers={"Authorization": f"Bearer {api_key}"},
             transport=transport,
         )
+        self._activity_lock = asyncio.Lock()  # one Email Activity request at a time
+        self._activity_after = 0.0  # time.monotonic() before which the rate limit is spent
 
     async def send_batch(self, emails: Sequence[OutgoingEmail]) -> BatchResult:
         requests: list[tuple[list[OutgoingEmail], bool]] = []  # (emails, templated)
@@ -186,6 +222,41 @@ class SendGridProvider:
             for i, email in enumerate(emails)
         ]
         return BatchResult(results)
+
+    async def delivered(self, send_ids: Sequence[int]) -> set[int]:
+        ids = list(dict.fromkeys(send_ids))
+        found: set[int] = set()
+        for start in range(0, len(ids), ACTIVITY_IDS):
+            found |= await self._accepted(ids[start : start + ACTIVITY_IDS])
+        return found
+
+    async def _accepted(self, ids: list[int]) -> set[int]:
+        """Which of these sends SendGrid has a message of (see the module docstring)."""
+        messages = await self._activity(ids)
+        if not messages:
+            return set()
+        addresses = {str(m.get("to_email") or "").lower() for m in messages} - {""}
+        if len(addresses) > len(ids):  # a query not applied: never to be read as "sent"
+            raise LookupFailed("sendgrid: the activity query matched other sends' messages")
+        if len(ids) == 1 or len(messages) == len(ids) == len(addresses):
+            return set(ids)
+        half = len(ids) // 2
+        return await self._accepted(ids[:half]) | await self._accepted(ids[half:])
+
+    async def _activity(self, ids: list[int]) -> list[dict[str, Any]]:
+        async with self._activity_lock:
+            wait = self._activity_after - time.monotonic()
+            if wait > MAX_RATE_WAIT_S:
+                raise LookupFailed("sendgrid: Email Activity rate limit spent", retry_after_s=wait)
+            if wait > 0:
+                await asyncio.sleep(wait)
+            # Encoded by hand: SendGrid documents %20 for spaces, not the form encoding's "+".
+            query = quote(activity_query(ids), safe="")
+            url = f"/v3/messages?limit={ACTIVITY_LIMIT}&query={query}"
+            response, body = await self._http.lookup(self._http.build("GET", url))
+            # retry_after_s reads X-RateLimit-Reset only once X-RateLimit-Remaining is 0.
+            self._activity_after = time.monotonic() + (retry_after_s(response) or 0.0)
+        return _messages(body)
 
     async def health(self) -> bool:
         return await self._http.ok(self._http.build("GET", "/v3/scopes"))

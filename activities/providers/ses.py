@@ -18,6 +18,10 @@ SES answers each entry on its own (``BulkEmailEntryResults``, in order):
 A whole-request 400 is read by its ``x-amzn-ErrorType``: account states (sending paused, limits,
 suspension, unverified MAIL FROM) are RETRY with ``provider_failed``; anything else
 (``BadRequestException``, ``MessageRejected``) means our request was malformed.
+
+SES cannot answer a delivery lookup: the v2 API has no query for sent messages by tag (its
+events go only to a configuration set's destinations: SNS, Firehose, EventBridge), so
+``delivered`` returns None and an unclear send stays unclear.
 """
 
 from __future__ import annotations
@@ -189,6 +193,9 @@ class SesProvider:
             return settle_all(emails, Verdict.AMBIGUOUS, detail, provider_failed=True)
         judged = [entry_result(email, entry) for email, entry in zip(emails, entries, strict=True)]
         return BatchResult([r for r, _ in judged], provider_failed=any(f for _, f in judged))
+
+    async def delivered(self, send_ids: Sequence[int]) -> None:
+        return None  # no lookup by tag in SES v2 (see the module docstring)
 
     async def health(self) -> bool:
         return await self._http.ok(self._signed("GET", "/v2/email/account"))

@@ -26,17 +26,22 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import select
 from sqlmodel import col
+from temporalio.client import Client
 
 from activities.context import CampaignContexts
 from activities.delivery import Outcome, SmtpDelivery
 from activities.executor import RuleBasedExecutor
 from activities.guardrail import Guardrail
+from activities.providers import http_provider
+from activities.providers.base import OutgoingEmail
 from tailor.campaign_control import CampaignControl
+from tailor.cli.processes import free_port
 from tailor.cli.stack import LocalStack, Ports
 from tailor.config import Settings
 from tailor.db import Database, migrate
+from tailor.devtools.esp_stub import STUB_SENDGRID_KEY
 from tailor.devtools.llm_stub import running_stub
-from tailor.mail import build_message
+from tailor.mail import build_message, mail_parts
 from tailor.models import Contact, utcnow
 from tailor.seed import seed_demo
 from tailor.store.campaigns import create_campaign, send_counts
@@ -130,6 +135,101 @@ async def _baseline(settings: Settings, tenant_campaign: str, limit: int) -> flo
         await db.dispose()
 
 
+async def _baseline_http(settings: Settings, campaign_id: str, limit: int) -> float:
+    """Render + post ``limit`` emails to the HTTP provider in a plain loop: the campaign's
+    batch size, as many requests in flight as the campaign's chunks; emails per second."""
+    db = Database(settings.resolved_database_url)
+    provider = http_provider(settings.providers[0], settings)
+    try:
+        ctx = await CampaignContexts(db).get(campaign_id)
+        async with db.read_session() as session:
+            contacts = list(
+                (
+                    await session.execute(
+                        select(Contact).where(col(Contact.tenant_id) == ctx.tenant.id)
+                        .order_by(col(Contact.id)).limit(limit)
+                    )
+                ).scalars()
+            )  # fmt: skip
+        executor = RuleBasedExecutor()
+        guardrail = Guardrail(public_url=settings.public_url, secret=settings.unsubscribe_secret)
+        batches = [
+            contacts[i : i + settings.chunk_size]
+            for i in range(0, len(contacts), settings.chunk_size)
+        ]
+
+        async def post(batch: list[Contact]) -> None:
+            emails = []
+            for contact in batch:
+                content = executor.personalise(
+                    contact=contact, version=ctx.version, catalog=ctx.catalog,
+                    tenant_name=ctx.tenant.name, now=utcnow(),
+                )  # fmt: skip
+                compliance = guardrail.compliance(
+                    campaign_id="baseline", contact_id=contact.id or 0,
+                    tenant_name=ctx.tenant.name, postal_address=ctx.tenant.postal_address,
+                    unsubscribe_mailbox=f"unsubscribe@{ctx.sender_domain}",
+                )  # fmt: skip
+                parts = mail_parts(
+                    content=content, compliance=compliance, campaign_id="baseline",
+                    message_id=f"<baseline.{contact.id}@{ctx.sender_domain}>",
+                )  # fmt: skip
+                emails.append(
+                    OutgoingEmail(
+                        send_id=contact.id or 0, tenant_id=ctx.tenant.id, campaign_id="baseline",
+                        to_email=contact.email, from_email=ctx.tenant.from_email,
+                        from_name=ctx.tenant.from_name, subject=parts.subject, text=parts.text,
+                        html=parts.html, headers=parts.headers,
+                    )
+                )  # fmt: skip
+            result = await provider.send_batch(emails)
+            assert not result.provider_failed, result.results[:1]
+
+        started = time.monotonic()
+        pending = list(batches)
+
+        async def lane() -> None:
+            while pending:
+                await post(pending.pop(0))
+
+        await asyncio.gather(*(lane() for _ in range(settings.chunk_concurrency)))
+        return len(contacts) / (time.monotonic() - started)
+    finally:
+        await provider.close()
+        await db.dispose()
+
+
+async def chunk_latencies(client: Client, workflow_id: str) -> tuple[list[float], int]:
+    """Each chunk activity's start-to-close seconds, over every run of the campaign (it
+    continues as new), and the largest history of one run (in events)."""
+    latencies: list[float] = []
+    largest = 0
+    async for execution in client.list_workflows(f'WorkflowId = "{workflow_id}"'):
+        handle = client.get_workflow_handle(workflow_id, run_id=execution.run_id)
+        started: dict[int, float] = {}
+        events = 0
+        async for event in handle.fetch_history_events():
+            events += 1
+            if event.HasField("activity_task_started_event_attributes"):
+                started[event.activity_task_started_event_attributes.scheduled_event_id] = (
+                    event.event_time.ToDatetime().timestamp()
+                )
+            elif event.HasField("activity_task_completed_event_attributes"):
+                attrs = event.activity_task_completed_event_attributes
+                begun = started.get(attrs.scheduled_event_id)
+                if begun is not None:
+                    latencies.append(event.event_time.ToDatetime().timestamp() - begun)
+        largest = max(largest, events)
+    return latencies, largest
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+
 async def _measure(
     stack: LocalStack, settings: Settings, contacts: int, baseline_n: int, console: Console,
     sampler: RssSampler,
@@ -177,8 +277,12 @@ async def _measure(
 
         async with db.read() as conn:
             generation = await generation_stats(conn, campaign.id)
+        latencies, events = await chunk_latencies(client, campaign.workflow_id)
         with console.status(f"Baseline: plain loop over {baseline_n:,} emails…"):
-            baseline = await _baseline(settings, campaign.id, baseline_n)
+            if settings.providers[0] == "smtp":
+                baseline = await _baseline(settings, campaign.id, baseline_n)
+            else:
+                baseline = await _baseline_http(settings, campaign.id, baseline_n)
         emails_per_s = outcome.sent / seconds
         return {
             "contacts": contacts,
@@ -198,6 +302,11 @@ async def _measure(
             "chunk_size": settings.chunk_size,
             "chunk_concurrency": settings.chunk_concurrency,
             "smtp_connections": settings.smtp_connections,
+            "provider": settings.providers[0],
+            "chunks": len(latencies),
+            "chunk_p50_s": _percentile(latencies, 0.50),
+            "chunk_p95_s": _percentile(latencies, 0.95),
+            "history_events": events,
         }
     finally:
         await db.dispose()
@@ -218,12 +327,21 @@ def run_campaign_bench(args: argparse.Namespace) -> int:
                 TAILOR_OPENAI_API_KEY="stub",
                 TAILOR_OPENAI_MODEL="gpt-4o-mini",
             )
+        if args.provider == "sendgrid":
+            esp_port = free_port()
+            os.environ.update(
+                TAILOR_PROVIDERS='["sendgrid"]',
+                TAILOR_SENDGRID_API_KEY=STUB_SENDGRID_KEY,
+                TAILOR_SENDGRID_BASE_URL=f"http://127.0.0.1:{esp_port}",
+            )
         stack.check_ports(api=False)
         settings = stack.settings()
         asyncio.run(migrate(settings.resolved_database_url))
         with console.status("Starting Temporal dev server, SMTP capture server and worker…"):
             stack.start_temporal()
             stack.start_sink()
+            if args.provider == "sendgrid":
+                stack.start_esp_stub(esp_port)
             stack.start_worker()
         for service in stack.group.services:
             sampler.pids[service.name] = service.proc.pid
@@ -240,7 +358,8 @@ def run_campaign_bench(args: argparse.Namespace) -> int:
         f"{report['sent']:,} emails in {report['seconds']}s = "
         f"[bold]{report['emails_per_s']:,}/s[/bold]; plain loop without Temporal "
         f"{report['baseline_emails_per_s']:,}/s; ratio {report['ratio']}; "
-        f"worker peak RSS {report['peak_rss_mb']} MB"
+        f"p95 chunk {report['chunk_p95_s']}s; worker peak RSS {report['peak_rss_mb']} MB "
+        f"(provider: {report['provider']})"
     )
     generation = report["generation"]
     if generation["llm_calls"] or generation["cache_hits"]:

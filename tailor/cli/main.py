@@ -81,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the review queue",
     )
 
+    esp = sub.add_parser(
+        "esp-stub",
+        help="a loopback server speaking the SendGrid, Mailgun and Amazon SES APIs (for trials)",
+    )
+    esp.add_argument("--port", type=int, default=8025)
+
     rag = sub.add_parser("rag", help="exemplar retrieval: ingest past emails, evaluate, bench")
     rag_sub = rag.add_subparsers(dest="rag_command", required=True)
     ingest = rag_sub.add_parser("ingest", help="load a tenant's past emails (JSONL)")
@@ -104,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     campaign.add_argument("--baseline-contacts", type=_positive, default=None)
     campaign.add_argument("--json", action="store_true")
     campaign.add_argument("--keep", action="store_true", help="keep the bench state folder")
+    campaign.add_argument(
+        "--provider",
+        choices=["sendgrid", "smtp"],
+        default="sendgrid",
+        help="deliver to a loopback SendGrid-format stub (default) or the SMTP capture server",
+    )
     campaign.add_argument(
         "--llm-stub",
         action="store_true",
@@ -166,6 +178,37 @@ def _run_llm_stub(port: int, answers: str) -> None:
         stop.wait()
 
 
+def _run_esp_stub(port: int) -> None:
+    from tailor.devtools.esp_stub import (
+        STUB_MAILGUN_DOMAIN,
+        STUB_MAILGUN_KEY,
+        STUB_SENDGRID_KEY,
+        STUB_SES_ACCESS_KEY,
+        STUB_SES_SECRET,
+        serve,
+    )
+
+    def ready(stub: object) -> None:
+        url = getattr(stub, "url", "")
+        logging.getLogger("tailor.esp_stub").info(
+            "serving SendGrid, Mailgun and SES on %s; point Tailor at it with "
+            "TAILOR_PROVIDERS='[\"sendgrid\",\"mailgun\",\"ses\"]' "
+            "TAILOR_SENDGRID_BASE_URL=%s TAILOR_SENDGRID_API_KEY=%s "
+            "TAILOR_MAILGUN_BASE_URL=%s TAILOR_MAILGUN_API_KEY=%s TAILOR_MAILGUN_DOMAIN=%s "
+            "TAILOR_SES_ENDPOINT_URL=%s TAILOR_SES_ACCESS_KEY_ID=%s "
+            "TAILOR_SES_SECRET_ACCESS_KEY=%s",
+            url, url, STUB_SENDGRID_KEY, url, STUB_MAILGUN_KEY, STUB_MAILGUN_DOMAIN, url,
+            STUB_SES_ACCESS_KEY, STUB_SES_SECRET,
+        )  # fmt: skip
+
+    signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C, as the process group does
+    serve(port, on_ready=ready)
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -196,6 +239,8 @@ def main(argv: list[str] | None = None) -> None:
             _run_sink(_settings(), args.port, args.maildir)
         elif args.command == "llm-stub":
             _run_llm_stub(args.port, args.answers)
+        elif args.command == "esp-stub":
+            _run_esp_stub(args.port)
         elif args.command == "db":
             from tailor.db import migrate
 

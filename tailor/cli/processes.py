@@ -31,6 +31,13 @@ def port_in_use(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (for a helper process the caller starts next)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
 def port_owner(port: int) -> str:
     try:
         for conn in psutil.net_connections(kind="tcp"):

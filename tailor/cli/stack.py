@@ -145,6 +145,15 @@ class LocalStack:
         except StartupError as exc:
             raise StartupError(f"SMTP capture server {exc}; see {service.log}") from exc
 
+    def start_esp_stub(self, port: int) -> None:
+        service = self.group.start(
+            "esp-stub", self._python("esp-stub", "--port", str(port)), self.env
+        )
+        try:
+            wait_for_port(HOST, port, 30, service.proc)
+        except StartupError as exc:
+            raise StartupError(f"email provider stub {exc}; see {service.log}") from exc
+
     def start_worker(self, name: str = "worker") -> None:
         self.group.start(name, self._python("worker"), self.env)
 

@@ -9,12 +9,19 @@ Each provider is steered through a :class:`Behaviour`: directly from a test
 
 Accepted messages are recorded cheaply enough for benchmarks of a million recipients: counts and
 a hash of every message's identity (its Message-ID, else its ``tailor_send_id``) for all, so
-duplicates across providers are counted; full bodies only for the most recent ``keep``.
+duplicates across providers are counted; full bodies only for the most recent ``keep``; and for
+SendGrid and Mailgun, each ``tailor_send_id`` with a hash of its address (~105 MB a million), so
+their delivery lookups answer for every message. The stub only stores that hash, so a lookup
+names the recipient as ``<hash>@hash.invalid``. Lookups see a message as soon as it is accepted;
+the real APIs lag by seconds to minutes, which is why Tailor only reconciles sends older than
+``provider_reconcile_after_s``.
 
 Routes::
 
     POST /v3/mail/send                    GET /v3/scopes                SendGrid
+    GET  /v3/messages?query=unique_args['tailor_send_id'] IN ("1","2")
     POST /v3/{domain}/messages            GET /v3/domains/{domain}      Mailgun
+    GET  /v3/{domain}/events?event=accepted&user-variables={"tailor_send_id":"1"}, and its pages
     POST /v2/email/outbound-emails        GET /v2/email/account         Amazon SES v2
     POST /v2/email/outbound-bulk-emails
     POST /_stub/behaviour   POST /_stub/reset   GET /_stub/messages   GET /_stub/stats
@@ -57,6 +64,7 @@ STUB_MAILGUN_DOMAIN = "mg.tailor.test"  # any domain is served; this one is for 
 STUB_SES_ACCESS_KEY = "AKIATAILORSTUB000000"
 STUB_SES_SECRET = "tailor-stub-secret-access-key"
 PROVIDERS = ("sendgrid", "mailgun", "ses")
+LOOKUP_PROVIDERS = ("sendgrid", "mailgun")  # SES has no delivery lookup
 KEEP_MESSAGES = 2_000
 SENDGRID_MAX_PERSONALIZATIONS = 1_000
 SENDGRID_MAX_SUBSTITUTION_BYTES = 10_000
@@ -78,10 +86,20 @@ _FIELD_NAME = re.compile(rb'(?<![a-z])name="([^"]*)"')
 _MAILGUN_VARIABLE = re.compile(r"%recipient\.([^%]+)%")
 _MAILGUN_MESSAGES = re.compile(r"^/v3/([^/]+)/messages$")
 _MAILGUN_DOMAIN = re.compile(r"^/v3/domains/([^/]+)$")
+_MAILGUN_EVENTS = re.compile(r"^/v3/([^/]+)/events(?:/([A-Za-z0-9_=-]+))?$")
+_SG_ACTIVITY = re.compile(
+    r"^\s*unique_args\['tailor_send_id'\]\s*"
+    r'(?:=\s*"\d+"|IN\s*\(\s*"\d+"(?:\s*,\s*"\d+")*\s*\))\s*$'
+)
 
 
 def valid_address(address: object) -> bool:
     return isinstance(address, str) and _ADDRESS.match(address) is not None
+
+
+def hashed_address(address_hash: int) -> str:
+    """How a lookup names a recipient: the ledger keeps only a hash of the address."""
+    return f"{address_hash & 0xFFFF_FFFF_FFFF_FFFF:016x}@hash.invalid"
 
 
 # -- control ---------------------------------------------------------------------------------
@@ -146,6 +164,13 @@ class StubMessage:
     def identity(self) -> str | None:
         return self.message_id or self.metadata.get("tailor_send_id")
 
+    @property
+    def send_id(self) -> int | None:
+        try:
+            return int(self.metadata["tailor_send_id"])
+        except (KeyError, ValueError):
+            return None
+
 
 @dataclass
 class Counts:
@@ -159,6 +184,9 @@ class Counts:
     dropped: int = 0  # answers never sent (drop_after_read)
 
 
+Accepted = tuple[int, int]  # (send id, hash of the address): one accepted message
+
+
 class Ledger:
     """Thread-safe record of accepted messages: bounded bodies, unbounded (but small) counts."""
 
@@ -167,6 +195,10 @@ class Ledger:
         self._recent: deque[StubMessage] = deque(maxlen=keep)
         # hash() of each identity: a small int a message, not its string (~60 vs ~110 bytes).
         self._seen: set[int] = set()
+        # Per provider, send id -> its address's hash(), a tuple of them once accepted again.
+        self._sends: dict[str, dict[int, int | tuple[int, ...]]] = {
+            name: {} for name in LOOKUP_PROVIDERS
+        }
         self._duplicate_ids: deque[str] = deque(maxlen=100)
         self._seq = 0  # never reset, so ``since`` cursors stay valid across resets
         self._total = 0
@@ -181,6 +213,15 @@ class Ledger:
                 message.seq = self._seq
                 self._recent.append(message)
                 self.counts[message.provider].accepted += 1
+                sends = self._sends.get(message.provider)
+                if sends is not None and (send_id := message.send_id) is not None:
+                    address = hash(message.to)
+                    known = sends.get(send_id)
+                    if known is None:
+                        sends[send_id] = address
+                    else:  # accepted again: rare, so a tuple only then
+                        again = known if isinstance(known, tuple) else (known,)
+                        sends[send_id] = (*again, address)
                 identity = message.identity
                 if identity is None:
                     continue
@@ -195,6 +236,15 @@ class Ledger:
         with self._lock:
             counts = self.counts[provider]
             setattr(counts, what, getattr(counts, what) + n)
+
+    def accepted(self, provider: str, send_ids: list[int]) -> list[Accepted]:
+        """One entry per message of these sends the provider accepted, in the ids' order."""
+        with self._lock:
+            sends = self._sends[provider]
+            found = [(i, sends[i]) for i in send_ids if i in sends]
+        return [
+            (i, a) for i, known in found for a in (known if isinstance(known, tuple) else (known,))
+        ]
 
     def messages(self, provider: str | None = None, since: int = 0) -> list[StubMessage]:
         with self._lock:
@@ -218,6 +268,8 @@ class Ledger:
         with self._lock:
             self._recent.clear()
             self._seen.clear()
+            for sends in self._sends.values():
+                sends.clear()
             self._duplicate_ids.clear()
             self._total = self._duplicates = 0
             self.counts = {name: Counts() for name in PROVIDERS}
@@ -438,9 +490,12 @@ class SendGridApi(_Api):
     name = "sendgrid"
 
     def route(self, method: str, path: str) -> Route | None:
-        return {("POST", "/v3/mail/send"): self.send, ("GET", "/v3/scopes"): self.scopes}.get(
-            (method, path)
-        )
+        routes = {
+            ("POST", "/v3/mail/send"): self.send,
+            ("GET", "/v3/messages"): self.activity,
+            ("GET", "/v3/scopes"): self.scopes,
+        }
+        return routes.get((method, path))
 
     def authorise(self, request: Request) -> Reply | None:
         given = request.headers.get("authorization", "")
@@ -476,8 +531,32 @@ class SendGridApi(_Api):
         self.ledger.add(_sendgrid_messages(body))
         return Reply(202, headers={"X-Message-Id": secrets.token_urlsafe(16)})
 
+    def activity(self, request: Request, behaviour: Behaviour) -> Reply:
+        """Email Activity's message list, for the one query Tailor sends."""
+        query = (request.query.get("query") or [""])[0]
+        limit = int((request.query.get("limit") or ["10"])[0])
+        if not _SG_ACTIVITY.match(query) or not 1 <= limit <= 1000:
+            message = "invalid syntax: the stub knows unique_args['tailor_send_id'] IN (...) only"
+            return self.error(400, message)
+        ids = [int(i) for i in re.findall(r"\d+", query.partition("]")[2])]
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        messages = [
+            {
+                "from_email": "",
+                "msg_id": f"stub{n}.{send_id}",
+                "subject": "",
+                "to_email": hashed_address(address),
+                "status": "delivered",
+                "opens_count": 0,
+                "clicks_count": 0,
+                "last_event_time": stamp,
+            }
+            for n, (send_id, address) in enumerate(self.ledger.accepted(self.name, ids)[:limit])
+        ]
+        return json_reply(200, {"messages": messages})
+
     def scopes(self, request: Request, behaviour: Behaviour) -> Reply:
-        return json_reply(200, {"scopes": ["mail.send", "user.profile.read"]})
+        return json_reply(200, {"scopes": ["mail.send", "messages.read", "user.profile.read"]})
 
 
 # -- Mailgun ----------------------------------------------------------------------------------
@@ -570,6 +649,8 @@ class MailgunApi(_Api):
             return self.send
         if method == "GET" and _MAILGUN_DOMAIN.match(path):
             return self.domain
+        if method == "GET" and _MAILGUN_EVENTS.match(path):
+            return self.events
         return None
 
     def authorise(self, request: Request) -> Reply | None:
@@ -595,6 +676,43 @@ class MailgunApi(_Api):
         stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
         message_id = f"<{stamp}.{secrets.token_hex(8)}@{domain}>"
         return json_reply(200, {"id": message_id, "message": "Queued. Thank you."})
+
+    def events(self, request: Request, behaviour: Behaviour) -> Reply:
+        """The Events API for the one filter Tailor sends, a page at a time (ValueError: 400)."""
+        match = _MAILGUN_EVENTS.match(request.path)
+        assert match is not None
+        if match[2]:  # the token of a next or previous page
+            wanted, start, limit = json.loads(base64.urlsafe_b64decode(match[2]))
+        else:
+            variables = json.loads((request.query.get("user-variables") or ["{}"])[0])
+            event = (request.query.get("event") or [""])[0]
+            limit = int((request.query.get("limit") or ["100"])[0])
+            if event != "accepted" or not 1 <= limit <= 300:
+                raise ValueError("the stub keeps accepted events only, 300 a page at most")
+            if not isinstance(variables, dict) or set(variables) != {"tailor_send_id"}:
+                raise ValueError("the stub filters user-variables on tailor_send_id only")
+            wanted, start = str(variables["tailor_send_id"]), 0
+        ids = [int(wanted)] if wanted.isascii() and wanted.isdigit() else []
+        page = self.ledger.accepted(self.name, ids)[start : start + limit]
+        items = [
+            {
+                "event": "accepted",
+                "id": f"stub{n}.{send_id}",
+                "timestamp": time.time(),
+                "recipient": hashed_address(address),
+                "method": "http",
+                "user-variables": {"tailor_send_id": str(send_id)},
+            }
+            for n, (send_id, address) in enumerate(page, start)
+        ]
+        base = f"http://{request.headers.get('host', '')}/v3/{match[1]}/events"
+
+        def page_url(offset: int) -> str:
+            token = base64.urlsafe_b64encode(json.dumps([wanted, offset, limit]).encode())
+            return f"{base}/{token.decode()}"
+
+        paging = {"next": page_url(start + len(items)), "previous": page_url(max(0, start - limit))}
+        return json_reply(200, {"items": items, "paging": paging})
 
     def domain(self, request: Request, behaviour: Behaviour) -> Reply:
         match = _MAILGUN_DOMAIN.match(request.path)
