@@ -58,7 +58,7 @@ from tailor.errors import NotFound
 from tailor.mail import HeaderInjection, mail_parts
 from tailor.models import ConsentStatus, Contact, Send, SendStatus, utcnow
 from tailor.payloads import ChunkInput, ChunkResult, ReviewBacklog, ReviewRelease
-from tailor.send_time import DEFAULT_HOUR
+from tailor.send_time import DEFAULT_HOUR, fixed_local_hour
 from tailor.store.campaigns import send_counts, totals
 from tailor.store.consent import current_consent, suppress_addresses
 from tailor.store.reviews import backlog, hold, release_decided, released_sends
@@ -124,7 +124,7 @@ class ChunkActivities:
     @activity.defn
     async def send_chunk(self, chunk: ChunkInput) -> ChunkResult:
         ctx = await self._context(chunk.campaign_id)
-        due = await self._contexts.due(ctx.tenant.id, chunk.due_at)
+        due = await self._contexts.due(ctx.tenant.id, chunk.due_at, ctx.send_time)
         async with self._db.read() as conn:
             contact_ids = await segment_contact_ids(
                 conn,
@@ -135,7 +135,7 @@ class ChunkActivities:
                 limit=chunk.bounds.last_contact_id - chunk.bounds.after_contact_id,
                 due=due,
             )
-        if chunk.due_at is not None or ctx.send_time == "best_hour":
+        if chunk.due_at is not None or ctx.send_time != "now":
             ctx = replace(ctx, send_round=chunk.due_at or "sweep")
         already_done = await self.deliver(ctx, contact_ids, chunk.revoked_contact_ids)
         # In send-time rounds the bounds also hold people of other rounds: count only these.
@@ -344,7 +344,7 @@ class ChunkActivities:
                 why = _explain(ctx, self._steps, content, written, retrieval)
                 why["profile"] = item.profile.explain(now)
                 if ctx.send_round is not None:
-                    why["send_time"] = _send_time(ctx.send_round, item.contact)
+                    why["send_time"] = _send_time(ctx.send_round, item.contact, ctx.send_time)
                 if ctx.explain_extra:
                     why.update(ctx.explain_extra)
                 tally.accepted.append((env.send_id, pmid, generator, why))
@@ -583,10 +583,18 @@ class _Retrievals:
         return self.by_cluster.get(cluster) if cluster is not None else None
 
 
-def _send_time(send_round: str, contact: Contact) -> dict[str, object]:
+def _send_time(send_round: str, contact: Contact, send_time: str) -> dict[str, object]:
     """Why the email went at this hour (send-time optimisation)."""
     hour = contact.best_send_hour if contact.best_send_hour is not None else DEFAULT_HOUR
-    if send_round == "sweep":
+    fixed = fixed_local_hour(send_time)
+    if fixed is not None:
+        hour = fixed
+        why = f"the campaign goes at {fixed:02d}:00 in each recipient's own timezone"
+        if send_round == "sweep":
+            why = (
+                f"{fixed:02d}:00 local did not come round in the 24 hourly rounds (a clock change)"
+            )
+    elif send_round == "sweep":
         why = "their best hour did not come round in the 24 hourly rounds (a clock change)"
     elif contact.best_send_hour is not None:
         why = "their best hour, learned daily from when they open email"

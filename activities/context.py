@@ -17,6 +17,7 @@ from tailor.db import Database
 from tailor.errors import NotFound
 from tailor.models import Contact, Product, TemplateVersion, Tenant
 from tailor.segments import due_filter
+from tailor.send_time import fixed_local_hour
 from tailor.store.campaigns import get_campaign
 from tailor.store.templates import get_version
 from tailor.store.tenants import get_tenant
@@ -39,7 +40,7 @@ class CampaignContext:
     goal: str | None = None
     # Send-time optimisation: the hour (UTC, ISO 8601) this chunk sends for; None: send now.
     send_round: str | None = None
-    send_time: str = "now"  # the campaign's choice: now, or best_hour
+    send_time: str = "now"  # the campaign's choice: now, best_hour, or a local "HH:00"
     # Added to each send's "why this email" (a journey's run, step and send time).
     explain_extra: dict[str, Any] | None = None
 
@@ -70,11 +71,17 @@ class CampaignContexts:
         self._timezones[tenant_id] = (time.monotonic(), names)
         return names
 
-    async def due(self, tenant_id: str, due_at: str | None) -> ColumnElement[bool] | None:
+    async def due(
+        self, tenant_id: str, due_at: str | None, send_time: str = "best_hour"
+    ) -> ColumnElement[bool] | None:
         """The send-time filter for a round at ``due_at``; None when sending to everyone."""
         if due_at is None:
             return None
-        return due_filter(await self.timezones(tenant_id), datetime.fromisoformat(due_at))
+        return due_filter(
+            await self.timezones(tenant_id),
+            datetime.fromisoformat(due_at),
+            fixed_local_hour(send_time),
+        )
 
     async def get(self, campaign_id: str) -> CampaignContext:
         ctx = self._cache.get(campaign_id)

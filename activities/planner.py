@@ -88,7 +88,7 @@ class PlannerActivities:
             ctx = await self._contexts.get(request.campaign_id)
         except NotFound as exc:
             raise not_found(exc) from exc
-        due = await self._contexts.due(ctx.tenant.id, request.due_at)
+        due = await self._contexts.due(ctx.tenant.id, request.due_at, ctx.send_time)
         async with self._db.read() as conn:
             ids = await segment_contact_ids(
                 conn,

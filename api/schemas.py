@@ -182,9 +182,11 @@ class CampaignIn(Strict):
     prompt_version: str = Field(
         DEFAULT_PROMPT, description=f"LLM prompt version, one of {sorted(PROMPTS)}"
     )
-    send_time: Literal["now", "best_hour"] = Field(
+    send_time: str = Field(
         "now",
-        description="best_hour: each recipient gets it at their best local hour over the next "
+        pattern=r"^(now|best_hour|([01][0-9]|2[0-3]):00)$",
+        description='now; "09:00": at that hour in each recipient\'s own timezone over the '
+        "next 24 hours; best_hour: each recipient gets it at their best local hour over the next "
         "24 hours (learned from their opens; 10:00 local without history).",
     )
 

@@ -226,7 +226,9 @@ class Campaign(SQLModel, table=True):
     kind: str = Field(default=CampaignKind.BATCH, max_length=16)
     goal: str | None = Field(default=None, max_length=64, description="A journey email's goal.")
     send_time: str = Field(
-        default="now", max_length=16, description="now, or best_hour: each recipient's hour."
+        default="now",
+        max_length=16,
+        description="now; best_hour: each recipient's hour; HH:00: that hour, recipient-local.",
     )
     start_at: datetime | None = Field(
         default=None, sa_type=UTCDateTime, nullable=True, description="Scheduled start."

@@ -60,7 +60,7 @@ class CampaignPlan:
     steps: list[str]
     # Undecided reviews expire after this long and their sends get the rules-tier email.
     review_timeout_s: int = 48 * 3600
-    send_time: str = "now"  # or "best_hour": hourly passes, each for those due then
+    send_time: str = "now"  # best_hour or "HH:00" (local): hourly passes, each for those due
 
 
 @dataclass(frozen=True)

@@ -56,12 +56,18 @@ class Segment(BaseModel):
         return self
 
 
-def due_filter(timezones: Iterable[str], at: datetime) -> ColumnElement[bool]:
-    """Contacts whose best local hour (``DEFAULT_HOUR`` without one) is the hour ``at`` falls
-    in, in their own timezone: one clause per local hour, over the tenant's timezones."""
+def due_filter(
+    timezones: Iterable[str], at: datetime, fixed_hour: int | None = None
+) -> ColumnElement[bool]:
+    """Contacts whose best local hour (``DEFAULT_HOUR`` without one), or ``fixed_hour`` for
+    everyone, is the hour ``at`` falls in, in their own timezone: one clause per local hour,
+    over the tenant's timezones."""
     by_hour: dict[int, list[str]] = defaultdict(list)
     for name in timezones:
         by_hour[at.astimezone(zone(name)).hour].append(name)
+    if fixed_hour is not None:
+        names = by_hour.get(fixed_hour)
+        return col(Contact.timezone).in_(names) if names else false()
     hour = func.coalesce(col(Contact.best_send_hour), DEFAULT_HOUR)
     return or_(
         false(),

@@ -67,3 +67,12 @@ def delay_until_hour(now: datetime, tz: ZoneInfo, hour: int) -> timedelta:
         target += timedelta(days=1)
     # Subtract in UTC: aware datetimes sharing a tzinfo subtract by wall clock (wrong over DST).
     return target.astimezone(UTC) - now.astimezone(UTC)
+
+
+def fixed_local_hour(send_time: str) -> int | None:
+    """The hour of a campaign's ``"HH:00"`` send time (each recipient's local HH:00); None for
+    ``now`` and ``best_hour``."""
+    if len(send_time) == 5 and send_time.endswith(":00") and send_time[:2].isdigit():
+        hour = int(send_time[:2])
+        return hour if hour < 24 else None
+    return None

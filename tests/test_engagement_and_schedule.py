@@ -155,6 +155,12 @@ async def test_a_scheduled_campaign_cancelled_before_its_time_sends_nothing(
 
 
 async def test_a_start_time_needs_an_offset_and_a_sane_date(client: Client) -> None:
+    odd_hour = await client.http.post(
+        "/v1/campaigns",
+        json={"name": "x", "template_version_id": client.version_id, "send_time": "09:30"},
+        headers=TENANT,
+    )
+    assert odd_hour.status_code == 422 and "send_time" in odd_hour.text
     for start_at, named in (
         ("2030-01-01T09:00:00", "timezone"),
         ((datetime.now(UTC) + timedelta(days=400)).isoformat(), "within a year"),

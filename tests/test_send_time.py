@@ -75,3 +75,41 @@ async def test_each_recipient_gets_the_email_at_their_best_local_hour(
         else:
             assert "learned" in timing["why"]
     assert len(rounds) > 3  # spread over the day, not sent at once
+
+
+async def test_a_campaign_at_nine_reaches_everyone_at_nine_their_time(
+    isolated_time_skipping_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink
+) -> None:
+    env, db = isolated_time_skipping_env, sqlite_db
+    seeded = await seed_demo(db, contacts=40)
+    zones = ("Europe/Berlin", "America/New_York", "Asia/Tokyo", "UTC")
+    async with db.write() as conn:
+        ids = list(
+            (await conn.execute(select(col(Contact.id)).order_by(col(Contact.id)))).scalars()
+        )
+        for i, contact_id in enumerate(ids):  # a learned best hour does not matter here
+            await conn.execute(update(Contact).where(col(Contact.id) == contact_id)
+                               .values(best_send_hour=19, timezone=zones[i % 4]))  # fmt: skip
+    async with db.session() as session:
+        campaign = await create_campaign(
+            session=session, tenant_id="demo", name="Nine o'clock",
+            template_version_id=seeded.template_version_id, segment={}, send_time="09:00",
+        )  # fmt: skip
+
+    queue = new_queue()
+    async with build_worker(env.client, db, settings_for(db, sink), queue):
+        outcome = await run_campaign(env.client, campaign.id, queue)
+
+    assert outcome.status == "completed" and outcome.sent == seeded.consenting
+    async with db.read() as conn:
+        rows = (await conn.execute(
+            select(Contact.timezone, Send.explain)  # type: ignore[call-overload]
+            .join(Contact, col(Contact.id) == col(Send.contact_id))
+            .where(col(Send.campaign_id) == campaign.id, col(Send.status) == "sent")
+        )).all()  # fmt: skip
+    assert len(rows) == seeded.consenting
+    for timezone, explain in rows:
+        timing = (json.loads(explain) if isinstance(explain, str) else explain)["send_time"]
+        sent_in = datetime.fromisoformat(timing["round_utc"]).astimezone(ZoneInfo(timezone))
+        assert sent_in.hour == 9 and timing["local_hour"] == 9, (timezone, timing)
+        assert "own timezone" in timing["why"]

@@ -112,7 +112,7 @@ class CampaignWorkflow:
                     summary="plan: decompose campaign into chunked steps",
                 )
                 self._progress.total = plan.audience
-                if plan.send_time == "best_hour":
+                if plan.send_time != "now":  # best_hour, or a local "HH:00"
                     start = workflow.now().replace(minute=0, second=0, microsecond=0)
                     self._progress.round_at = start.isoformat()
             more = await self._send_chunks(plan)
@@ -203,7 +203,7 @@ class CampaignWorkflow:
 
     def _due_at(self, plan: CampaignPlan) -> str | None:
         """The hour this pass sends for (send-time rounds); None: everyone (and the sweep)."""
-        if plan.send_time != "best_hour" or self._progress.hour_round >= SEND_TIME_ROUNDS:
+        if plan.send_time == "now" or self._progress.hour_round >= SEND_TIME_ROUNDS:
             return None
         return self._progress.round_at
 
@@ -211,7 +211,7 @@ class CampaignWorkflow:
         """Send-time optimisation: wait for the next hour, then pass over the segment again
         for the people whose best local hour it is. False when there is no next round."""
         if (
-            plan.send_time != "best_hour"
+            plan.send_time == "now"
             or self._cancel_requested
             or self._progress.hour_round >= SEND_TIME_ROUNDS
             or self._progress.round_at is None
