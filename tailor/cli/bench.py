@@ -28,7 +28,7 @@ from sqlalchemy import select
 from sqlmodel import col
 from temporalio.client import Client
 
-from activities.context import CampaignContexts
+from activities.context import CampaignContext, CampaignContexts
 from activities.delivery import Outcome, SmtpDelivery
 from activities.executor import RuleBasedExecutor
 from activities.guardrail import Guardrail
@@ -41,7 +41,7 @@ from tailor.config import Settings
 from tailor.db import Database, migrate
 from tailor.devtools.esp_stub import STUB_SENDGRID_KEY
 from tailor.devtools.llm_stub import running_stub
-from tailor.mail import build_message, mail_parts
+from tailor.mail import MailParts, mail_parts, render_message
 from tailor.models import Contact, utcnow
 from tailor.seed import seed_demo
 from tailor.store.campaigns import create_campaign, send_counts
@@ -75,22 +75,50 @@ class RssSampler:
         self._thread.join()
 
 
-async def _baseline(settings: Settings, tenant_campaign: str, limit: int) -> float:
-    """Render + build + deliver ``limit`` emails in a plain asyncio loop; emails per second."""
+class _PlainLoop:
+    """What a plain loop does per recipient, without Temporal or send bookkeeping: render the
+    template with the rules tier and add the legal footer and headers."""
+
+    def __init__(self, settings: Settings, ctx: CampaignContext) -> None:
+        self.ctx = ctx
+        self._executor = RuleBasedExecutor()
+        self._guardrail = Guardrail(
+            public_url=settings.public_url, secret=settings.unsubscribe_secret
+        )
+
+    def parts(self, contact: Contact) -> MailParts:
+        ctx = self.ctx
+        content = self._executor.personalise(
+            contact=contact, version=ctx.version, catalog=ctx.catalog,
+            tenant_name=ctx.tenant.name, now=utcnow(),
+        )  # fmt: skip
+        compliance = self._guardrail.compliance(
+            campaign_id="baseline", contact_id=contact.id or 0,
+            tenant_name=ctx.tenant.name, postal_address=ctx.tenant.postal_address,
+            unsubscribe_mailbox=f"unsubscribe@{ctx.sender_domain}",
+        )  # fmt: skip
+        return mail_parts(
+            content=content, compliance=compliance, campaign_id="baseline",
+            message_id=f"<baseline.{contact.id}@{ctx.sender_domain}>",
+        )  # fmt: skip
+
+
+async def _first_contacts(db: Database, tenant_id: str, limit: int) -> list[Contact]:
+    async with db.read_session() as session:
+        rows = await session.execute(
+            select(Contact).where(col(Contact.tenant_id) == tenant_id)
+            .order_by(col(Contact.id)).limit(limit)
+        )  # fmt: skip
+        return list(rows.scalars())
+
+
+async def _baseline(settings: Settings, campaign_id: str, limit: int) -> float:
+    """Render + deliver ``limit`` emails over SMTP in a plain asyncio loop; emails per second."""
     db = Database(settings.resolved_database_url)
     try:
-        ctx = await CampaignContexts(db).get(tenant_campaign)
-        async with db.read_session() as session:
-            contacts = list(
-                (
-                    await session.execute(
-                        select(Contact).where(col(Contact.tenant_id) == ctx.tenant.id)
-                        .order_by(col(Contact.id)).limit(limit)
-                    )
-                ).scalars()
-            )  # fmt: skip
-        executor = RuleBasedExecutor()
-        guardrail = Guardrail(public_url=settings.public_url, secret=settings.unsubscribe_secret)
+        plain = _PlainLoop(settings, await CampaignContexts(db).get(campaign_id))
+        tenant = plain.ctx.tenant
+        contacts = await _first_contacts(db, tenant.id, limit)
         delivery = SmtpDelivery(settings)
         queue: asyncio.Queue[Contact] = asyncio.Queue()
         for contact in contacts:
@@ -104,24 +132,12 @@ async def _baseline(settings: Settings, tenant_campaign: str, limit: int) -> flo
             async with delivery.session() as session:
                 while not queue.empty():
                     contact = queue.get_nowait()
-                    now = utcnow()
-                    content = executor.personalise(
-                        contact=contact, version=ctx.version, catalog=ctx.catalog,
-                        tenant_name=ctx.tenant.name, now=now,
-                    )  # fmt: skip
-                    compliance = guardrail.compliance(
-                        campaign_id="baseline", contact_id=contact.id or 0,
-                        tenant_name=ctx.tenant.name, postal_address=ctx.tenant.postal_address,
-                        unsubscribe_mailbox=f"unsubscribe@{ctx.sender_domain}",
-                    )  # fmt: skip
-                    message = build_message(
-                        content=content, compliance=compliance, from_name=ctx.tenant.from_name,
-                        from_email=ctx.tenant.from_email, to_email=contact.email,
-                        message_id=f"<baseline.{contact.id}@{ctx.sender_domain}>",
-                        campaign_id="baseline", sent_at=now,
+                    message = render_message(
+                        plain.parts(contact), from_name=tenant.from_name,
+                        from_email=tenant.from_email, to_email=contact.email, sent_at=utcnow(),
                     )  # fmt: skip
                     result = await session.send(
-                        mail_from=ctx.tenant.from_email, rcpt_to=contact.email,
+                        mail_from=tenant.from_email, rcpt_to=contact.email,
                         message=message, claim=always,
                     )  # fmt: skip
                     assert result.outcome is Outcome.ACCEPTED, result
@@ -141,57 +157,29 @@ async def _baseline_http(settings: Settings, campaign_id: str, limit: int) -> fl
     db = Database(settings.resolved_database_url)
     provider = http_provider(settings.providers[0], settings)
     try:
-        ctx = await CampaignContexts(db).get(campaign_id)
-        async with db.read_session() as session:
-            contacts = list(
-                (
-                    await session.execute(
-                        select(Contact).where(col(Contact.tenant_id) == ctx.tenant.id)
-                        .order_by(col(Contact.id)).limit(limit)
-                    )
-                ).scalars()
-            )  # fmt: skip
-        executor = RuleBasedExecutor()
-        guardrail = Guardrail(public_url=settings.public_url, secret=settings.unsubscribe_secret)
-        batches = [
+        plain = _PlainLoop(settings, await CampaignContexts(db).get(campaign_id))
+        tenant = plain.ctx.tenant
+        contacts = await _first_contacts(db, tenant.id, limit)
+        pending = [
             contacts[i : i + settings.chunk_size]
             for i in range(0, len(contacts), settings.chunk_size)
         ]
 
-        async def post(batch: list[Contact]) -> None:
-            emails = []
-            for contact in batch:
-                content = executor.personalise(
-                    contact=contact, version=ctx.version, catalog=ctx.catalog,
-                    tenant_name=ctx.tenant.name, now=utcnow(),
-                )  # fmt: skip
-                compliance = guardrail.compliance(
-                    campaign_id="baseline", contact_id=contact.id or 0,
-                    tenant_name=ctx.tenant.name, postal_address=ctx.tenant.postal_address,
-                    unsubscribe_mailbox=f"unsubscribe@{ctx.sender_domain}",
-                )  # fmt: skip
-                parts = mail_parts(
-                    content=content, compliance=compliance, campaign_id="baseline",
-                    message_id=f"<baseline.{contact.id}@{ctx.sender_domain}>",
-                )  # fmt: skip
-                emails.append(
-                    OutgoingEmail(
-                        send_id=contact.id or 0, tenant_id=ctx.tenant.id, campaign_id="baseline",
-                        to_email=contact.email, from_email=ctx.tenant.from_email,
-                        from_name=ctx.tenant.from_name, subject=parts.subject, text=parts.text,
-                        html=parts.html, headers=parts.headers,
-                    )
-                )  # fmt: skip
-            result = await provider.send_batch(emails)
-            assert not result.provider_failed, result.results[:1]
-
-        started = time.monotonic()
-        pending = list(batches)
+        def email(contact: Contact) -> OutgoingEmail:
+            parts = plain.parts(contact)
+            return OutgoingEmail(
+                send_id=contact.id or 0, tenant_id=tenant.id, campaign_id="baseline",
+                to_email=contact.email, from_email=tenant.from_email,
+                from_name=tenant.from_name, subject=parts.subject, text=parts.text,
+                html=parts.html, headers=parts.headers,
+            )  # fmt: skip
 
         async def lane() -> None:
             while pending:
-                await post(pending.pop(0))
+                result = await provider.send_batch([email(c) for c in pending.pop(0)])
+                assert not result.provider_failed, result.results[:1]
 
+        started = time.monotonic()
         await asyncio.gather(*(lane() for _ in range(settings.chunk_concurrency)))
         return len(contacts) / (time.monotonic() - started)
     finally:
@@ -206,17 +194,22 @@ async def chunk_latencies(client: Client, workflow_id: str) -> tuple[list[float]
     largest = 0
     async for execution in client.list_workflows(f'WorkflowId = "{workflow_id}"'):
         handle = client.get_workflow_handle(workflow_id, run_id=execution.run_id)
+        chunks: set[int] = set()  # scheduled event ids of send_chunk activities
         started: dict[int, float] = {}
         events = 0
         async for event in handle.fetch_history_events():
             events += 1
-            if event.HasField("activity_task_started_event_attributes"):
-                started[event.activity_task_started_event_attributes.scheduled_event_id] = (
-                    event.event_time.ToDatetime().timestamp()
-                )
+            if event.HasField("activity_task_scheduled_event_attributes"):
+                kind = event.activity_task_scheduled_event_attributes.activity_type.name
+                if kind == "send_chunk":
+                    chunks.add(event.event_id)
+            elif event.HasField("activity_task_started_event_attributes"):
+                attrs = event.activity_task_started_event_attributes
+                if attrs.scheduled_event_id in chunks:
+                    started[attrs.scheduled_event_id] = event.event_time.ToDatetime().timestamp()
             elif event.HasField("activity_task_completed_event_attributes"):
-                attrs = event.activity_task_completed_event_attributes
-                begun = started.get(attrs.scheduled_event_id)
+                done = event.activity_task_completed_event_attributes
+                begun = started.get(done.scheduled_event_id)
                 if begun is not None:
                     latencies.append(event.event_time.ToDatetime().timestamp() - begun)
         largest = max(largest, events)
