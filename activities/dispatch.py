@@ -112,7 +112,10 @@ class Dispatcher:
         report = DispatchReport()
         remaining = list(envelopes)
         rate = rate_per_s or self._default_rate
-        for name in self._router.order(providers):
+        order = self._router.order(providers)
+        if not order:
+            report.unavailable.append("every provider's circuit breaker is open")
+        for name in order:
             if not remaining:
                 break
             if name == SMTP:

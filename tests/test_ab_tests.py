@@ -231,3 +231,16 @@ async def test_bad_ab_tests_are_refused_with_the_field_named(ab: AbApi) -> None:
         assert named in response.text
     async with ab.db.read() as conn:
         assert (await conn.execute(select(func.count()).select_from(Campaign))).scalar_one() == 0
+
+
+async def test_a_cancelled_test_rolls_nothing_out(
+    ab: AbApi, isolated_time_skipping_env: WorkflowEnvironment
+) -> None:
+    with isolated_time_skipping_env.auto_time_skipping_disabled():
+        started = await ab.start(window_hours=48)
+        await ab.wait_for(started["id"], "waiting")
+        await ab.ok("POST", f"/v1/ab-tests/{started['id']}/cancel")
+        done = await ab.wait_for(started["id"], "cancelled")
+    assert done["winner"] is None and done["rollout_campaign_id"] is None
+    again = await ab.http.post(f"/v1/ab-tests/{started['id']}/cancel", headers=TENANT)
+    assert again.status_code == 409

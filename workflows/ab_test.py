@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ChildWorkflowError
 from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -61,6 +61,13 @@ class AbTestWorkflow:
     @workflow.run
     async def run(self, test: AbTestInput) -> AbOutcome:
         self._keys = list(test.variant_keys)
+        try:
+            return await self._run(test)
+        except ChildWorkflowError:
+            await self._finish(test, "failed")  # the failed campaign records why
+            raise
+
+    async def _run(self, test: AbTestInput) -> AbOutcome:
         self._children = [
             await self._start_campaign(test, campaign_id) for campaign_id in test.cell_campaign_ids
         ]
