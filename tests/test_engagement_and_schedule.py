@@ -16,7 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
 from tailor.db import Database
-from tailor.models import ConsentStatus, Contact, Engagement, Send, SendStatus
+from tailor.models import ConsentStatus, Contact, Engagement, Send, SendStatus, Tenant
 from tailor.seed import seed_demo
 from tailor.store.consent import record_consent
 from tests.conftest import Sink, settings_for, task_queue
@@ -170,4 +170,24 @@ async def test_a_start_time_needs_an_offset_and_a_sane_date(client: Client) -> N
             json={"name": "x", "template_version_id": client.version_id, "start_at": start_at},
             headers=TENANT,
         )
+        assert response.status_code == 422 and named in response.text, response.text
+
+
+async def test_a_tenant_sets_its_provider_order_and_sending_rate(client: Client) -> None:
+    before = (await client.http.get("/v1/tenant/delivery", headers=TENANT)).json()
+    assert before["providers"] is None and before["effective_providers"] == ["smtp"]
+    body = {"providers": ["sendgrid", "mailgun", "ses"], "send_rate_per_s": 200}
+    put = await client.http.put("/v1/tenant/delivery", json=body, headers=TENANT)
+    assert put.status_code == 200, put.text
+    assert put.json()["effective_providers"] == ["sendgrid", "mailgun", "ses"]
+    async with client.db.read_session() as session:
+        tenant = await session.get(Tenant, "demo")
+        assert tenant is not None and tenant.providers == ["sendgrid", "mailgun", "ses"]
+        assert tenant.send_rate_per_s == 200
+    for bad, named in (
+        ({"providers": ["postmark"]}, "providers"),
+        ({"providers": ["ses", "ses"]}, "once"),
+        ({"send_rate_per_s": 0}, "send_rate_per_s"),
+    ):
+        response = await client.http.put("/v1/tenant/delivery", json=bad, headers=TENANT)
         assert response.status_code == 422 and named in response.text, response.text
