@@ -109,3 +109,26 @@ def test_bench_trigger_sends_every_event_and_reports_percentiles(tmp_path: Path)
     assert 0 < report["phases"]["sampled"] <= report["events"]
     assert next(iter(report["phases"])).startswith("t0->")  # phases run from the POST on
     assert not list(tmp_path.iterdir()), "the state folder was removed"
+
+
+def test_bench_campaign_reports_rate_chunk_latency_and_memory(tmp_path: Path) -> None:
+    ports = [
+        "--temporal-port", str(free_port()), "--ui-port", str(free_port()),
+        "--api-port", str(free_port()), "--smtp-port", str(free_port()),
+    ]  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "tailor.cli.main", "bench", "campaign", "--contacts", "2000",
+         "--json", *ports],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TMPDIR": str(tmp_path), "TAILOR_RAG_ENABLED": "false"},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["provider"] == "sendgrid"
+    assert report["processed"] == 2000 and report["failed"] == 0 and report["sent"] > 1800
+    assert report["emails_per_s"] > 0 and report["baseline_emails_per_s"] > 0
+    assert report["chunks"] == 4  # 2,000 contacts in chunks of 500
+    assert 0 < report["chunk_p50_s"] <= report["chunk_p95_s"]
+    assert report["peak_rss_mb_by_process"]["esp-stub"] > 0
+    assert report["progress_query_p95_ms"] > 0
+    assert not list(tmp_path.iterdir()), "the state folder was removed"

@@ -193,7 +193,9 @@ async def engagement(
         raise HTTPException(409, f"that email was not delivered (it is {send.status})")
     occurred_at = body.occurred_at or utcnow()
     conn = await session.connection()
-    first = await record_engagement(conn, send=send, metric=body.type, occurred_at=occurred_at)
+    first = await record_engagement(
+        conn, tenant_id=tenant.id, send=send, metric=body.type, occurred_at=occurred_at
+    )
     name = _ENGAGEMENT_EVENTS[body.type]
     stored = None
     if first:

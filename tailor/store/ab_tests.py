@@ -23,7 +23,6 @@ from tailor.errors import NotFound
 from tailor.models import (
     AbTest,
     AbTestStatus,
-    Campaign,
     CampaignKind,
     Engagement,
     Send,
@@ -183,28 +182,24 @@ async def set_ab_status(
 async def record_engagement(
     conn: AsyncConnection,
     *,
+    tenant_id: str,
     send: Send,
     metric: str,
     occurred_at: datetime,
 ) -> bool:
     """The send's first ``metric``; False when it was already recorded."""
-    values = {
-        "tenant_id": "",
-        "campaign_id": send.campaign_id,
-        "send_id": send.id,
-        "contact_id": send.contact_id,
-        "metric": metric,
-        "occurred_at": occurred_at,
-        "received_at": utcnow(),
-    }
-    campaign = await conn.execute(
-        select(Campaign.tenant_id).where(col(Campaign.id) == send.campaign_id)  # type: ignore[call-overload]
-    )
-    values["tenant_id"] = campaign.scalar_one()
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     statement = (
         dialect.insert(Engagement)
-        .values(**values)
+        .values(
+            tenant_id=tenant_id,
+            campaign_id=send.campaign_id,
+            send_id=send.id,
+            contact_id=send.contact_id,
+            metric=metric,
+            occurred_at=occurred_at,
+            received_at=utcnow(),
+        )
         .on_conflict_do_nothing(index_elements=["send_id", "metric"])
     )
     result = await conn.execute(statement)
