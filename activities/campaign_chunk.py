@@ -335,7 +335,7 @@ class ChunkActivities:
 
         async def checkpoint(report: DispatchReport) -> None:
             accepted, report.accepted = report.accepted, []
-            for env, pmid, _ in accepted:
+            for env, pmid, provider in accepted:
                 item, content = sources[env.send_id]
                 contact_id = item.contact.id or 0
                 written = contents.get(contact_id)
@@ -347,6 +347,7 @@ class ChunkActivities:
                     why["send_time"] = _send_time(ctx.send_round, item.contact, ctx.send_time)
                 if ctx.explain_extra:
                     why.update(ctx.explain_extra)
+                why["delivery"] = {"provider": provider}  # after any failover
                 tally.accepted.append((env.send_id, pmid, generator, why))
             if len(tally.accepted) >= SENT_FLUSH_EVERY:
                 await self._flush(tally)

@@ -118,7 +118,13 @@ async def test_a_failing_primary_fails_over_and_traffic_returns_when_it_recovers
             assert outcome.sent == seeded.consenting
             # Every email went through the secondary, and the primary saw only the requests it
             # took to open its breaker (one per chunk in flight at most).
-            assert _by_provider(await _sends(db, during)) == {"mailgun": seeded.consenting}
+            sends = await _sends(db, during)
+            assert _by_provider(sends) == {"mailgun": seeded.consenting}
+            assert all(
+                s.explain and s.explain["delivery"] == {"provider": "mailgun"}
+                for s in sends
+                if s.status == SendStatus.SENT
+            )  # "why this email" says who delivered it
             failed = esp.stats()["providers"]["sendgrid"]["failed"]
             assert 3 <= failed <= 3 + settings.chunk_concurrency
             assert router.is_open("sendgrid")
