@@ -86,15 +86,15 @@ class _Work:
 class _Tally:
     """Outcomes of one attempt, flushed to the send rows in batches."""
 
-    def __init__(self) -> None:
+    def __init__(self, tenant_id: str) -> None:
+        self.tenant_id = tenant_id
         # send id, provider message id, generator, why this email
         self.accepted: list[tuple[int, str, str, dict[str, Any]]] = []
         self.refused: list[tuple[int, str]] = []
         self.deferred: list[int] = []
         self.not_claimed: list[int] = []
         self.invalid: list[tuple[int, str]] = []
-        # (tenant id, contact id): addresses a provider refused for good
-        self.suppress: list[tuple[str, int]] = []
+        self.suppress: list[int] = []  # contacts whose address a provider refused for good
 
 
 class ChunkActivities:
@@ -253,7 +253,7 @@ class ChunkActivities:
         waiting: int,
         retrievals: _Retrievals,
     ) -> None:
-        tally = _Tally()
+        tally = _Tally(ctx.tenant.id)
         failure: BaseException | None = None
         try:
             await self._deliver(ctx, work, contents, tally, retrievals)
@@ -363,7 +363,7 @@ class ChunkActivities:
         for env, why, suppress in report.refused:
             tally.refused.append((env.send_id, why))
             if suppress:
-                tally.suppress.append((ctx.tenant.id, env.contact_id))
+                tally.suppress.append(env.contact_id)
         tally.not_claimed.extend(env.send_id for env in report.not_claimed)
         tally.deferred.extend(env.send_id for env in report.left)
         if report.left and report.unavailable:
@@ -456,13 +456,7 @@ class ChunkActivities:
                         from_status=from_status,
                         error=reason,
                     )
-            for tenant_id in {tenant for tenant, _ in tally.suppress}:
-                await suppress_addresses(
-                    conn,
-                    tenant_id,
-                    (c for t, c in tally.suppress if t == tenant_id),
-                    source="hard-bounce",
-                )
+            await suppress_addresses(conn, tally.tenant_id, tally.suppress, source="hard-bounce")
             for send_id, reason in tally.invalid:
                 await mark(
                     conn,

@@ -225,7 +225,7 @@ class Dispatcher:
             report.ambiguous.append(env)
         if result.provider_failed:
             detail = next((r.detail for r in result.results if r.detail), "")
-            self._router.failed(name, retry_after_s=result.retry_after_s, why=detail or "")
+            self._router.failed(name, retry_after_s=result.retry_after_s, why=detail)
         else:
             self._router.succeeded(name)
         await self._release([e.send_id for e in retry])
@@ -335,6 +335,8 @@ class Dispatcher:
         younger than ``reconcile_after_s`` are left alone (the request may still be in flight,
         or not yet in the provider's records); returns how many, and how long until the first
         of them can be looked up."""
+        if not self._router.http:
+            return 0, 0.0  # SMTP only: its unclear sends cannot be looked up anywhere
         async with self._db.read() as conn:
             rows = await conn.execute(
                 select(Send.id, Send.provider, Send.dispatched_at).where(  # type: ignore[call-overload]

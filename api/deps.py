@@ -10,6 +10,7 @@ from fastapi import Depends, Header, HTTPException, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
+from tailor.ab_control import AbTestControl
 from tailor.campaign_control import CampaignControl
 from tailor.config import Settings
 from tailor.db import Database
@@ -24,7 +25,6 @@ class TemporalGateway:
     """One Temporal client per app, connected on first use so the API starts without it."""
 
     def __init__(self, settings: Settings, client: Client | None = None) -> None:
-        self.settings = settings
         self._settings = settings
         self._client = client
         self._lock = asyncio.Lock()
@@ -46,6 +46,11 @@ class TemporalGateway:
         await self.control()  # connects, or answers 503 naming the fix
         assert self._client is not None
         return JourneyControl(self._client, self._settings)
+
+    async def ab_tests(self) -> AbTestControl:
+        await self.control()  # connects, or answers 503 naming the fix
+        assert self._client is not None
+        return AbTestControl(self._client, self._settings)
 
 
 def get_settings(request: Request) -> Settings:

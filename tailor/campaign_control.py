@@ -29,10 +29,6 @@ class CampaignControl:
         self._client = client
         self._settings = settings
 
-    @property
-    def client(self) -> Client:
-        return self._client
-
     async def start(self, campaign: Campaign) -> None:
         await self._client.start_workflow(
             CampaignWorkflow.run,

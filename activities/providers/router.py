@@ -17,14 +17,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from activities.providers import HTTP_PROVIDERS
 from activities.providers.base import HttpProvider
 
 log = logging.getLogger(__name__)
 
 SMTP = "smtp"
-KNOWN_PROVIDERS = ("smtp", "sendgrid", "mailgun", "ses")
+KNOWN_PROVIDERS = (SMTP, *HTTP_PROVIDERS)
 
 
 @dataclass
@@ -33,7 +34,6 @@ class Breaker:
     opened_at: float | None = None
     trial_in_flight: bool = False
     not_before: float = 0.0  # the provider asked us to wait until then (Retry-After)
-    history: list[str] = field(default_factory=list)  # opened/closed, for logs and the API
 
 
 class ProviderRouter:
@@ -95,7 +95,6 @@ class ProviderRouter:
             breaker.opened_at = self._clock()  # a failed trial: wait another interval
         elif breaker.failures >= self._threshold:
             breaker.opened_at = self._clock()
-            breaker.history.append("opened")
             log.warning(
                 "provider %s: circuit opened after %d consecutive failures (%s); "
                 "its traffic fails over",
@@ -103,12 +102,6 @@ class ProviderRouter:
                 breaker.failures,
                 why[:200],
             )
-
-    def status(self) -> dict[str, dict[str, object]]:
-        return {
-            name: {"open": b.opened_at is not None, "consecutive_failures": b.failures}
-            for name, b in self._breakers.items()
-        }
 
     async def check_health(self) -> None:
         """One round of health checks: close the breaker of each provider that answers."""
@@ -143,7 +136,6 @@ class ProviderRouter:
         breaker = self._breaker(name)
         breaker.opened_at = None
         breaker.trial_in_flight = False
-        breaker.history.append("closed")
         log.warning("provider %s: circuit closed (%s); traffic moves back", name, why)
 
     def _breaker(self, name: str) -> Breaker:

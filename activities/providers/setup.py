@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from activities.delivery import SmtpDelivery
+from activities.providers import http_provider
 from activities.providers.base import HttpProvider
 from activities.providers.router import KNOWN_PROVIDERS, SMTP, ProviderRouter
 from tailor.config import Settings
@@ -30,11 +31,7 @@ def build_router(settings: Settings) -> ProviderRouter:
     names = set(configured_http_providers(settings)) | {
         n for n in settings.providers if n != SMTP
     }  # a provider in the default order must be configured: http_provider says what is missing
-    http: dict[str, HttpProvider] = {}
-    if names:
-        from activities.providers import http_provider
-
-        http = {name: http_provider(name, settings) for name in sorted(names)}
+    http: dict[str, HttpProvider] = {name: http_provider(name, settings) for name in sorted(names)}
     return ProviderRouter(
         http,
         default_order=settings.providers,

@@ -11,7 +11,6 @@ from sqlmodel import col
 
 from api.deps import DatabaseDep, GatewayDep, SessionDep, SettingsDep, TenantDep
 from api.schemas import AbTestIn, AbTestStarted, AbWinnerIn
-from tailor.ab_control import AbTestControl
 from tailor.errors import InvalidInput, NotFound
 from tailor.models import AbTest, AbTestStatus, Campaign
 from tailor.store.ab_tests import VariantSpec, create_ab_test, get_ab_test, variant_counts
@@ -20,11 +19,6 @@ from tailor.store.templates import get_version
 router = APIRouter(prefix="/v1/ab-tests", tags=["ab-tests"])
 
 ACTIVE = (AbTestStatus.TESTING, AbTestStatus.ROLLING_OUT)
-
-
-async def _control(gateway: GatewayDep) -> AbTestControl:
-    control = await gateway.control()  # connects, or answers 503 naming the fix
-    return AbTestControl(control.client, gateway.settings)
 
 
 @router.post("", response_model=AbTestStarted, status_code=status.HTTP_202_ACCEPTED)
@@ -45,7 +39,7 @@ async def submit(
             )
         except NotFound as exc:
             raise InvalidInput(f"variants.{index}.template_version_id", str(exc)) from exc
-    control = await _control(gateway)
+    control = await gateway.ab_tests()
     try:
         test = await create_ab_test(
             session=session,
@@ -92,7 +86,7 @@ async def read(
     progress = None
     if test.status in ACTIVE:
         try:
-            progress = dataclasses.asdict(await (await _control(gateway)).progress(test))
+            progress = dataclasses.asdict(await (await gateway.ab_tests()).progress(test))
         except Exception:  # the store's view stands without the live one
             progress = None
     return {
@@ -123,7 +117,7 @@ async def decide_now(
 ) -> dict[str, str]:
     """Stop the window early and decide on the data so far (the default if inconclusive)."""
     test = await _active(session, tenant, test_id)
-    await (await _control(gateway)).decide_now(test)
+    await (await gateway.ab_tests()).decide_now(test)
     return {"id": test.id, "status": "deciding"}
 
 
@@ -136,7 +130,7 @@ async def choose_winner(
     keys = [v["key"] for v in test.variants]
     if body.variant not in keys:
         raise InvalidInput("variant", f"must be one of {keys}")
-    await (await _control(gateway)).choose_winner(test, body.variant)
+    await (await gateway.ab_tests()).choose_winner(test, body.variant)
     return {"id": test.id, "status": "rolling_out", "winner": body.variant}
 
 
@@ -147,5 +141,5 @@ async def cancel(
     test = await get_ab_test(session=session, test_id=test_id, tenant_id=tenant.id)
     if test.status not in ACTIVE:
         raise HTTPException(409, f"A/B test {test_id} is {test.status}; nothing to cancel")
-    await (await _control(gateway)).cancel(test)
+    await (await gateway.ab_tests()).cancel(test)
     return {"id": test.id, "status": "cancelling"}
