@@ -15,28 +15,28 @@ from temporalio.worker import Worker
 
 from activities.ab_test import AbTestActivities
 from activities.campaign_chunk import ChunkActivities
-from activities.context import CampaignContexts
-from activities.delivery import SmtpDelivery
-from activities.dispatch import Dispatcher
 from activities.features import FeatureActivities
-from activities.generation import ClusterGenerator
 from activities.journey import JourneyActivities
-from activities.llm_executor import LlmExecutor, build_tiers
-from activities.pii import PiiScanner
 from activities.planner import PlannerActivities
-from activities.profiles import ProfileLoader
-from activities.providers.router import ProviderRouter
-from activities.providers.setup import build_router
-from activities.retrieval import ClusterExemplars
 from rag.index import shared_index
 from tailor.config import Settings
 from tailor.db import Database, migrate
-from tailor.feature_cache import FeatureCache
-from tailor.journey_control import JourneyControl
-from tailor.rate_limit import rate_limiter
-from tailor.schedules import ensure_schedules
-from tailor.temporal import connect, ensure_search_attributes
-from tailor.triggers import TriggerAgent
+from tailor.delivery.dispatch import Dispatcher
+from tailor.delivery.providers.router import ProviderRouter
+from tailor.delivery.providers.setup import build_router
+from tailor.delivery.rate_limit import rate_limiter
+from tailor.delivery.smtp import SmtpDelivery
+from tailor.journeys.triggers import TriggerAgent
+from tailor.personalise.exemplars import ClusterExemplars
+from tailor.personalise.generation import ClusterGenerator
+from tailor.personalise.llm import LlmExecutor, build_tiers
+from tailor.personalise.pii import PiiScanner
+from tailor.profiles.cache import FeatureCache
+from tailor.profiles.loader import ProfileLoader
+from tailor.sending.context import CampaignContexts
+from tailor.temporal.client import connect, ensure_search_attributes
+from tailor.temporal.journeys import JourneyControl
+from tailor.temporal.schedules import ensure_schedules
 from workflows.ab_test import AbTestWorkflow
 from workflows.campaign import CampaignWorkflow
 from workflows.features import DailyFeaturesWorkflow

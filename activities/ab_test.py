@@ -8,14 +8,14 @@ import logging
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.pii import PiiScanner
 from rag.corpus import Exemplar
 from rag.index import ExemplarIndex
-from tailor.ab_decision import DecisionRule, VariantStats, decide, seed_for
+from tailor.ab_tests.decision import DecisionRule, VariantStats, decide, seed_for
 from tailor.db import Database
 from tailor.errors import NotFound
 from tailor.models import AbTest, AbTestStatus, CampaignKind
 from tailor.payloads import AbLook, AbRollout, AbVerdict
+from tailor.personalise.pii import PiiScanner
 from tailor.store.ab_tests import cell_slices, get_ab_test, set_ab_status, variant_counts
 from tailor.store.campaigns import create_campaign
 from tailor.store.templates import get_version

@@ -18,9 +18,6 @@ from sqlalchemy import func, select
 from sqlmodel import col
 from temporalio import activity
 
-from activities.context import CampaignContext, CampaignContexts
-from activities.delivery import DeliveryUnavailable
-from activities.dispatch import Dispatcher, DispatchReport, Envelope
 from activities.errors import (
     awaiting_reconciliation,
     deferred,
@@ -30,35 +27,38 @@ from activities.errors import (
     profiles_unavailable,
     template_error,
 )
-from activities.executor import (
-    ExemplarHint,
-    Personalised,
-    RuleBasedExecutor,
-    TemplateRenderError,
-)
-from activities.generation import (
+from activities.planner import plan_steps
+from rag.retriever import Retrieval
+from tailor.config import Settings
+from tailor.db import Database
+from tailor.delivery.dispatch import Dispatcher, DispatchReport, Envelope
+from tailor.delivery.providers.base import OutgoingEmail
+from tailor.delivery.providers.http import LookupFailed
+from tailor.delivery.smtp import DeliveryUnavailable
+from tailor.errors import NotFound
+from tailor.models import ConsentStatus, Contact, Send, SendStatus, utcnow
+from tailor.payloads import ChunkInput, ChunkResult, ReviewBacklog, ReviewRelease
+from tailor.personalise.exemplars import ClusterExemplars
+from tailor.personalise.generation import (
     Cluster,
     ClusterContent,
     ClusterGenerator,
     clusters_of,
     fill,
 )
-from activities.guardrail import Guardrail, GuardrailViolation
-from activities.html import body_html, body_text
-from activities.llm_executor import LlmQuotaExhausted
-from activities.planner import plan_steps
-from activities.profiles import Profile, ProfileLoader
-from activities.providers.base import OutgoingEmail
-from activities.providers.http import LookupFailed
-from activities.retrieval import ClusterExemplars
-from rag.retriever import Retrieval
-from tailor.config import Settings
-from tailor.db import Database
-from tailor.errors import NotFound
-from tailor.mail import HeaderInjection, mail_parts
-from tailor.models import ConsentStatus, Contact, Send, SendStatus, utcnow
-from tailor.payloads import ChunkInput, ChunkResult, ReviewBacklog, ReviewRelease
+from tailor.personalise.html import body_html, body_text
+from tailor.personalise.llm import LlmQuotaExhausted
+from tailor.personalise.rules import (
+    ExemplarHint,
+    Personalised,
+    RuleBasedExecutor,
+    TemplateRenderError,
+)
+from tailor.profiles.loader import Profile, ProfileLoader
 from tailor.send_time import DEFAULT_HOUR, fixed_local_hour
+from tailor.sending.context import CampaignContext, CampaignContexts
+from tailor.sending.guardrail import Guardrail, GuardrailViolation
+from tailor.sending.mail import HeaderInjection, mail_parts
 from tailor.store.campaigns import send_counts, totals
 from tailor.store.consent import current_consent, suppress_addresses
 from tailor.store.reviews import backlog, hold, release_decided, released_sends

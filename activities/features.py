@@ -14,14 +14,14 @@ from sqlmodel import col
 from temporalio import activity
 
 from tailor.db import Database
-from tailor.derived_features import LAPSED_AFTER, PURCHASE_WINDOW, WINDOW, History, derive
-from tailor.feature_cache import FeatureCache
+from tailor.journeys.triggers import TriggerAgent
 from tailor.models import ConsentStatus, Contact, Event, Send, TriggerRule, utcnow
 from tailor.payloads import FeaturesPage, FeaturesPageResult
+from tailor.profiles.cache import FeatureCache
+from tailor.profiles.derived import LAPSED_AFTER, PURCHASE_WINDOW, WINDOW, History, derive
 from tailor.send_time import local_hours, zone
 from tailor.store.consent import current_consent
 from tailor.store.events import StoredEvent, record_system_event
-from tailor.triggers import TriggerAgent
 
 HISTORY_EVENTS = ("email.opened", "email.clicked", "order.completed", "product.viewed",
                   "product.added")  # fmt: skip

@@ -17,11 +17,7 @@ from sqlmodel import col
 from temporalio import activity
 
 from activities.campaign_chunk import ChunkActivities
-from activities.context import CampaignContext, CampaignContexts
 from activities.errors import journey_not_found, not_found
-from activities.generation import ClusterGenerator, clusters_of
-from activities.profiles import ProfileLoader
-from activities.retrieval import ClusterExemplars
 from tailor.db import Database
 from tailor.errors import NotFound
 from tailor.models import (
@@ -44,7 +40,11 @@ from tailor.payloads import (
     JourneyStepPlan,
     SendTimePlan,
 )
+from tailor.personalise.exemplars import ClusterExemplars
+from tailor.personalise.generation import ClusterGenerator, clusters_of
+from tailor.profiles.loader import ProfileLoader
 from tailor.send_time import BestHour, best_hour, delay_until_hour, local_hours, zone
+from tailor.sending.context import CampaignContext, CampaignContexts
 from tailor.store.campaigns import DELIVERED
 from tailor.store.consent import current_consent
 from tailor.store.journeys import finish_run, latest_definition, record_run

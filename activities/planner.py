@@ -8,15 +8,15 @@ from sqlalchemy import func, select, update
 from sqlmodel import col
 from temporalio import activity
 
-from activities.context import CampaignContexts
 from activities.errors import not_found, template_error
-from activities.executor import RuleBasedExecutor, TemplateRenderError
 from tailor.config import Settings
 from tailor.db import Database
 from tailor.errors import NotFound
 from tailor.models import Campaign, CampaignStatus, Contact
 from tailor.payloads import CampaignOutcome, CampaignPlan, ChunkBounds, PageRequest, StatusUpdate
+from tailor.personalise.rules import RuleBasedExecutor, TemplateRenderError
 from tailor.segments import segment_filter
+from tailor.sending.context import CampaignContexts
 from tailor.store.campaigns import send_counts, set_status, totals
 from tailor.store.reviews import expire_open
 from tailor.store.sends import segment_contact_ids

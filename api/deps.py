@@ -10,15 +10,15 @@ from fastapi import Depends, Header, HTTPException, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
-from tailor.ab_control import AbTestControl
-from tailor.campaign_control import CampaignControl
 from tailor.config import Settings
 from tailor.db import Database
-from tailor.feature_cache import FeatureCache
-from tailor.journey_control import JourneyControl
+from tailor.journeys.triggers import TriggerAgent
 from tailor.models import Tenant
-from tailor.temporal import connect
-from tailor.triggers import TriggerAgent
+from tailor.profiles.cache import FeatureCache
+from tailor.temporal.ab_tests import AbTestControl
+from tailor.temporal.campaigns import CampaignControl
+from tailor.temporal.client import connect
+from tailor.temporal.journeys import JourneyControl
 
 
 class TemporalGateway:

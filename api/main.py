@@ -30,9 +30,9 @@ from tailor import __version__
 from tailor.config import Settings
 from tailor.db import Database
 from tailor.errors import InvalidInput, NotFound
-from tailor.feature_cache import FeatureCache
+from tailor.journeys.triggers import TriggerAgent
+from tailor.profiles.cache import FeatureCache
 from tailor.store.reviews import AlreadyDecided
-from tailor.triggers import TriggerAgent
 
 
 def _field(loc: tuple[int | str, ...]) -> str:

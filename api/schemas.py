@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from tailor.llm.prompts import DEFAULT_PROMPT, PROMPTS
+from tailor.personalise.prompts import DEFAULT_PROMPT, PROMPTS
 from tailor.segments import Segment
 from tailor.store.events import normalise_event_name
 

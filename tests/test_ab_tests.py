@@ -19,8 +19,8 @@ from temporalio.testing import WorkflowEnvironment
 from api.main import create_app
 from rag.index import shared_index
 from tailor.db import Database
+from tailor.demo.seed import seed_demo
 from tailor.models import Campaign, Send
-from tailor.seed import seed_demo
 from tailor.store.campaigns import DELIVERED
 from tests.conftest import Sink, settings_for, task_queue
 from worker import build_worker

@@ -17,17 +17,17 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from tailor.campaign_control import CampaignControl
 from tailor.cli.stack import LocalStack, Ports
 from tailor.config import Settings
 from tailor.db import Database, migrate
+from tailor.demo.seed import SeededTenant, seed_demo
+from tailor.devtools.smtp_sink import read_outbox
 from tailor.models import Campaign, ConsentStatus
 from tailor.payloads import CampaignOutcome
-from tailor.seed import SeededTenant, seed_demo
-from tailor.smtp_sink import read_outbox
 from tailor.store.campaigns import create_campaign, send_counts
 from tailor.store.consent import current_consent
-from tailor.temporal import connect
+from tailor.temporal.campaigns import CampaignControl
+from tailor.temporal.client import connect
 from tests.conftest import empty_postgres, free_port
 
 pytestmark = [pytest.mark.devserver, pytest.mark.slow]

@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy import func, insert, select
 from temporalio.testing import WorkflowEnvironment
 
-from activities.guardrail import unsubscribe_token
 from api.main import create_app
 from tailor.db import Database
+from tailor.demo.seed import seed_demo
+from tailor.devtools.smtp_sink import read_outbox
 from tailor.models import Contact, LlmUsage, utcnow
-from tailor.seed import seed_demo
-from tailor.smtp_sink import read_outbox
+from tailor.sending.guardrail import unsubscribe_token
 from tests.conftest import Sink, settings_for, task_queue
 from worker import build_worker
 

@@ -7,12 +7,12 @@ from typing import Any
 from sqlalchemy import update
 from temporalio.testing import WorkflowEnvironment
 
-from activities.brand import BrandPolicy, brand_violations
 from tailor.db import Database
 from tailor.devtools.llm_stub import StubLlm, default_answer
-from tailor.llm.prompts import GeneratedEmail
+from tailor.devtools.smtp_sink import read_outbox
 from tailor.models import Tenant
-from tailor.smtp_sink import read_outbox
+from tailor.personalise.brand import BrandPolicy, brand_violations
+from tailor.personalise.prompts import GeneratedEmail
 from tests.conftest import Sink, run_llm_campaign, seeded_campaign
 
 EMAIL = GeneratedEmail(

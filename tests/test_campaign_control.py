@@ -11,9 +11,9 @@ from temporalio.exceptions import CancelledError
 from temporalio.testing import WorkflowEnvironment
 
 from tailor.db import Database
+from tailor.devtools.smtp_sink import read_outbox, start_sink
 from tailor.models import ConsentStatus, SendStatus
 from tailor.payloads import CampaignOutcome, CampaignProgress
-from tailor.smtp_sink import read_outbox, start_sink
 from tailor.store.campaigns import get_campaign, send_counts
 from tailor.store.consent import current_consent
 from tailor.store.contacts import find_contact

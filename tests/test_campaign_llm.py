@@ -13,8 +13,8 @@ from temporalio.worker import Worker
 
 from tailor.db import Database
 from tailor.devtools.llm_stub import StubLlm
+from tailor.devtools.smtp_sink import read_outbox
 from tailor.models import Contact, LlmUsage, Tenant, utcnow
-from tailor.smtp_sink import read_outbox
 from tests.conftest import (
     Sink,
     llm_settings,

@@ -9,9 +9,9 @@ from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
 from tailor.db import Database
+from tailor.devtools.smtp_sink import read_outbox
 from tailor.models import ConsentStatus, SendStatus
 from tailor.payloads import CampaignOutcome
-from tailor.smtp_sink import read_outbox
 from tailor.store.campaigns import send_counts
 from tailor.store.consent import current_consent, record_consent
 from tailor.store.contacts import find_contact

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tailor.smtp_sink import read_outbox
+from tailor.devtools.smtp_sink import read_outbox
 from tests.conftest import free_port
 
 pytestmark = [pytest.mark.devserver, pytest.mark.slow]

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from activities.guardrail import unsubscribe_token, verify_unsubscribe_token
 from tailor.config import Settings
 from tailor.segments import Segment
+from tailor.sending.guardrail import unsubscribe_token, verify_unsubscribe_token
 
 
 def test_production_refuses_the_development_unsubscribe_secret() -> None:

@@ -14,14 +14,14 @@ from temporalio.client import ScheduleActionStartWorkflow
 from temporalio.testing import WorkflowEnvironment
 
 from tailor.db import Database
-from tailor.derived_features import History, avg_time_to_open, engagement_score
-from tailor.journeys import journey_workflow_id
+from tailor.demo.seed import seed_demo
+from tailor.journeys.definitions import journey_workflow_id
 from tailor.models import Contact, Event, JourneyRun, utcnow
 from tailor.payloads import FeaturesOutcome, FeaturesRun
-from tailor.schedules import ensure_schedules
-from tailor.seed import seed_demo
+from tailor.profiles.derived import History, avg_time_to_open, engagement_score
 from tailor.send_time import best_hour, delay_until_hour
 from tailor.store.journeys import install_builtins
+from tailor.temporal.schedules import ensure_schedules
 from tests.conftest import Sink, settings_for
 from tests.conftest import task_queue as new_queue
 from worker import build_worker

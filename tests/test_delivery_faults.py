@@ -13,16 +13,16 @@ import pytest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from tailor.campaign_control import CampaignControl
 from tailor.cli.stack import LocalStack, Ports
 from tailor.config import Settings
 from tailor.db import Database, migrate
+from tailor.demo.seed import SeededTenant, seed_demo
 from tailor.devtools.esp_stub import STUB_SENDGRID_KEY, EspStub, running_esp_stub
 from tailor.models import Campaign, SendStatus
 from tailor.payloads import CampaignOutcome
-from tailor.seed import SeededTenant, seed_demo
 from tailor.store.campaigns import create_campaign, send_counts
-from tailor.temporal import connect
+from tailor.temporal.campaigns import CampaignControl
+from tailor.temporal.client import connect
 from tests.conftest import free_port
 
 pytestmark = [pytest.mark.devserver, pytest.mark.slow]

@@ -9,7 +9,7 @@ import jinja2
 import jinja2.sandbox
 import pytest
 
-from tailor.demo_data import (
+from tailor.demo.data import (
     CATEGORIES,
     DEMO_TEMPLATE,
     DEMO_TENANT,

@@ -16,8 +16,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
 from tailor.db import Database
+from tailor.demo.seed import seed_demo
 from tailor.models import ConsentStatus, Contact, Engagement, Send, SendStatus, Tenant
-from tailor.seed import seed_demo
 from tailor.store.consent import record_consent
 from tests.conftest import Sink, settings_for, task_queue
 from worker import build_worker

@@ -7,11 +7,11 @@ from typing import Any
 
 from temporalio.testing import WorkflowEnvironment
 
-from activities.evaluator import evaluate
 from tailor.db import Database
 from tailor.devtools.llm_stub import StubLlm, default_answer
-from tailor.llm.prompts import ClusterRequest, GeneratedEmail, ProductFact
-from tailor.smtp_sink import read_outbox
+from tailor.devtools.smtp_sink import read_outbox
+from tailor.personalise.evaluator import evaluate
+from tailor.personalise.prompts import ClusterRequest, GeneratedEmail, ProductFact
 from tests.conftest import Sink, run_llm_campaign, seeded_campaign
 
 NOW = datetime(2026, 11, 29, tzinfo=UTC)

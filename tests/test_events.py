@@ -17,7 +17,7 @@ from sqlmodel import col
 from api.main import create_app
 from tailor.config import Settings
 from tailor.db import Database
-from tailor.demo_data import DEMO_TENANT
+from tailor.demo.data import DEMO_TENANT
 from tailor.models import Contact, Event, Tenant
 from tailor.store.events import StoredEvent, normalise_event_name
 from tailor.store.tenants import upsert_tenant

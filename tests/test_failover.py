@@ -16,12 +16,13 @@ from sqlalchemy import select, update
 from sqlmodel import col
 from temporalio.testing import WorkflowEnvironment
 
-from activities.providers.base import OutgoingEmail
-from activities.providers.router import ProviderRouter
-from activities.providers.sendgrid import SendGridProvider
-from activities.providers.setup import build_router
 from tailor.config import Settings
 from tailor.db import Database
+from tailor.delivery.providers.base import OutgoingEmail
+from tailor.delivery.providers.router import ProviderRouter
+from tailor.delivery.providers.sendgrid import SendGridProvider
+from tailor.delivery.providers.setup import build_router
+from tailor.demo.seed import seed_demo
 from tailor.devtools.esp_stub import (
     STUB_MAILGUN_DOMAIN,
     STUB_MAILGUN_KEY,
@@ -32,7 +33,6 @@ from tailor.devtools.esp_stub import (
     running_esp_stub,
 )
 from tailor.models import ConsentRecord, Contact, Send, SendStatus, Tenant, utcnow
-from tailor.seed import seed_demo
 from tailor.store.campaigns import create_campaign
 from tailor.store.consent import consenting_contacts
 from tailor.store.sends import ensure_send_rows

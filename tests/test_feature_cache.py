@@ -28,13 +28,13 @@ from redis.exceptions import RedisError
 from sqlalchemy import update
 from sqlmodel import col
 
-from activities.profiles import Profile, ProfileLoader, ProfileSource
 from api.main import create_app
 from tailor.config import Settings
 from tailor.db import Database
-from tailor.demo_data import DEMO_TENANT
-from tailor.feature_cache import FeatureCache
+from tailor.demo.data import DEMO_TENANT
 from tailor.models import Contact, Tenant, utcnow
+from tailor.profiles.cache import FeatureCache
+from tailor.profiles.loader import Profile, ProfileLoader, ProfileSource
 from tailor.store.contacts import upsert_contacts
 from tailor.store.events import StoredEvent
 from tailor.store.tenants import upsert_tenant
@@ -247,7 +247,7 @@ async def test_with_redis_down_profiles_come_from_the_database_and_requests_succ
     down = {"redis_url": f"redis://127.0.0.1:{free_port()}/0"}  # nothing listens there
     async with feature_cache(**down) as features:
         profiles = loader(db, features)
-        with caplog.at_level(logging.WARNING, logger="tailor.feature_cache"):
+        with caplog.at_level(logging.WARNING, logger="tailor.profiles.cache"):
             async with running_api(db, ProfileReadingTriggers(profiles), **down) as http:
                 ada = await upsert(http, email="ada@example.com", external_id="u-1",
                                    first_name="Ada")  # fmt: skip
@@ -259,7 +259,7 @@ async def test_with_redis_down_profiles_come_from_the_database_and_requests_succ
                     "Ada",
                 )
     # One warning per kind of failure and process, not one per read or request.
-    warnings = [r for r in caplog.records if r.name == "tailor.feature_cache"]
+    warnings = [r for r in caplog.records if r.name == "tailor.profiles.cache"]
     assert len(warnings) == 2, [r.getMessage() for r in warnings]  # the API's and the worker's
     assert all("ConnectionError" in r.getMessage() for r in warnings)
 

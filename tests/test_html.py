@@ -7,10 +7,10 @@ from typing import Any
 
 from temporalio.testing import WorkflowEnvironment
 
-from activities.html import body_html, body_text
 from tailor.db import Database
 from tailor.devtools.llm_stub import StubLlm, default_answer
-from tailor.smtp_sink import read_outbox
+from tailor.devtools.smtp_sink import read_outbox
+from tailor.personalise.html import body_html, body_text
 from tests.conftest import Sink, run_llm_campaign, seeded_campaign
 
 HOSTILE = (

@@ -22,12 +22,12 @@ from temporalio.testing import WorkflowEnvironment
 from api.main import create_app
 from tailor.config import Settings
 from tailor.db import Database
+from tailor.demo.seed import seed_demo
 from tailor.devtools.llm_stub import StubLlm
-from tailor.journeys import journey_workflow_id
+from tailor.devtools.smtp_sink import read_outbox
+from tailor.journeys.definitions import journey_workflow_id
 from tailor.models import Contact, Tenant
 from tailor.payloads import JourneyEnd
-from tailor.seed import seed_demo
-from tailor.smtp_sink import read_outbox
 from tailor.store.journeys import install_builtins
 from tests.conftest import Sink, llm_settings, settings_for, start_time_skipping
 from tests.conftest import task_queue as new_queue

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from activities.llm_executor import LlmExecutor, LlmQuotaExhausted, build_tiers
 from tailor.config import Settings
 from tailor.devtools.llm_stub import StubLlm
-from tailor.llm.prompts import ClusterRequest, ProductFact, get_prompt
+from tailor.personalise.llm import LlmExecutor, LlmQuotaExhausted, build_tiers
+from tailor.personalise.prompts import ClusterRequest, ProductFact, get_prompt
 
 PROMPT = get_prompt("personalization_v3")
 

@@ -9,9 +9,9 @@ from email.policy import default
 
 import pytest
 
-from activities.executor import Personalised
-from activities.guardrail import Guardrail
-from tailor.mail import HeaderInjection, build_message
+from tailor.personalise.rules import Personalised
+from tailor.sending.guardrail import Guardrail
+from tailor.sending.mail import HeaderInjection, build_message
 
 
 def _build(subject: str = "Café picks for Zoë ☕", from_name: str = "Nørdwind") -> bytes:

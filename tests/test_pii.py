@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import update
 from temporalio.testing import WorkflowEnvironment
 
-from activities.pii import PiiScanner
 from tailor.db import Database
 from tailor.devtools.llm_stub import StubLlm, default_answer
+from tailor.devtools.smtp_sink import read_outbox
 from tailor.models import Contact
-from tailor.smtp_sink import read_outbox
+from tailor.personalise.pii import PiiScanner
 from tests.conftest import (
     Sink,
     llm_settings,

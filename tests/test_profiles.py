@@ -16,9 +16,9 @@ from sqlmodel import col
 from temporalio.testing import WorkflowEnvironment
 
 from tailor.db import Database
+from tailor.demo.seed import seed_demo
+from tailor.devtools.smtp_sink import read_outbox
 from tailor.models import ConsentRecord, Contact, utcnow
-from tailor.seed import seed_demo
-from tailor.smtp_sink import read_outbox
 from tailor.store.campaigns import create_campaign
 from tests.conftest import (
     Sink,

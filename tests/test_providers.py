@@ -19,7 +19,8 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from activities.providers import (
+from tailor.config import Settings
+from tailor.delivery.providers import (
     BatchResult,
     HttpProvider,
     LookupFailed,
@@ -27,11 +28,10 @@ from activities.providers import (
     Verdict,
     http_provider,
 )
-from activities.providers.http import retry_after_s
-from activities.providers.mailgun import event_send_id
-from activities.providers.sendgrid import MAX_SUBSTITUTION_BYTES
-from activities.providers.ses import entry_result
-from tailor.config import Settings
+from tailor.delivery.providers.http import retry_after_s
+from tailor.delivery.providers.mailgun import event_send_id
+from tailor.delivery.providers.sendgrid import MAX_SUBSTITUTION_BYTES
+from tailor.delivery.providers.ses import entry_result
 from tailor.devtools.esp_stub import (
     STUB_MAILGUN_DOMAIN,
     STUB_MAILGUN_KEY,

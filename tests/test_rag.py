@@ -14,17 +14,17 @@ from pathlib import Path
 import pytest
 from qdrant_client import QdrantClient
 
-from activities.llm_executor import LlmExecutor, build_tiers
-from activities.pii import PiiScanner
 from rag.corpus import SHARED_TENANT, Exemplar, load, load_vectors
 from rag.embedder import DEFAULT_MODEL, Embedder
 from rag.eval import load_queries
 from rag.index import ExemplarIndex, parse_line
-from rag.relevance import LlmWriter, RulesWriter, generation_relevance
 from rag.retriever import ClusterQuery
 from rag.store import ExemplarStore
 from tailor.config import Settings
 from tailor.devtools.llm_stub import StubLlm
+from tailor.personalise.llm import LlmExecutor, build_tiers
+from tailor.personalise.pii import PiiScanner
+from tailor.personalise.relevance import LlmWriter, RulesWriter, generation_relevance
 from tests.conftest import llm_settings
 
 STORES = ["local", "local-qdrant-filter"]

@@ -12,7 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 from rag.corpus import load
 from tailor.db import Database
 from tailor.devtools.llm_stub import StubLlm
-from tailor.smtp_sink import read_outbox
+from tailor.devtools.smtp_sink import read_outbox
 from tests.conftest import (
     Sink,
     llm_settings,

@@ -1,4 +1,4 @@
-"""Per-tenant sending rate limits (tailor.rate_limit).
+"""Per-tenant sending rate limits (tailor.delivery.rate_limit).
 
 The in-process limiter runs in virtual time, so its grant times are asserted exactly. The Redis
 limiter runs against the real Redis at 127.0.0.1:6379 (CI starts it), each test under a key prefix
@@ -22,7 +22,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from tailor.rate_limit import LocalRateLimiter, RateLimiter, RedisRateLimiter, rate_limiter
+from tailor.delivery.rate_limit import LocalRateLimiter, RateLimiter, RedisRateLimiter, rate_limiter
 from tests.conftest import free_port
 
 REDIS_URL = os.environ.get("TAILOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -324,7 +324,7 @@ async def test_a_cancelled_wait_records_nothing(redis_prefix: str, redis: Redis)
 async def test_redis_down_falls_back_to_limiting_in_process(
     redis_prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="tailor.rate_limit")
+    caplog.set_level(logging.WARNING, logger="tailor.delivery.rate_limit")
 
     async def send(limiter: RateLimiter) -> None:
         for _ in range(50):
@@ -337,7 +337,7 @@ async def test_redis_down_falls_back_to_limiting_in_process(
         elapsed = time.monotonic() - began
 
     assert elapsed >= 0.95  # 100 at once, the other 50 a window later
-    warnings = [r for r in caplog.records if r.name == "tailor.rate_limit"]
+    warnings = [r for r in caplog.records if r.name == "tailor.delivery.rate_limit"]
     assert len(warnings) == 1
     assert "Redis failed" in warnings[0].getMessage()
 
@@ -354,7 +354,7 @@ async def test_windows_expire_when_their_last_entry_does(redis_prefix: str, redi
 async def test_the_script_is_loaded_again_after_a_flush(
     redis_prefix: str, redis: Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="tailor.rate_limit")
+    caplog.set_level(logging.WARNING, logger="tailor.delivery.rate_limit")
     key = f"{redis_prefix}:rate:acme"
     async with limiters(REDIS_URL, redis_prefix, 1) as (limiter,):
         assert isinstance(limiter, RedisRateLimiter)
@@ -363,4 +363,4 @@ async def test_the_script_is_loaded_again_after_a_flush(
         await limiter.acquire("acme", 1, rate_per_s=10)
 
     assert await redis.zcard(key) == 2
-    assert not [r for r in caplog.records if r.name == "tailor.rate_limit"]
+    assert not [r for r in caplog.records if r.name == "tailor.delivery.rate_limit"]

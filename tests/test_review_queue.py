@@ -19,9 +19,9 @@ from temporalio.testing import WorkflowEnvironment
 from api.main import create_app
 from tailor.db import Database
 from tailor.devtools.llm_stub import StubLlm, needs_review_answer
+from tailor.devtools.smtp_sink import read_outbox
 from tailor.models import Tenant
 from tailor.payloads import CampaignOutcome
-from tailor.smtp_sink import read_outbox
 from tests.conftest import (
     Sink,
     llm_settings,

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from activities.providers.router import ProviderRouter
-from activities.providers.sendgrid import SendGridProvider
+from tailor.delivery.providers.router import ProviderRouter
+from tailor.delivery.providers.sendgrid import SendGridProvider
 from tailor.devtools.esp_stub import STUB_SENDGRID_KEY, EspStub, running_esp_stub
 
 

@@ -12,8 +12,8 @@ from sqlmodel import col
 from temporalio.testing import WorkflowEnvironment
 
 from tailor.db import Database
+from tailor.demo.seed import seed_demo
 from tailor.models import Contact, Send, SendStatus
-from tailor.seed import seed_demo
 from tailor.send_time import DEFAULT_HOUR
 from tailor.store.campaigns import create_campaign
 from tests.conftest import Sink, run_campaign, settings_for

@@ -5,7 +5,7 @@
                                                           │  then the default variant
                                    decide_now / choose_winner signals cut the wait short
 
-The decision itself (Bayesian probability to beat all, ``tailor.ab_decision``) runs in an
+The decision itself (Bayesian probability to beat all, ``tailor.ab_tests.decision``) runs in an
 activity: it reads engagement from the store and draws seeded samples, neither of which belongs
 in workflow code. The history holds ids, counts and the verdict only.
 """
@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
         CampaignOutcome,
         CampaignRun,
     )
-    from tailor.temporal import campaign_search_attributes
+    from tailor.temporal.client import campaign_search_attributes
     from workflows.campaign import CampaignWorkflow
 
 STORE_RETRY = RetryPolicy(

@@ -14,7 +14,7 @@ from api.schemas import (
     ContactsUpserted,
     ContactUpserted,
 )
-from tailor.journeys import journey_workflow_id
+from tailor.journeys.definitions import journey_workflow_id
 from tailor.models import ConsentStatus
 from tailor.store.campaigns import active_campaign_ids
 from tailor.store.consent import consent_history, record_consent

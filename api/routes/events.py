@@ -26,13 +26,13 @@ from api.schemas import (
     SegmentCall,
     TrackIn,
 )
-from tailor.feature_cache import FeatureCache
-from tailor.features import apply_event
+from tailor.journeys.triggers import TriggerAgent
 from tailor.models import Campaign, Contact, Send, Tenant, utcnow
+from tailor.profiles.cache import FeatureCache
+from tailor.profiles.features import apply_event
 from tailor.store.ab_tests import record_engagement
 from tailor.store.campaigns import DELIVERED
 from tailor.store.events import IncomingEvent, record_events, record_system_event
-from tailor.triggers import TriggerAgent
 
 router = APIRouter(prefix="/v1", tags=["events"])
 

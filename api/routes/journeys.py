@@ -19,7 +19,7 @@ from api.schemas import (
     TriggerRulePublic,
     TriggerRulesPublic,
 )
-from tailor.journeys import JourneySpec, RuleSpec
+from tailor.journeys.definitions import JourneySpec, RuleSpec
 from tailor.models import DeadLetterStatus, Event, JourneyDefinition
 from tailor.store.events import StoredEvent
 from tailor.store.journeys import (

@@ -10,14 +10,14 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from sqlalchemy import select
 from sqlmodel import col
 
-from activities.evaluator import check_edit
-from activities.executor import Catalog
-from activities.pii import PiiScanner
 from api.deps import DatabaseDep, GatewayDep, SessionDep, TenantDep
 from api.schemas import ReviewApproval, ReviewDecided, ReviewPublic, ReviewRejection
 from tailor.errors import InvalidInput, NotFound
-from tailor.llm.prompts import GeneratedEmail, ProductFact
 from tailor.models import Product, ReviewItem, ReviewStatus, Tenant, utcnow
+from tailor.personalise.evaluator import check_edit
+from tailor.personalise.pii import PiiScanner
+from tailor.personalise.prompts import GeneratedEmail, ProductFact
+from tailor.personalise.rules import Catalog
 from tailor.store.reviews import decide, held_counts
 
 router = APIRouter(prefix="/v1/reviews", tags=["reviews"])

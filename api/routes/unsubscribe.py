@@ -10,10 +10,10 @@ import logging
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import HTMLResponse
 
-from activities.guardrail import verify_unsubscribe_token
 from api.deps import GatewayDep, SessionDep, SettingsDep
-from tailor.journeys import journey_workflow_id
+from tailor.journeys.definitions import journey_workflow_id
 from tailor.models import ConsentStatus
+from tailor.sending.guardrail import verify_unsubscribe_token
 from tailor.store.campaigns import active_campaign_ids, get_campaign
 from tailor.store.consent import record_consent
 from tailor.store.journeys import journey_keys

@@ -28,25 +28,25 @@ from sqlalchemy import select
 from sqlmodel import col
 from temporalio.client import Client
 
-from activities.context import CampaignContext, CampaignContexts
-from activities.delivery import Outcome, SmtpDelivery
-from activities.executor import RuleBasedExecutor
-from activities.guardrail import Guardrail
-from activities.providers import http_provider
-from activities.providers.base import OutgoingEmail
-from tailor.campaign_control import CampaignControl
 from tailor.cli.processes import free_port
 from tailor.cli.stack import LocalStack, Ports
 from tailor.config import Settings
 from tailor.db import Database, migrate
+from tailor.delivery.providers import http_provider
+from tailor.delivery.providers.base import OutgoingEmail
+from tailor.delivery.smtp import Outcome, SmtpDelivery
+from tailor.demo.seed import seed_demo
 from tailor.devtools.esp_stub import STUB_SENDGRID_KEY
 from tailor.devtools.llm_stub import running_stub
-from tailor.mail import MailParts, mail_parts, render_message
 from tailor.models import Contact, utcnow
-from tailor.seed import seed_demo
+from tailor.personalise.rules import RuleBasedExecutor
+from tailor.sending.context import CampaignContext, CampaignContexts
+from tailor.sending.guardrail import Guardrail
+from tailor.sending.mail import MailParts, mail_parts, render_message
 from tailor.store.campaigns import create_campaign, send_counts
 from tailor.store.generation import generation_stats
-from tailor.temporal import connect
+from tailor.temporal.campaigns import CampaignControl
+from tailor.temporal.client import connect
 
 
 class RssSampler:

@@ -40,11 +40,11 @@ from tailor.cli.processes import StartupError
 from tailor.cli.stack import HOST, LocalStack, Ports
 from tailor.config import Settings
 from tailor.db import Database, migrate
-from tailor.journeys import JourneySpec, RuleSpec, SendStep, journey_workflow_id
-from tailor.seed import seed_demo
+from tailor.demo.seed import seed_demo
+from tailor.journeys.definitions import JourneySpec, RuleSpec, SendStep, journey_workflow_id
 from tailor.store.consent import consenting_contacts
 from tailor.store.journeys import create_definition, create_rule
-from tailor.temporal import connect
+from tailor.temporal.client import connect
 
 EVENT = "bench.signup"
 JOURNEY = "bench_signup"

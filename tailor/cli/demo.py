@@ -23,8 +23,8 @@ from tailor.cli.processes import StartupError
 from tailor.cli.stack import HOST, LocalStack, Ports
 from tailor.config import Settings
 from tailor.db import Database, migrate
-from tailor.seed import seed_demo
-from tailor.temporal import connect
+from tailor.demo.seed import seed_demo
+from tailor.temporal.client import connect
 
 TENANT = {"X-Tailor-Tenant": "demo"}
 

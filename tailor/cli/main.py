@@ -147,14 +147,14 @@ def _serve_api(settings: Settings) -> None:
 
 
 def _run_sink(settings: Settings, port: int | None, maildir: Path | None) -> None:
-    from tailor.smtp_sink import start_sink
+    from tailor.devtools.smtp_sink import start_sink
 
     target = maildir or settings.outbox_dir
     controller, _ = start_sink(target, settings.smtp_host, port or settings.smtp_port)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    logging.getLogger("tailor.smtp_sink").info("capturing into %s", target)
+    logging.getLogger("tailor.devtools.smtp_sink").info("capturing into %s", target)
     stop.wait()
     controller.stop()
 

@@ -20,7 +20,7 @@ from tailor.config import Settings
 
 if TYPE_CHECKING:  # torch and Qdrant load only for the rag commands
     from rag.index import ExemplarIndex
-    from rag.relevance import Writer
+    from tailor.personalise.relevance import Writer
 
 
 def _index(settings: Settings, path: Path | None = None) -> ExemplarIndex:
@@ -39,8 +39,8 @@ def _index(settings: Settings, path: Path | None = None) -> ExemplarIndex:
 
 
 def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from activities.pii import PiiScanner
     from rag.index import IngestReport, parse_line, read_jsonl
+    from tailor.personalise.pii import PiiScanner
 
     if not args.file.is_file():
         raise StartupError(f"no such file: {args.file}")
@@ -82,8 +82,8 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
 def _writer(settings: Settings) -> Writer:
     """The configured LLM tiers when there are any (the relevance then measures the model);
     else the rules tier."""
-    from activities.llm_executor import LlmExecutor, build_tiers
-    from rag.relevance import LlmWriter, RulesWriter
+    from tailor.personalise.llm import LlmExecutor, build_tiers
+    from tailor.personalise.relevance import LlmWriter, RulesWriter
 
     tiers = build_tiers(settings)
     if not tiers:
@@ -97,7 +97,7 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
     import tempfile
 
     from rag.eval import evaluate, load_queries
-    from rag.relevance import generation_relevance
+    from tailor.personalise.relevance import generation_relevance
 
     console = Console(stderr=args.json)
     queries = load_queries()

@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col
 
 from tailor.errors import NotFound
-from tailor.llm.prompts import DEFAULT_PROMPT
 from tailor.models import Campaign, CampaignKind, CampaignStatus, Send, SendStatus, utcnow
+from tailor.personalise.prompts import DEFAULT_PROMPT
 
 ACTIVE = (CampaignStatus.SCHEDULED, CampaignStatus.RUNNING, CampaignStatus.PAUSED)
 

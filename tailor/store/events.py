@@ -3,8 +3,8 @@
 A redelivery is a no-op. The message id (Segment's ``messageId``, or a hash of the event when
 there is none) is unique per tenant and the insert is ``ON CONFLICT DO NOTHING``: the constraint
 decides, so of two requests racing with one event, one stores it and the other counts a
-duplicate, and neither fails. Features (``tailor.features``) are applied only by the one that
-stored it, in the same transaction.
+duplicate, and neither fails. Features (``tailor.profiles.features``) are applied only by the
+one that stored it, in the same transaction.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from tailor.features import apply_event, device_of, timezone_of
 from tailor.models import Contact, Event, utcnow
+from tailor.profiles.features import apply_event, device_of, timezone_of
 from tailor.store.contacts import find_contact, upsert_contacts
 
 EventKind = Literal["track", "identify"]

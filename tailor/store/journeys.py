@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col
 
 from tailor.errors import InvalidInput, NotFound
-from tailor.journeys import (
+from tailor.journeys.definitions import (
     BUILTIN_JOURNEYS,
     BUILTIN_RULES,
     JourneySpec,

@@ -1,1 +1,0 @@
-"""LLM generation: versioned prompts, prices, and the request/response shapes."""

@@ -1,0 +1,132 @@
+"""What every chunk of one campaign needs, loaded once per worker and campaign."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement
+from sqlmodel import col, select
+
+from tailor.db import Database
+from tailor.errors import NotFound
+from tailor.models import Contact, Product, TemplateVersion, Tenant
+from tailor.personalise.brand import BrandPolicy
+from tailor.personalise.rules import Catalog
+from tailor.segments import due_filter
+from tailor.send_time import fixed_local_hour
+from tailor.store.campaigns import get_campaign
+from tailor.store.templates import get_version
+from tailor.store.tenants import get_tenant
+
+TIMEZONES_TTL_S = 300.0
+
+
+@dataclass(frozen=True)
+class CampaignContext:
+    campaign_id: str
+    tenant: Tenant
+    segment: dict[str, Any]
+    prompt_version: str
+    version: TemplateVersion
+    catalog: Catalog
+    brand: BrandPolicy
+    # The tenant's default template, for recipients the campaign's template cannot render for.
+    default_version: TemplateVersion | None = None
+    # A journey email's goal ("welcome_1", "milestone:birthday"); None for batch campaigns.
+    goal: str | None = None
+    # Send-time optimisation: the hour (UTC, ISO 8601) this chunk sends for; None: send now.
+    send_round: str | None = None
+    send_time: str = "now"  # the campaign's choice: now, best_hour, or a local "HH:00"
+    # Added to each send's "why this email" (a journey's run, step and send time).
+    explain_extra: dict[str, Any] | None = None
+
+    @property
+    def sender_domain(self) -> str:
+        return self.tenant.from_email.rsplit("@", 1)[-1]
+
+
+class CampaignContexts:
+    """A small LRU: templates are immutable and a campaign's segment never changes."""
+
+    def __init__(self, db: Database, size: int = 64) -> None:
+        self._db = db
+        self._size = size
+        self._cache: OrderedDict[str, CampaignContext] = OrderedDict()
+        self._timezones: dict[str, tuple[float, list[str]]] = {}
+
+    async def timezones(self, tenant_id: str) -> list[str]:
+        """The tenant's contacts' timezones, re-read every few minutes (send-time rounds)."""
+        cached = self._timezones.get(tenant_id)
+        if cached is not None and time.monotonic() - cached[0] < TIMEZONES_TTL_S:
+            return cached[1]
+        async with self._db.read() as conn:
+            rows = await conn.execute(
+                select(Contact.timezone).where(col(Contact.tenant_id) == tenant_id).distinct()
+            )
+            names = sorted(rows.scalars())
+        self._timezones[tenant_id] = (time.monotonic(), names)
+        return names
+
+    async def due(
+        self, tenant_id: str, due_at: str | None, send_time: str = "best_hour"
+    ) -> ColumnElement[bool] | None:
+        """The send-time filter for a round at ``due_at``; None when sending to everyone."""
+        if due_at is None:
+            return None
+        return due_filter(
+            await self.timezones(tenant_id),
+            datetime.fromisoformat(due_at),
+            fixed_local_hour(send_time),
+        )
+
+    async def get(self, campaign_id: str) -> CampaignContext:
+        ctx = self._cache.get(campaign_id)
+        if ctx is not None:
+            self._cache.move_to_end(campaign_id)
+            return ctx
+        async with self._db.read_session() as session:
+            campaign = await get_campaign(session=session, campaign_id=campaign_id)
+            tenant = await get_tenant(session=session, tenant_id=campaign.tenant_id)
+            _, version = await get_version(
+                session=session,
+                tenant_id=campaign.tenant_id,
+                version_id=campaign.template_version_id,
+            )
+            default_version = None
+            default_id = tenant.default_template_version_id
+            if default_id is not None and default_id != version.id:
+                try:
+                    _, default_version = await get_version(
+                        session=session, tenant_id=campaign.tenant_id, version_id=default_id
+                    )
+                except NotFound:
+                    default_version = None
+            products = list(
+                (
+                    await session.execute(
+                        select(Product).where(col(Product.tenant_id) == campaign.tenant_id)
+                    )
+                ).scalars()
+            )
+        ctx = CampaignContext(
+            campaign_id=campaign.id,
+            tenant=tenant,
+            segment=campaign.segment,
+            prompt_version=campaign.prompt_version,
+            version=version,
+            default_version=default_version,
+            goal=campaign.goal,
+            send_time=campaign.send_time,
+            brand=BrandPolicy.of(tenant.brand_policy),
+            catalog=Catalog(
+                products, tenant.website or f"https://{tenant.from_email.split('@')[-1]}"
+            ),
+        )
+        self._cache[campaign_id] = ctx
+        if len(self._cache) > self._size:
+            self._cache.popitem(last=False)
+        return ctx
