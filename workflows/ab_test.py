@@ -15,7 +15,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ChildWorkflowError
 from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
@@ -32,20 +31,9 @@ with workflow.unsafe.imports_passed_through():
         CampaignOutcome,
         CampaignRun,
     )
-    from tailor.temporal.client import campaign_search_attributes
+    from workflows import options
     from workflows.campaign import CampaignWorkflow
-
-STORE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=10,
-    non_retryable_error_types=["AbTestNotFound"],
-)
-STORE_TIMEOUT = timedelta(seconds=60)
-# Embedding the winner and writing it to the exemplar store: useful, never worth failing for.
-CORPUS_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_attempts=3)
-CORPUS_TIMEOUT = timedelta(minutes=2)
+    from workflows.search_attributes import campaign_search_attributes
 
 
 @workflow.defn
@@ -82,8 +70,8 @@ class AbTestWorkflow:
         rollout_id = await workflow.execute_activity_method(
             AbTestActivities.roll_out_winner,
             AbRollout(test.test_id, verdict),
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=STORE_RETRY,
+            start_to_close_timeout=options.STORE_TIMEOUT,
+            retry_policy=options.STORE_RETRY,
             summary=f"rollout: variant {verdict.winner} to the rest of the audience",
         )
         self._progress.rollout_campaign_id = rollout_id
@@ -100,8 +88,8 @@ class AbTestWorkflow:
             await workflow.execute_activity_method(
                 AbTestActivities.add_winner_to_corpus,
                 test.test_id,
-                start_to_close_timeout=CORPUS_TIMEOUT,
-                retry_policy=CORPUS_RETRY,
+                start_to_close_timeout=options.CORPUS_TIMEOUT,
+                retry_policy=options.CORPUS_RETRY,
                 summary="rag: add the winning email to the exemplar corpus",
             )
         except ActivityError:
@@ -155,8 +143,8 @@ class AbTestWorkflow:
             verdict = await workflow.execute_activity_method(
                 AbTestActivities.evaluate,
                 AbLook(test.test_id, look, final=look == 2 or self._decide_now),
-                start_to_close_timeout=STORE_TIMEOUT,
-                retry_policy=STORE_RETRY,
+                start_to_close_timeout=options.STORE_TIMEOUT,
+                retry_policy=options.STORE_RETRY,
                 summary=f"decide: look {look}",
             )
             if verdict.conclusive or verdict.how == "default":
@@ -172,8 +160,8 @@ class AbTestWorkflow:
         await workflow.execute_activity_method(
             AbTestActivities.finish,
             args=[test.test_id, status],
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=STORE_RETRY,
+            start_to_close_timeout=options.STORE_TIMEOUT,
+            retry_policy=options.STORE_RETRY,
             summary=f"finish: mark the test {status}",
         )
         self._progress.status = status

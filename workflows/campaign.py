@@ -20,7 +20,6 @@ import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
@@ -40,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         ReviewRelease,
         StatusUpdate,
     )
+    from workflows import options
 
 # Added after the first release: runs that predate it never wait for reviews.
 REVIEW_QUEUE_PATCH = "review-queue"
@@ -50,33 +50,6 @@ SEND_TIME_PATCH = "send-time-rounds"
 SEND_TIME_ROUNDS = 24  # one pass over the segment per hour; then a sweep for anyone left
 # Added after the first release: a campaign scheduled to start later waits for its time.
 SCHEDULED_START_PATCH = "scheduled-start"
-
-PLANNER_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_attempts=3,
-    non_retryable_error_types=["CampaignNotFound"],
-)
-STORE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=10,
-    non_retryable_error_types=["CampaignNotFound"],
-)
-# Delivery retries ride out an SMTP or database outage of about half an hour; sends already
-# accepted are never repeated because each retry skips the rows an earlier attempt settled.
-CHUNK_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=2),
-    maximum_attempts=20,
-    non_retryable_error_types=["CampaignNotFound", "TemplateError"],
-)
-CHUNK_START_TO_CLOSE = timedelta(minutes=10)
-# A killed worker is noticed within this long, and its chunk retried elsewhere.
-CHUNK_HEARTBEAT = timedelta(seconds=15)
-STORE_TIMEOUT = timedelta(seconds=60)
 
 # Revocations signalled during a run, forwarded to later chunks; beyond this the ledger alone
 # (always checked at send time) protects, and the history stays small.
@@ -107,8 +80,8 @@ class CampaignWorkflow:
                 plan = await workflow.execute_activity_method(
                     PlannerActivities.plan_campaign,
                     campaign.campaign_id,
-                    start_to_close_timeout=STORE_TIMEOUT,
-                    retry_policy=PLANNER_RETRY,
+                    start_to_close_timeout=options.STORE_TIMEOUT,
+                    retry_policy=options.PLAN_RETRY,
                     summary="plan: decompose campaign into chunked steps",
                 )
                 self._progress.total = plan.audience
@@ -273,8 +246,8 @@ class CampaignWorkflow:
                 await workflow.execute_activity_method(
                     PlannerActivities.expire_reviews,
                     plan.campaign_id,
-                    start_to_close_timeout=STORE_TIMEOUT,
-                    retry_policy=STORE_RETRY,
+                    start_to_close_timeout=options.STORE_TIMEOUT,
+                    retry_policy=options.STORE_RETRY,
                     summary="reviews: expire undecided, send the rules-tier email",
                 )
                 continue
@@ -293,9 +266,9 @@ class CampaignWorkflow:
         backlog = await workflow.execute_activity_method(
             ChunkActivities.release_reviewed,
             ReviewRelease(plan.campaign_id, list(self._progress.revoked_contact_ids)),
-            start_to_close_timeout=CHUNK_START_TO_CLOSE,
-            heartbeat_timeout=CHUNK_HEARTBEAT,
-            retry_policy=CHUNK_RETRY,
+            start_to_close_timeout=options.CHUNK_TIMEOUT,
+            heartbeat_timeout=options.CHUNK_HEARTBEAT,
+            retry_policy=options.CHUNK_RETRY,
             summary="reviews: deliver the decided, held sends",
         )
         self._progress.held = backlog.held
@@ -308,8 +281,8 @@ class CampaignWorkflow:
         outcome = await workflow.execute_activity_method(
             PlannerActivities.finalize_campaign,
             StatusUpdate(campaign_id, status),
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=STORE_RETRY,
+            start_to_close_timeout=options.STORE_TIMEOUT,
+            retry_policy=options.STORE_RETRY,
             summary=f"finalize: mark campaign {status}",
         )
         self._progress.status = outcome.status
@@ -333,8 +306,8 @@ class CampaignWorkflow:
                 max_chunks=max(plan.chunk_concurrency * 4, 8),
                 due_at=self._due_at(plan),
             ),
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=STORE_RETRY,
+            start_to_close_timeout=options.STORE_TIMEOUT,
+            retry_policy=options.STORE_RETRY,
             summary=f"page: segment after contact {self._progress.cursor}",
         )
 
@@ -354,9 +327,9 @@ class CampaignWorkflow:
                 workflow.execute_activity_method(
                     ChunkActivities.send_chunk,
                     chunk,
-                    start_to_close_timeout=CHUNK_START_TO_CLOSE,
-                    heartbeat_timeout=CHUNK_HEARTBEAT,
-                    retry_policy=CHUNK_RETRY,
+                    start_to_close_timeout=options.CHUNK_TIMEOUT,
+                    heartbeat_timeout=options.CHUNK_HEARTBEAT,
+                    retry_policy=options.CHUNK_RETRY,
                     cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                     summary=(
                         f"chunk {index}: personalise, guard, deliver contacts "

@@ -9,22 +9,14 @@ run continues as new when its history grows long, carrying the cursor.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.features import FeatureActivities
     from tailor.payloads import FeaturesOutcome, FeaturesPage, FeaturesPageResult, FeaturesRun
+    from workflows import options
 
-PAGE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-    maximum_attempts=10,
-)
-PAGE_TIMEOUT = timedelta(minutes=5)
 SCHEDULE_ID = "tailor-daily-features"
 
 
@@ -41,8 +33,8 @@ class DailyFeaturesWorkflow:
             page: FeaturesPageResult = await workflow.execute_activity_method(
                 step,
                 FeaturesPage(run.after_contact_id, run.page_size),
-                start_to_close_timeout=PAGE_TIMEOUT,
-                retry_policy=PAGE_RETRY,
+                start_to_close_timeout=options.FEATURES_PAGE_TIMEOUT,
+                retry_policy=options.FEATURES_PAGE_RETRY,
                 summary=f"{run.phase} after contact {run.after_contact_id}",
             )
             if run.phase == "derive":

@@ -17,7 +17,6 @@ from dataclasses import replace
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -34,28 +33,8 @@ with workflow.unsafe.imports_passed_through():
         JourneyStepPlan,
         SendTimePlan,
     )
+    from workflows import options
 
-STORE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=10,
-    non_retryable_error_types=["JourneyNotFound", "CampaignNotFound"],
-)
-# A send rides out an SMTP or database outage of about an hour; the send row (one per journey
-# run and email) makes every retry idempotent.
-SEND_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=5),
-    maximum_attempts=20,
-    non_retryable_error_types=["JourneyNotFound", "CampaignNotFound", "TemplateError"],
-)
-STORE_TIMEOUT = timedelta(seconds=30)
-SEND_TIMEOUT = timedelta(minutes=2)
-# Writing ahead is an optimisation: a failure costs only the instant send.
-PREPARE_RETRY = RetryPolicy(maximum_attempts=2)
-PREPARE_TIMEOUT = timedelta(minutes=2)
 # Events remembered for de-duplication; a journey sees a handful, this only bounds a flood.
 MAX_SEEN_EVENTS = 500
 
@@ -112,8 +91,8 @@ class JourneyWorkflow:
         plan: JourneyPlan = await workflow.execute_local_activity_method(
             JourneyActivities.start_journey,
             JourneyStart(journey, info.run_id, info.workflow_id),
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=STORE_RETRY,
+            start_to_close_timeout=options.LOCAL_STORE_TIMEOUT,
+            retry_policy=options.STORE_RETRY,
             summary=f"start {journey.journey_key}",
         )
         self._exit_on = set(plan.exit_on)
@@ -140,8 +119,8 @@ class JourneyWorkflow:
         await workflow.execute_local_activity_method(
             JourneyActivities.finish_journey,
             end,
-            start_to_close_timeout=STORE_TIMEOUT,
-            retry_policy=STORE_RETRY,
+            start_to_close_timeout=options.LOCAL_STORE_TIMEOUT,
+            retry_policy=options.STORE_RETRY,
             summary=f"finish: {status}",
         )
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -169,8 +148,8 @@ class JourneyWorkflow:
             prepare = workflow.start_activity_method(
                 JourneyActivities.prepare_email,
                 self._send_input(journey, run_id, following),
-                start_to_close_timeout=PREPARE_TIMEOUT,
-                retry_policy=PREPARE_RETRY,
+                start_to_close_timeout=options.JOURNEY_PREPARE_TIMEOUT,
+                retry_policy=options.JOURNEY_PREPARE_RETRY,
                 summary=f"write {following.name} ahead",
             )
         await self._wait(timedelta(minutes=step.minutes))
@@ -202,8 +181,8 @@ class JourneyWorkflow:
             timing: SendTimePlan = await workflow.execute_local_activity_method(
                 JourneyActivities.plan_send_time,
                 request,
-                start_to_close_timeout=STORE_TIMEOUT,
-                retry_policy=STORE_RETRY,
+                start_to_close_timeout=options.LOCAL_STORE_TIMEOUT,
+                retry_policy=options.STORE_RETRY,
                 summary=f"{step.name}: best local hour",
             )
             request = replace(
@@ -214,8 +193,8 @@ class JourneyWorkflow:
             result: JourneySendResult = await workflow.execute_local_activity_method(
                 JourneyActivities.send_email,
                 request,
-                start_to_close_timeout=SEND_TIMEOUT,
-                retry_policy=SEND_RETRY,
+                start_to_close_timeout=options.JOURNEY_SEND_TIMEOUT,
+                retry_policy=options.JOURNEY_SEND_RETRY,
                 summary=f"send {step.name}",
             )
             if result.outcome != "throttled":

@@ -26,7 +26,7 @@ from tailor.cli.processes import (
     wait_for_port,
 )
 from tailor.config import Settings
-from tailor.temporal.client import SEARCH_ATTRIBUTES
+from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 HOST = "127.0.0.1"
 

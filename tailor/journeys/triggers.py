@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -30,11 +31,19 @@ from tailor.store.journeys import (
     mark_replayed,
     rules_for,
 )
-from tailor.temporal.journeys import JourneyControl
 
 log = logging.getLogger(__name__)
 
 WINDOW = timedelta(days=7)
+
+
+class JourneyStarter(Protocol):
+    """What the agent needs of Temporal (``tailor.temporal.journeys.JourneyControl``): passed
+    in, so that journeys, a domain package, never import the layer that runs workflows."""
+
+    async def trigger(self, journey: JourneyInput, event_name: str) -> str: ...
+
+    async def forward(self, workflow_ids: list[str], signal: JourneySignal) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -44,7 +53,7 @@ class Outcome:
 
 
 class TriggerAgent:
-    def __init__(self, db: Database, journeys: Callable[[], Awaitable[JourneyControl]]) -> None:
+    def __init__(self, db: Database, journeys: Callable[[], Awaitable[JourneyStarter]]) -> None:
         self._db = db
         self._journeys = journeys
 

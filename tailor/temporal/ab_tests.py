@@ -8,8 +8,8 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from tailor.config import Settings
 from tailor.models import AbTest
 from tailor.payloads import AbOutcome, AbProgress, AbTestInput
-from tailor.temporal.client import KIND, TENANT
 from workflows.ab_test import AbTestWorkflow
+from workflows.search_attributes import KIND, TENANT
 
 
 class AbTestControl:

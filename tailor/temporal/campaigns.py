@@ -12,8 +12,8 @@ from temporalio.service import RPCError
 from tailor.config import Settings
 from tailor.models import Campaign
 from tailor.payloads import CampaignInput, CampaignOutcome, CampaignProgress, CampaignRun
-from tailor.temporal.client import campaign_search_attributes
 from workflows.campaign import CampaignWorkflow
+from workflows.search_attributes import campaign_search_attributes
 
 log = logging.getLogger(__name__)
 

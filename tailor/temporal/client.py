@@ -1,23 +1,14 @@
-"""Connecting to Temporal, task queues, and the search attributes operators filter on."""
+"""Connecting to Temporal, and registering the search attributes operators filter on."""
 
 from __future__ import annotations
-
-import logging
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from tailor.config import Settings
-
-log = logging.getLogger(__name__)
-
-TENANT = SearchAttributeKey.for_keyword("TailorTenant")
-CAMPAIGN = SearchAttributeKey.for_keyword("TailorCampaign")
-KIND = SearchAttributeKey.for_keyword("TailorKind")
-SEARCH_ATTRIBUTES = (TENANT, CAMPAIGN, KIND)
+from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 
 async def connect(settings: Settings) -> Client:
@@ -38,13 +29,3 @@ async def ensure_search_attributes(client: Client, namespace: str) -> None:
         if exc.status in (RPCStatusCode.ALREADY_EXISTS, RPCStatusCode.UNIMPLEMENTED):
             return
         raise
-
-
-def campaign_search_attributes(tenant_id: str, campaign_id: str) -> TypedSearchAttributes:
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(TENANT, tenant_id),
-            SearchAttributePair(CAMPAIGN, campaign_id),
-            SearchAttributePair(KIND, "campaign"),
-        ]
-    )

@@ -15,8 +15,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from tailor.config import Settings
 from tailor.journeys.definitions import journey_workflow_id
 from tailor.payloads import JourneyInput, JourneySignal
-from tailor.temporal.client import KIND, TENANT
 from workflows.journey import JourneyWorkflow
+from workflows.search_attributes import KIND, TENANT
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,75 @@
+"""Activity options for every workflow: timeouts, heartbeats and retry policies, in one place.
+
+Every activity runs on its workflow's task queue (``TAILOR_TEMPORAL_TASK_QUEUE``, one queue for
+the whole worker), so no option here names one. Non-retryable failure types come from
+``activities.errors.ErrorType``, the names the activities raise with.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+from activities.errors import NOT_FOUND_TYPES, ErrorType
+
+# Short reads and writes of the store. Ten attempts ride out a database restart.
+STORE_TIMEOUT = timedelta(seconds=60)
+STORE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=10,
+    non_retryable_error_types=list(NOT_FOUND_TYPES),
+)
+# Journeys run their store calls as local activities, inside the workflow task: kept short.
+LOCAL_STORE_TIMEOUT = timedelta(seconds=30)
+
+# Planning a campaign: a template that does not compile fails it at once (TemplateError).
+PLAN_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_attempts=3,
+    non_retryable_error_types=list(NOT_FOUND_TYPES),
+)
+
+# A chunk of a campaign (and the release of reviewed sends). Retries ride out an SMTP or
+# database outage of about half an hour; sends already accepted are never repeated because each
+# retry skips the rows an earlier attempt settled.
+CHUNK_TIMEOUT = timedelta(minutes=10)
+# A killed worker is noticed within this long, and its chunk retried elsewhere.
+CHUNK_HEARTBEAT = timedelta(seconds=15)
+CHUNK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=2),
+    maximum_attempts=20,
+    non_retryable_error_types=[*NOT_FOUND_TYPES, ErrorType.TEMPLATE_ERROR],
+)
+
+# One journey email (a local activity). Rides out an SMTP or database outage of about an hour;
+# the send row (one per journey run and email) makes every retry idempotent.
+JOURNEY_SEND_TIMEOUT = timedelta(minutes=2)
+JOURNEY_SEND_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=5),
+    maximum_attempts=20,
+    non_retryable_error_types=[*NOT_FOUND_TYPES, ErrorType.TEMPLATE_ERROR],
+)
+# Writing a journey email ahead is an optimisation: a failure costs only the instant send.
+JOURNEY_PREPARE_TIMEOUT = timedelta(minutes=2)
+JOURNEY_PREPARE_RETRY = RetryPolicy(maximum_attempts=2)
+
+# Embedding an A/B winner into the exemplar store: useful, never worth failing the test for.
+CORPUS_TIMEOUT = timedelta(minutes=2)
+CORPUS_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_attempts=3)
+
+# A page of the daily features job.
+FEATURES_PAGE_TIMEOUT = timedelta(minutes=5)
+FEATURES_PAGE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=10,
+)
