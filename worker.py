@@ -26,14 +26,22 @@ from tailor.delivery.providers.router import ProviderRouter
 from tailor.delivery.providers.setup import build_router
 from tailor.delivery.rate_limit import rate_limiter
 from tailor.delivery.smtp import SmtpDelivery
+from tailor.journeys.emails import JourneyEmails
+from tailor.journeys.milestones import Milestones
+from tailor.journeys.timing import JourneyTiming
 from tailor.journeys.triggers import TriggerAgent
+from tailor.personalise.context import CampaignContexts
 from tailor.personalise.exemplars import ClusterExemplars
 from tailor.personalise.generation import ClusterGenerator
 from tailor.personalise.llm import LlmExecutor, build_tiers
 from tailor.personalise.pii import PiiScanner
 from tailor.profiles.cache import FeatureCache
+from tailor.profiles.daily import DailyFeatures
 from tailor.profiles.loader import ProfileLoader
-from tailor.sending.context import CampaignContexts
+from tailor.sending.compose import Composer
+from tailor.sending.explain import plan_steps
+from tailor.sending.guardrail import Guardrail
+from tailor.sending.pipeline import SendPipeline
 from tailor.temporal.client import connect, ensure_search_attributes
 from tailor.temporal.journeys import JourneyControl
 from tailor.temporal.schedules import ensure_schedules
@@ -66,14 +74,11 @@ def build_worker(
     router: ProviderRouter | None = None,
 ) -> Worker:
     router = router or build_router(settings)
-    dispatcher = build_dispatcher(db, settings, router)
     contexts = CampaignContexts(db)
-    planner = PlannerActivities(db, settings, contexts)
-    llm = LlmExecutor(build_tiers(settings), settings.llm_prices)
     pii = PiiScanner()
     generator = ClusterGenerator(
         db,
-        llm,
+        LlmExecutor(build_tiers(settings), settings.llm_prices),
         daily_budget_usd=settings.llm_daily_budget_usd,
         alert_ratio=settings.llm_budget_alert_ratio,
         pii=pii,
@@ -93,13 +98,31 @@ def build_worker(
         else None
     )
     exemplars = ClusterExemplars(index)
-    chunks = ChunkActivities(db, settings, contexts, dispatcher, generator, profiles, exemplars)
-    journeys = JourneyActivities(db, contexts, chunks, generator, profiles, exemplars)
+    pipeline = SendPipeline(
+        db,
+        dispatcher=build_dispatcher(db, settings, router),
+        generator=generator,
+        profiles=profiles,
+        exemplars=exemplars,
+        composer=Composer(
+            Guardrail(public_url=settings.public_url, secret=settings.unsubscribe_secret)
+        ),
+        steps=plan_steps(settings),
+    )
+    timing = JourneyTiming(db)
+    journey_emails = JourneyEmails(
+        db, contexts=contexts, pipeline=pipeline, generator=generator, profiles=profiles,
+        exemplars=exemplars, timing=timing,
+    )  # fmt: skip
 
     async def journey_control() -> JourneyControl:
         return JourneyControl(client, settings)
 
-    features = FeatureActivities(db, TriggerAgent(db, journey_control), feature_cache)
+    milestones = Milestones(db, TriggerAgent(db, journey_control))
+    planner = PlannerActivities(db, settings, contexts)
+    chunks = ChunkActivities(db, contexts, pipeline, release_batch=settings.chunk_size)
+    journeys = JourneyActivities(db, journey_emails, timing)
+    features = FeatureActivities(DailyFeatures(db, feature_cache), milestones)
     ab_tests = AbTestActivities(db, index, pii)
     return Worker(
         client,

@@ -6,11 +6,19 @@ Every failure type name is defined once, in ``ErrorType``: the helpers below rai
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from temporalio.exceptions import ApplicationError
 
+from tailor.delivery.providers.http import LookupFailed
+from tailor.delivery.smtp import DeliveryUnavailable
 from tailor.errors import NotFound
+from tailor.journeys.runs import JourneyNotDefined
+from tailor.personalise.llm import LlmQuotaExhausted
+from tailor.personalise.rules import TemplateRenderError
+from tailor.sending.errors import AwaitingReconciliation, ProfilesUnavailable, SendsDeferred
 
 
 class ErrorType:
@@ -50,6 +58,7 @@ _NOT_FOUND_BY_KIND = {
     "template version": ErrorType.TEMPLATE_NOT_FOUND,
     "contact": ErrorType.CONTACT_NOT_FOUND,
     "A/B test": ErrorType.AB_TEST_NOT_FOUND,
+    "A/B test variant": ErrorType.AB_TEST_NOT_FOUND,
 }
 
 
@@ -104,3 +113,26 @@ def awaiting_reconciliation(count: int, wait_s: float) -> ApplicationError:
         type=ErrorType.AWAITING_RECONCILIATION,
         next_retry_delay=timedelta(seconds=max(1.0, wait_s)),
     )
+
+
+@contextmanager
+def temporal_failures() -> Iterator[None]:
+    """Raise the domain's failures as Temporal's: the mapping every activity shares."""
+    try:
+        yield
+    except NotFound as exc:
+        raise not_found(exc) from exc
+    except JourneyNotDefined as exc:
+        raise journey_not_found(str(exc)) from exc
+    except TemplateRenderError as exc:
+        raise template_error(str(exc)) from exc
+    except (DeliveryUnavailable, LookupFailed) as exc:
+        raise delivery_unavailable(str(exc)) from exc
+    except LlmQuotaExhausted as exc:
+        raise llm_quota(exc.retry_after_s) from exc
+    except SendsDeferred as exc:
+        raise deferred(exc.count) from exc
+    except ProfilesUnavailable as exc:
+        raise profiles_unavailable(exc.count) from exc
+    except AwaitingReconciliation as exc:
+        raise awaiting_reconciliation(exc.count, exc.wait_s) from exc

@@ -4,35 +4,20 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import func, select, update
-from sqlmodel import col
 from temporalio import activity
 
-from activities.errors import not_found, template_error
+from activities.errors import template_error, temporal_failures
 from tailor.config import Settings
 from tailor.db import Database
-from tailor.errors import NotFound
-from tailor.models import Campaign, CampaignStatus, Contact
 from tailor.payloads import CampaignOutcome, CampaignPlan, ChunkBounds, PageRequest, StatusUpdate
+from tailor.personalise.context import CampaignContexts
 from tailor.personalise.rules import RuleBasedExecutor, TemplateRenderError
-from tailor.segments import segment_filter
-from tailor.sending.context import CampaignContexts
-from tailor.store.campaigns import send_counts, set_status, totals
+from tailor.sending.explain import plan_steps
+from tailor.store.campaigns import audience_size, send_counts, set_status, start_scheduled, totals
 from tailor.store.reviews import expire_open
 from tailor.store.sends import segment_contact_ids
 
 log = logging.getLogger(__name__)
-
-
-def plan_steps(settings: Settings) -> list[str]:
-    """The steps every send of a campaign goes through, in order."""
-    tiers = [t for t, on in (("openai", settings.openai_enabled),
-                             ("anthropic", settings.anthropic_enabled)) if on]  # fmt: skip
-    personalise = "personalise:" + "→".join([*tiers, "rules"])
-    steps = ["load_features", personalise]
-    if tiers:
-        steps.append("evaluate")
-    return [*steps, "guardrail", "consent_at_send", "deliver:" + "→".join(settings.providers)]
 
 
 class PlannerActivities:
@@ -44,10 +29,8 @@ class PlannerActivities:
 
     @activity.defn
     async def plan_campaign(self, campaign_id: str) -> CampaignPlan:
-        try:
+        with temporal_failures():
             ctx = await self._contexts.get(campaign_id)
-        except NotFound as exc:
-            raise not_found(exc) from exc
         try:
             self._executor.check_template(ctx.version)
         except TemplateRenderError as exc:
@@ -56,19 +39,9 @@ class PlannerActivities:
             log.warning("campaign %s: template does not compile (%s); every recipient gets "
                         "the tenant's default template", campaign_id, exc)  # fmt: skip
         async with self._db.write() as conn:  # a scheduled campaign starts now
-            await conn.execute(
-                update(Campaign)
-                .where(col(Campaign.id) == campaign_id, col(Campaign.status) == "scheduled")
-                .values(status=CampaignStatus.RUNNING.value)
-            )
+            await start_scheduled(conn, campaign_id=campaign_id)
         async with self._db.read() as conn:
-            audience = (
-                await conn.execute(
-                    select(func.count())
-                    .select_from(Contact)
-                    .where(segment_filter(ctx.tenant.id, ctx.segment))
-                )
-            ).scalar_one()
+            audience = await audience_size(conn, tenant_id=ctx.tenant.id, segment=ctx.segment)
         return CampaignPlan(
             campaign_id=campaign_id,
             template_version_id=ctx.version.id or 0,
@@ -84,10 +57,8 @@ class PlannerActivities:
     @activity.defn
     async def next_chunks(self, request: PageRequest) -> list[ChunkBounds]:
         """Bounds of the next chunks after the cursor: two ids per chunk, never the contacts."""
-        try:
+        with temporal_failures():
             ctx = await self._contexts.get(request.campaign_id)
-        except NotFound as exc:
-            raise not_found(exc) from exc
         due = await self._contexts.due(ctx.tenant.id, request.due_at, ctx.send_time)
         async with self._db.read() as conn:
             ids = await segment_contact_ids(

@@ -17,8 +17,8 @@ from pydantic import (
 )
 
 from tailor.personalise.prompts import DEFAULT_PROMPT, PROMPTS
-from tailor.segments import Segment
 from tailor.store.events import normalise_event_name
+from tailor.store.segments import Segment
 
 
 class Strict(BaseModel):

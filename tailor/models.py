@@ -216,12 +216,16 @@ class TemplateVersion(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
 
 
+# The prompt a campaign writes with unless it names another (``tailor.personalise.prompts``).
+DEFAULT_PROMPT = "personalization_v3"
+
+
 class Campaign(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=64)
     tenant_id: str = Field(foreign_key="tenant.id", max_length=64, index=True)
     name: str = Field(max_length=200)
     template_version_id: int = Field(foreign_key="template_version.id")
-    prompt_version: str = Field(default="personalization_v3", max_length=64)
+    prompt_version: str = Field(default=DEFAULT_PROMPT, max_length=64)
     segment: dict[str, Any] = _json(dict)
     kind: str = Field(default=CampaignKind.BATCH, max_length=16)
     goal: str | None = Field(default=None, max_length=64, description="A journey email's goal.")

@@ -17,7 +17,7 @@ from tailor.db import Database
 from tailor.demo.seed import seed_demo
 from tailor.devtools.smtp_sink import read_outbox
 from tailor.models import Contact, LlmUsage, utcnow
-from tailor.sending.guardrail import unsubscribe_token
+from tailor.sending.unsubscribe import unsubscribe_token
 from tests.conftest import Sink, settings_for, task_queue
 from worker import build_worker
 

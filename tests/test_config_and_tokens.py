@@ -6,8 +6,8 @@ import pytest
 from pydantic import ValidationError
 
 from tailor.config import Settings
-from tailor.segments import Segment
-from tailor.sending.guardrail import unsubscribe_token, verify_unsubscribe_token
+from tailor.sending.unsubscribe import unsubscribe_token, verify_unsubscribe_token
+from tailor.store.segments import Segment
 
 
 def test_production_refuses_the_development_unsubscribe_secret() -> None:

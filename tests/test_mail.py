@@ -9,9 +9,10 @@ from email.policy import default
 
 import pytest
 
+from tailor.delivery.mime import HeaderInjection
 from tailor.personalise.rules import Personalised
+from tailor.sending.compose import build_message
 from tailor.sending.guardrail import Guardrail
-from tailor.sending.mail import HeaderInjection, build_message
 
 
 def _build(subject: str = "Café picks for Zoë ☕", from_name: str = "Nørdwind") -> bytes:

@@ -40,11 +40,11 @@ async def test_claims_are_exclusive_and_respect_the_newest_consent(db: Database)
     async with db.read() as conn:
         sends = await sends_for(conn, campaign_id=campaign_id, contact_ids=granted)
     assert len(sends) == 6, "a second ensure adds no rows"
-    assert sends[0][3] == f"<{campaign_id}.{sends[0][1]}@x.test>"
-    revoked_send, revoked_contact = sends[0][0], sends[0][1]
+    assert sends[0].message_id == f"<{campaign_id}.{sends[0].contact_id}@x.test>"
+    revoked_send, revoked_contact = sends[0].id, sends[0].contact_id
     await _revoke(db, revoked_contact)
 
-    ids = [s[0] for s in sends]
+    ids = [s.id for s in sends]
     async with db.write() as conn:
         first = await claim_for_dispatch(conn, send_ids=ids, provider="smtp")
     async with db.write() as conn:
@@ -89,17 +89,17 @@ async def test_the_synchronous_sqlite_claim_matches_the_async_one(sqlite_db: Dat
         await ensure_send_rows(conn, campaign_id=campaign_id, contact_ids=granted, domain="x.test")
     async with sqlite_db.read() as conn:
         sends = await sends_for(conn, campaign_id=campaign_id, contact_ids=granted)
-    await _revoke(sqlite_db, sends[0][1])
+    await _revoke(sqlite_db, sends[0].contact_id)
     raw = sqlite3.connect(sqlite_path(sqlite_db.url), isolation_level=None)
     try:
         raw.execute("BEGIN IMMEDIATE")
-        first = claim_for_dispatch_sqlite(raw, [s[0] for s in sends], "smtp")
+        first = claim_for_dispatch_sqlite(raw, [s.id for s in sends], "smtp")
         raw.execute("COMMIT")
-        again = claim_for_dispatch_sqlite(raw, [s[0] for s in sends], "smtp")
+        again = claim_for_dispatch_sqlite(raw, [s.id for s in sends], "smtp")
     finally:
         raw.close()
-    assert first == {s[0] for s in sends[1:]} and again == set()
+    assert first == {s.id for s in sends[1:]} and again == set()
     async with sqlite_db.read_session() as session:
-        row = await session.get(Send, sends[1][0])
+        row = await session.get(Send, sends[1].id)
     assert row is not None and row.status == SendStatus.DISPATCHED and row.attempts == 1
     assert row.dispatched_at is not None and row.dispatched_at.tzinfo is not None

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse
 from api.deps import GatewayDep, SessionDep, SettingsDep
 from tailor.journeys.definitions import journey_workflow_id
 from tailor.models import ConsentStatus
-from tailor.sending.guardrail import verify_unsubscribe_token
+from tailor.sending.unsubscribe import verify_unsubscribe_token
 from tailor.store.campaigns import active_campaign_ids, get_campaign
 from tailor.store.consent import record_consent
 from tailor.store.journeys import journey_keys

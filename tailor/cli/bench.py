@@ -24,14 +24,13 @@ from typing import Any
 import psutil
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy import select
-from sqlmodel import col
 from temporalio.client import Client
 
 from tailor.cli.processes import free_port
 from tailor.cli.stack import LocalStack, Ports
 from tailor.config import Settings
 from tailor.db import Database, migrate
+from tailor.delivery.mime import MailParts, render_message
 from tailor.delivery.providers import http_provider
 from tailor.delivery.providers.base import OutgoingEmail
 from tailor.delivery.smtp import Outcome, SmtpDelivery
@@ -39,12 +38,13 @@ from tailor.demo.seed import seed_demo
 from tailor.devtools.esp_stub import STUB_SENDGRID_KEY
 from tailor.devtools.llm_stub import running_stub
 from tailor.models import Contact, utcnow
+from tailor.personalise.context import CampaignContext, CampaignContexts
 from tailor.personalise.rules import RuleBasedExecutor
-from tailor.sending.context import CampaignContext, CampaignContexts
+from tailor.sending.compose import mail_parts
 from tailor.sending.guardrail import Guardrail
-from tailor.sending.mail import MailParts, mail_parts, render_message
 from tailor.store.campaigns import create_campaign, send_counts
 from tailor.store.generation import generation_stats
+from tailor.store.profiles import first_contacts
 from tailor.temporal.campaigns import CampaignControl
 from tailor.temporal.client import connect
 
@@ -105,11 +105,7 @@ class _PlainLoop:
 
 async def _first_contacts(db: Database, tenant_id: str, limit: int) -> list[Contact]:
     async with db.read_session() as session:
-        rows = await session.execute(
-            select(Contact).where(col(Contact.tenant_id) == tenant_id)
-            .order_by(col(Contact.id)).limit(limit)
-        )  # fmt: skip
-        return list(rows.scalars())
+        return await first_contacts(session=session, tenant_id=tenant_id, limit=limit)
 
 
 async def _baseline(settings: Settings, campaign_id: str, limit: int) -> float:

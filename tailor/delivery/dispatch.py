@@ -22,19 +22,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import select, update
-from sqlmodel import col
-from temporalio import activity
-
 from tailor.db import Database
 from tailor.delivery.claims import ClaimBatcher
+from tailor.delivery.mime import MailParts, render_message
 from tailor.delivery.providers.base import BatchResult, HttpProvider, OutgoingEmail, Verdict
 from tailor.delivery.providers.router import SMTP, ProviderRouter
 from tailor.delivery.rate_limit import RateLimiter
 from tailor.delivery.smtp import DeliveryUnavailable, Outcome, SmtpDelivery, SmtpSession
-from tailor.models import Send, SendStatus, utcnow
-from tailor.sending.mail import MailParts, render_message
-from tailor.store.sends import mark
+from tailor.models import SendStatus, utcnow
+from tailor.store.sends import mark, mark_reconciled, unclear_sends
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -75,6 +71,8 @@ class DispatchReport:
 
 # Called as outcomes accumulate; it may record and clear ``report.accepted``.
 Checkpoint = Callable[[DispatchReport], Awaitable[None]]
+# Told how many envelopes are handled so far (the activity's heartbeat).
+Heartbeat = Callable[[int], None]
 
 
 class Dispatcher:
@@ -108,8 +106,14 @@ class Dispatcher:
         rate_per_s: float | None,
         envelopes: Sequence[Envelope],
         checkpoint: Checkpoint,
+        heartbeat: Heartbeat,
     ) -> DispatchReport:
         report = DispatchReport()
+
+        async def progress(so_far: DispatchReport) -> None:
+            heartbeat(so_far.done)
+            await checkpoint(so_far)
+
         remaining = list(envelopes)
         rate = rate_per_s or self._default_rate
         order = self._router.order(providers)
@@ -119,10 +123,10 @@ class Dispatcher:
             if not remaining:
                 break
             if name == SMTP:
-                remaining = await self._via_smtp(tenant_id, rate, remaining, report, checkpoint)
+                remaining = await self._via_smtp(tenant_id, rate, remaining, report, progress)
             elif name in self._router.http:
                 remaining = await self._via_http(
-                    self._router.http[name], tenant_id, rate, remaining, report, checkpoint
+                    self._router.http[name], tenant_id, rate, remaining, report, progress
                 )
             else:
                 report.unavailable.append(f"{name}: not configured in this worker")
@@ -152,7 +156,6 @@ class Dispatcher:
             batch, queue = queue[: provider.max_batch], queue[provider.max_batch :]
             left.extend(await self._post(provider, tenant_id, rate, batch, report))
             report.done += len(batch)
-            activity.heartbeat(report.done)
             await checkpoint(report)
         return left
 
@@ -302,7 +305,6 @@ class Dispatcher:
                     log.warning("send %s: %s; not resent", env.send_id, detail)
                     report.ambiguous.append(env)
                 report.done += 1
-                activity.heartbeat(report.done)
                 await checkpoint(report)
 
     async def _smtp_one(
@@ -338,23 +340,18 @@ class Dispatcher:
         if not self._router.http:
             return 0, 0.0  # SMTP only: its unclear sends cannot be looked up anywhere
         async with self._db.read() as conn:
-            rows = await conn.execute(
-                select(Send.id, Send.provider, Send.dispatched_at).where(  # type: ignore[call-overload]
-                    col(Send.campaign_id) == campaign_id,
-                    col(Send.contact_id).in_(contact_ids),
-                    col(Send.occurrence) == occurrence,
-                    col(Send.status) == SendStatus.DISPATCHED.value,
-                    col(Send.provider).in_(list(self._router.http)),
-                )
-            )
-            unclear = [(int(i), str(p), d) for i, p, d in rows]
+            unclear = await unclear_sends(
+                conn, campaign_id=campaign_id, contact_ids=contact_ids, occurrence=occurrence,
+                providers=list(self._router.http),
+            )  # fmt: skip
         now = utcnow()
         due: dict[str, list[int]] = {}
         young: list[float] = []
-        for send_id, provider, dispatched_at in unclear:
-            age = (now - dispatched_at).total_seconds() if dispatched_at else self._reconcile_s
+        for send in unclear:
+            at = send.dispatched_at
+            age = (now - at).total_seconds() if at else self._reconcile_s
             if age >= self._reconcile_s:
-                due.setdefault(provider, []).append(send_id)
+                due.setdefault(send.provider, []).append(send.id)
             else:
                 young.append(self._reconcile_s - age)
         for provider, send_ids in due.items():
@@ -368,20 +365,7 @@ class Dispatcher:
         sent = [i for i in send_ids if i in found]
         missing = [i for i in send_ids if i not in found]
         async with self._db.write() as conn:
-            if sent:
-                await conn.execute(
-                    update(Send)
-                    .where(
-                        col(Send.id).in_(sent), col(Send.status) == SendStatus.DISPATCHED.value
-                    )
-                    .values(
-                        status=SendStatus.SENT.value,
-                        sent_at=utcnow(),
-                        provider_message_id=f"reconciled:{provider}",
-                        explain={"reconciled": f"found in {provider}'s records after an "
-                                               "attempt ended without its answer"},
-                    )
-                )  # fmt: skip
+            await mark_reconciled(conn, send_ids=sent, provider=provider)
             await mark(
                 conn, send_ids=missing, status=SendStatus.PENDING, from_status=SendStatus.DISPATCHED
             )

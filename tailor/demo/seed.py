@@ -10,12 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select
-from sqlmodel import col
-
 from tailor.db import Database
 from tailor.demo.data import DEMO_TEMPLATE, DEMO_TENANT, demo_catalog, demo_contacts
-from tailor.models import ConsentRecord, ConsentStatus, Contact, Product, Tenant, utcnow
+from tailor.models import ConsentStatus, Product, Tenant, utcnow
+from tailor.store.catalog import add_missing_products
+from tailor.store.imports import import_contacts
 from tailor.store.templates import add_version, get_or_create_template, list_versions
 from tailor.store.tenants import upsert_tenant
 
@@ -60,25 +59,15 @@ async def seed_demo(
         stored = await session.get(Tenant, tenant_id)
         if stored is not None and stored.default_template_version_id is None:
             stored.default_template_version_id = version_id
-        have = set(
-            (
-                await session.execute(
-                    select(Product.sku).where(col(Product.tenant_id) == tenant_id)  # type: ignore[call-overload]
-                )
-            ).scalars()
-        )
-        for product in demo_catalog():
-            if product.sku not in have:
-                session.add(
-                    Product(
-                        tenant_id=tenant_id,
-                        sku=product.sku,
-                        name=product.name,
-                        category=product.category,
-                        price_cents=product.price_cents,
-                        url=product.url,
-                    )
-                )
+        await add_missing_products(
+            session=session,
+            tenant_id=tenant_id,
+            products=(
+                Product(tenant_id=tenant_id, sku=p.sku, name=p.name, category=p.category,
+                        price_cents=p.price_cents, url=p.url)
+                for p in demo_catalog()
+            ),
+        )  # fmt: skip
 
     consenting = 0
     batch: list[dict[str, object]] = []
@@ -87,47 +76,23 @@ async def seed_demo(
 
     async def flush() -> None:
         nonlocal consenting, done
+        emails = [str(row["email"]) for row in batch]
         async with db.write() as conn:
-            emails = [str(row["email"]) for row in batch]
-            existing = set(
-                (
-                    await conn.execute(
-                        select(Contact.email).where(  # type: ignore[call-overload]
-                            col(Contact.tenant_id) == tenant_id, col(Contact.email).in_(emails)
-                        )
-                    )
-                ).scalars()
+            await import_contacts(
+                conn,
+                tenant_id=tenant_id,
+                rows=batch,
+                granted={e for e in emails if consent_of[e]},
+                consent={
+                    "channel": "email",
+                    "status": ConsentStatus.GRANTED.value,
+                    "source": "signup-form",
+                    "method": "double-opt-in",
+                    "wording_version": "newsletter-v2",
+                    "recorded_by": "demo-seed",
+                    "recorded_at": now,
+                },
             )
-            fresh = [row for row in batch if row["email"] not in existing]
-            if fresh:
-                await conn.execute(insert(Contact), fresh)
-                ids: dict[str, int] = dict(
-                    (
-                        await conn.execute(
-                            select(Contact.email, Contact.id).where(  # type: ignore[call-overload]
-                                col(Contact.tenant_id) == tenant_id,
-                                col(Contact.email).in_([r["email"] for r in fresh]),
-                            )
-                        )
-                    ).all()
-                )
-                grants = [
-                    {
-                        "tenant_id": tenant_id,
-                        "contact_id": ids[str(row["email"])],
-                        "channel": "email",
-                        "status": ConsentStatus.GRANTED.value,
-                        "source": "signup-form",
-                        "method": "double-opt-in",
-                        "wording_version": "newsletter-v2",
-                        "recorded_by": "demo-seed",
-                        "recorded_at": now,
-                    }
-                    for row in fresh
-                    if consent_of[str(row["email"])]
-                ]
-                if grants:
-                    await conn.execute(insert(ConsentRecord), grants)
         consenting += sum(consent_of[e] for e in emails)
         done += len(batch)
         batch.clear()

@@ -15,13 +15,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlmodel import col
 
 from tailor.db import Database
 from tailor.journeys.definitions import journey_workflow_id
-from tailor.models import Contact, TriggerRule
+from tailor.models import TriggerRule
 from tailor.payloads import JourneyInput, JourneySignal
 from tailor.store.events import StoredEvent
 from tailor.store.journeys import (
@@ -31,6 +29,7 @@ from tailor.store.journeys import (
     mark_replayed,
     rules_for,
 )
+from tailor.store.profiles import order_count
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +125,7 @@ class TriggerAgent:
                 return False
         wanted_orders = rule.conditions.get("order_count_in") or []
         if wanted_orders:
-            orders = await conn.scalar(
-                select(Contact.order_count).where(col(Contact.id) == event.contact_id)  # type: ignore[call-overload]
-            )
+            orders = await order_count(conn, contact_id=event.contact_id)
             if orders not in wanted_orders:
                 return False
         return True

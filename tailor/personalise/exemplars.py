@@ -12,12 +12,13 @@ import asyncio
 import logging
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from rag.index import ExemplarIndex
 from rag.retriever import ClusterQuery, Retrieval
 from tailor.journeys.definitions import goal_brief
+from tailor.personalise.context import CampaignContext
 from tailor.personalise.generation import Cluster
-from tailor.sending.context import CampaignContext
 
 log = logging.getLogger(__name__)
 
@@ -74,3 +75,15 @@ class ClusterExemplars:
             self._index.ensure_corpus()
             self._ready = True
         return self._index.retriever().retrieve(query)
+
+
+@dataclass(frozen=True)
+class ClusterRetrievals:
+    """Each recipient's retrieval, through their cluster."""
+
+    clusters: dict[int, Cluster]  # contact id -> cluster
+    by_cluster: dict[Cluster, Retrieval]
+
+    def of(self, contact_id: int) -> Retrieval | None:
+        cluster = self.clusters.get(contact_id)
+        return self.by_cluster.get(cluster) if cluster is not None else None

@@ -20,14 +20,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, insert, select
-from sqlmodel import col
-
 from rag.retriever import Retrieval
 from tailor.db import Database
 from tailor.journeys.definitions import goal_brief
-from tailor.models import Contact, GenerationCache, LlmUsage, PiiIncident, ReviewStatus, utcnow
+from tailor.models import Contact, ReviewStatus, utcnow
 from tailor.personalise.brand import brand_violations
+from tailor.personalise.budget import DailyBudget
+from tailor.personalise.context import CampaignContext
 from tailor.personalise.evaluator import Evaluation, evaluate
 from tailor.personalise.llm import Generation, LlmExecutor
 from tailor.personalise.pii import PiiScanner
@@ -41,7 +40,13 @@ from tailor.personalise.prompts import (
     get_prompt,
 )
 from tailor.personalise.rules import URL, Catalog, engagement_tier, safe_name
-from tailor.sending.context import CampaignContext
+from tailor.store.generation import (
+    CachedContent,
+    cache_content,
+    cached_content,
+    record_pii_incident,
+    record_usage,
+)
 from tailor.store.reviews import ClusterReview, cluster_review, open_review, review_by_id
 
 log = logging.getLogger(__name__)
@@ -115,8 +120,7 @@ class ClusterGenerator:
         self._db = db
         self._executor = executor
         self._pii = pii
-        self._daily_budget_usd = daily_budget_usd
-        self._alert_ratio = alert_ratio
+        self._budget = DailyBudget(db, default_usd=daily_budget_usd, alert_ratio=alert_ratio)
         self._memory: OrderedDict[str, ClusterContent] = OrderedDict()
         self._size = memory
         # Chunks running side by side often need the same cluster: one call serves them all.
@@ -167,7 +171,7 @@ class ClusterGenerator:
             return {}
         prompt = get_prompt(ctx.prompt_version)
         # Checked once per chunk: a chunk can overshoot the cap by its own few calls.
-        may_call = await self._within_budget(ctx, now)
+        may_call = await self._budget.allows_calls(ctx.tenant, now)
         usage: list[dict[str, object]] = []
         by_cluster: dict[Cluster, ClusterContent | None] = {}
         try:
@@ -177,7 +181,7 @@ class ClusterGenerator:
         finally:  # calls made before a quota refusal still cost money: record them
             if usage:
                 async with self._db.write() as conn:
-                    await conn.execute(insert(LlmUsage), usage)
+                    await record_usage(conn, usage=usage)
         return {
             contact_id: content
             for contact_id, cluster in clusters.items()
@@ -240,43 +244,14 @@ class ClusterGenerator:
         log.warning("redacted %s from %s content for campaign %s", sorted(found),
                     content.provider, ctx.campaign_id)  # fmt: skip
         async with self._db.write() as conn:
-            await conn.execute(
-                insert(PiiIncident).values(
-                    tenant_id=ctx.tenant.id, campaign_id=ctx.campaign_id,
-                    source=f"llm:{content.provider}:{content.model}", entities=sorted(found),
-                    action="redacted", created_at=utcnow(),
-                )
+            await record_pii_incident(
+                conn, tenant_id=ctx.tenant.id, campaign_id=ctx.campaign_id,
+                source=f"llm:{content.provider}:{content.model}", entities=sorted(found),
             )  # fmt: skip
         return ClusterContent(
             content.provider, content.model, GeneratedEmail.model_validate(fields),
             content.evaluation,
         )  # fmt: skip
-
-    async def _within_budget(self, ctx: CampaignContext, now: datetime) -> bool:
-        """False once the tenant's LLM spend today reached its cap: cached content is still
-        used (it costs nothing), new clusters get the rules tier."""
-        budget = ctx.tenant.llm_daily_budget_usd
-        if budget is None:
-            budget = self._daily_budget_usd
-        async with self._db.read() as conn:
-            spent = float(
-                (
-                    await conn.execute(
-                        select(func.coalesce(func.sum(LlmUsage.cost_usd), 0.0)).where(
-                            col(LlmUsage.tenant_id) == ctx.tenant.id,
-                            col(LlmUsage.day) == now.date().isoformat(),
-                        )
-                    )
-                ).scalar_one()
-            )
-        if spent >= budget:
-            log.warning("tenant %s reached its daily LLM budget ($%.2f of $%.2f): rules tier",
-                        ctx.tenant.id, spent, budget)  # fmt: skip
-            return False
-        if spent >= budget * self._alert_ratio:
-            log.warning("tenant %s has spent $%.2f of its $%.2f daily LLM budget",
-                        ctx.tenant.id, spent, budget)  # fmt: skip
-        return True
 
     async def _generate(
         self,
@@ -378,16 +353,13 @@ class ClusterGenerator:
             self._memory.move_to_end(key)
             return content
         async with self._db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(GenerationCache.provider, GenerationCache.model,  # type: ignore[call-overload]
-                           GenerationCache.content).where(col(GenerationCache.key) == key)
-                )
-            ).first()  # fmt: skip
+            row = await cached_content(conn, key=key)
         if row is None:
             # Written to memory by another chunk while we were reading the database?
             return self._memory.get(key)
-        content = ClusterContent(row[0], row[1], GeneratedEmail.model_validate(row[2]))
+        content = ClusterContent(
+            row.provider, row.model, GeneratedEmail.model_validate(row.content)
+        )
         self._remember(key, content)
         return content
 
@@ -396,19 +368,11 @@ class ClusterGenerator:
     ) -> None:
         self._remember(key, content)
         async with self._db.write() as conn:
-            exists = (
-                await conn.execute(select(GenerationCache.key).where(  # type: ignore[call-overload]
-                    col(GenerationCache.key) == key))
-            ).first()  # fmt: skip
-            if exists is None:  # another worker may have written the same cluster meanwhile
-                await conn.execute(
-                    insert(GenerationCache).values(
-                        key=key, tenant_id=ctx.tenant.id, template_version_id=ctx.version.id,
-                        prompt_version=prompt_version, provider=content.provider,
-                        model=content.model, content=content.email.model_dump(),
-                        created_at=utcnow(),
-                    )
-                )  # fmt: skip
+            await cache_content(
+                conn, key=key, tenant_id=ctx.tenant.id, template_version_id=ctx.version.id,
+                prompt_version=prompt_version,
+                cached=CachedContent(content.provider, content.model, content.email.model_dump()),
+            )  # fmt: skip
 
     def _remember(self, key: str, content: ClusterContent) -> None:
         self._memory[key] = content

@@ -13,6 +13,9 @@ from dataclasses import asdict, dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The column default, named here too because this is where prompts are chosen.
+from tailor.models import DEFAULT_PROMPT as DEFAULT_PROMPT
+
 
 class GeneratedEmail(BaseModel):
     """The structured output every provider must return (validated; anything else is refused)."""
@@ -122,7 +125,6 @@ PROMPTS: dict[str, Prompt] = {
         ),
     ),
 }
-DEFAULT_PROMPT = "personalization_v3"
 
 
 def get_prompt(version: str) -> Prompt:

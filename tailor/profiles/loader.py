@@ -20,11 +20,11 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import col, select
 
 from tailor.db import Database
 from tailor.models import Contact, utcnow
 from tailor.profiles.cache import FeatureCache
+from tailor.store.profiles import contacts_by_id
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,4 @@ class ProfileLoader:
 
     async def _read(self, contact_ids: Sequence[int]) -> list[Contact]:
         async with self._db.read_session() as session:
-            rows = await session.execute(
-                select(Contact).where(col(Contact.id).in_(list(contact_ids)))
-            )
-            return list(rows.scalars())
+            return await contacts_by_id(session=session, contact_ids=contact_ids)

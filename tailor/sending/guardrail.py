@@ -1,20 +1,18 @@
-"""The guardrail: what every email must carry and must not claim, checked before delivery.
+"""The guardrail: what every email must carry and must not claim, checked before it is composed.
 
-Consent is checked here in bulk and again, atomically, in the delivery step right before the
-provider can accept the message (``tailor.store.sends.try_dispatch``): one place, impossible to
-skip. CAN-SPAM: a postal address and a working unsubscribe in every message, RFC 8058 one-click
-headers, and an honest subject.
+CAN-SPAM: a postal address and a working unsubscribe in every message (the links and one-click
+headers come from ``unsubscribe.py``), and an honest subject. Consent is not checked here: it is
+screened in bulk before personalising (``consent.py``) and checked again, atomically, in the
+claim right before a provider can accept the message (``tailor/delivery/claims.py``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 from dataclasses import dataclass
-from urllib.parse import quote
 
 from tailor.personalise.rules import Personalised
+from tailor.sending.unsubscribe import unsubscribe_links
 
 MAX_SUBJECT = 150
 # Subjects that pretend to be a reply or forward are deceptive under CAN-SPAM.
@@ -23,21 +21,6 @@ DECEPTIVE_SUBJECT = re.compile(r"^\s*(re|fw|fwd)\s*:", re.IGNORECASE)
 
 class GuardrailViolation(ValueError):
     pass
-
-
-def unsubscribe_token(secret: str, campaign_id: str, contact_id: int) -> str:
-    mac = hmac.new(secret.encode(), f"{campaign_id}:{contact_id}".encode(), hashlib.sha256)
-    return f"{campaign_id}.{contact_id}.{mac.hexdigest()[:32]}"
-
-
-def verify_unsubscribe_token(secret: str, token: str) -> tuple[str, int] | None:
-    try:
-        campaign_id, contact_str, _ = token.rsplit(".", 2)
-        contact_id = int(contact_str)
-    except ValueError:
-        return None
-    expected = unsubscribe_token(secret, campaign_id, contact_id)
-    return (campaign_id, contact_id) if hmac.compare_digest(expected, token) else None
 
 
 @dataclass(frozen=True)
@@ -49,7 +32,7 @@ class Compliance:
 
 class Guardrail:
     def __init__(self, *, public_url: str, secret: str) -> None:
-        self._public_url = public_url.rstrip("/")
+        self._public_url = public_url
         self._secret = secret
 
     def compliance(
@@ -64,21 +47,18 @@ class Guardrail:
     ) -> Compliance:
         if not postal_address.strip():
             raise GuardrailViolation("tenant has no postal address (CAN-SPAM requires one)")
-        token = unsubscribe_token(self._secret, campaign_id, contact_id)
-        url = f"{self._public_url}/v1/unsubscribe/{quote(token)}"
-        mailto = f"mailto:{unsubscribe_mailbox}?subject=unsubscribe%20{quote(token)}"
+        links = unsubscribe_links(
+            public_url=self._public_url, secret=self._secret, campaign_id=campaign_id,
+            contact_id=contact_id, mailbox=unsubscribe_mailbox,
+        )  # fmt: skip
         footer = (
             f"You are receiving this because you subscribed to {tenant_name} emails.\n"
-            f"Unsubscribe: {url}\n"
+            f"Unsubscribe: {links.url}\n"
             f"{postal_address}"
         )
         if disclaimer:
             footer = f"{disclaimer}\n{footer}"
-        headers = {
-            "List-Unsubscribe": f"<{url}>, <{mailto}>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        }
-        return Compliance(footer=footer, headers=headers, unsubscribe_url=url)
+        return Compliance(footer=footer, headers=links.headers, unsubscribe_url=links.url)
 
     def check_content(self, content: Personalised) -> None:
         if not content.subject:

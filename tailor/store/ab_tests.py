@@ -1,6 +1,6 @@
 """A/B tests in the store: the test row, one campaign per variant cell, engagement counts.
 
-The audience is cut into deterministic slices (``tailor.segments.Slice``): variant i's cell is
+The audience is cut into deterministic slices (``tailor.store.segments.Slice``): variant i's cell is
 buckets [i·w, (i+1)·w) with w = fraction·10,000 / N; the rollout is every bucket from the end
 of the last cell. So no one is in two cells, and the rollout never reaches a tested person.
 """
@@ -28,8 +28,8 @@ from tailor.models import (
     Send,
     utcnow,
 )
-from tailor.segments import BUCKETS
 from tailor.store.campaigns import DELIVERED, create_campaign
+from tailor.store.segments import BUCKETS
 
 
 @dataclass(frozen=True)

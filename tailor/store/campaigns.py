@@ -10,8 +10,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col
 
 from tailor.errors import NotFound
-from tailor.models import Campaign, CampaignKind, CampaignStatus, Send, SendStatus, utcnow
-from tailor.personalise.prompts import DEFAULT_PROMPT
+from tailor.models import (
+    DEFAULT_PROMPT,
+    Campaign,
+    CampaignKind,
+    CampaignStatus,
+    Contact,
+    Send,
+    SendStatus,
+    utcnow,
+)
+from tailor.store.segments import segment_filter
 
 ACTIVE = (CampaignStatus.SCHEDULED, CampaignStatus.RUNNING, CampaignStatus.PAUSED)
 
@@ -71,6 +80,22 @@ async def set_status(*, conn: AsyncConnection, campaign_id: str, status: str) ->
         .where(col(Campaign.id) == campaign_id)
         .values(status=status, completed_at=utcnow() if final else None)
     )
+
+
+async def start_scheduled(conn: AsyncConnection, *, campaign_id: str) -> None:
+    """A scheduled campaign's time has come: it is running now."""
+    await conn.execute(
+        update(Campaign)
+        .where(col(Campaign.id) == campaign_id, col(Campaign.status) == "scheduled")
+        .values(status=CampaignStatus.RUNNING.value)
+    )
+
+
+async def audience_size(conn: AsyncConnection, *, tenant_id: str, segment: dict[str, Any]) -> int:
+    count = await conn.execute(
+        select(func.count()).select_from(Contact).where(segment_filter(tenant_id, segment))
+    )
+    return int(count.scalar_one())
 
 
 async def active_campaign_ids(*, session: AsyncSession, tenant_id: str) -> list[str]:

@@ -1,14 +1,86 @@
-"""What generated a campaign's emails, what the LLM calls cost, and how often the cache served."""
+"""LLM generation's records: the content cache shared by all workers, every call and cache
+hit with its cost, PII incidents, and what generated a campaign's emails."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 
-from tailor.models import LlmUsage, Send, SendStatus
+from tailor.models import GenerationCache, LlmUsage, PiiIncident, Send, SendStatus, utcnow
+
+
+@dataclass(frozen=True)
+class CachedContent:
+    provider: str
+    model: str
+    content: dict[str, Any]
+
+
+async def cached_content(conn: AsyncConnection, *, key: str) -> CachedContent | None:
+    row = (
+        await conn.execute(
+            select(GenerationCache.provider, GenerationCache.model,  # type: ignore[call-overload]
+                   GenerationCache.content).where(col(GenerationCache.key) == key)
+        )
+    ).first()  # fmt: skip
+    return None if row is None else CachedContent(row[0], row[1], row[2])
+
+
+async def cache_content(
+    conn: AsyncConnection,
+    *,
+    key: str,
+    tenant_id: str,
+    template_version_id: int | None,
+    prompt_version: str,
+    cached: CachedContent,
+) -> None:
+    """Keep a cluster's content; a no-op if another worker wrote the same key meanwhile."""
+    exists = (
+        await conn.execute(select(GenerationCache.key).where(  # type: ignore[call-overload]
+            col(GenerationCache.key) == key))
+    ).first()  # fmt: skip
+    if exists is None:
+        await conn.execute(
+            insert(GenerationCache).values(
+                key=key, tenant_id=tenant_id, template_version_id=template_version_id,
+                prompt_version=prompt_version, provider=cached.provider, model=cached.model,
+                content=cached.content, created_at=utcnow(),
+            )
+        )  # fmt: skip
+
+
+async def record_usage(conn: AsyncConnection, *, usage: Sequence[dict[str, object]]) -> None:
+    """``llm_usage`` rows: one per call (tokens, dollars) or cache hit."""
+    if usage:
+        await conn.execute(insert(LlmUsage), list(usage))
+
+
+async def spent_today(conn: AsyncConnection, *, tenant_id: str, day: str) -> float:
+    """Dollars of LLM calls a tenant made on ``day`` (ISO date)."""
+    spent = await conn.execute(
+        select(func.coalesce(func.sum(LlmUsage.cost_usd), 0.0)).where(
+            col(LlmUsage.tenant_id) == tenant_id, col(LlmUsage.day) == day
+        )
+    )
+    return float(spent.scalar_one())
+
+
+async def record_pii_incident(
+    conn: AsyncConnection, *, tenant_id: str, campaign_id: str, source: str, entities: list[str]
+) -> None:
+    """PII found in generated content and redacted: the entity types, never the values."""
+    await conn.execute(
+        insert(PiiIncident).values(
+            tenant_id=tenant_id, campaign_id=campaign_id, source=source, entities=entities,
+            action="redacted", created_at=utcnow(),
+        )
+    )  # fmt: skip
 
 
 async def generation_stats(conn: AsyncConnection, campaign_id: str) -> dict[str, Any]:

@@ -180,6 +180,16 @@ async def rules_for(conn: AsyncConnection, tenant_id: str, events: set[str]) -> 
     return [TriggerRule.model_validate(r) for r in rows.mappings()]
 
 
+async def tenants_with_rules(conn: AsyncConnection, *, events: Sequence[str]) -> set[str]:
+    """Tenants with an enabled trigger rule for any of these events."""
+    rows = await conn.execute(
+        select(TriggerRule.tenant_id).where(  # type: ignore[call-overload]
+            col(TriggerRule.event).in_(events), col(TriggerRule.enabled)
+        )
+    )
+    return set(rows.scalars())
+
+
 async def event_counts(
     conn: AsyncConnection, contact_id: int, names: Sequence[str], since: datetime, until: datetime
 ) -> dict[str, int]:

@@ -15,14 +15,46 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, insert, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 
 from tailor.models import ConsentRecord, ConsentStatus, Contact, Send, SendStatus, utcnow
-from tailor.segments import segment_filter
+from tailor.store.campaigns import DELIVERED
+from tailor.store.segments import segment_filter
+
+
+@dataclass(frozen=True)
+class SendRow:
+    """A send as the pipeline reads it: which contact, where it stands, its Message-ID."""
+
+    id: int
+    contact_id: int
+    status: str
+    message_id: str
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A provider took this send: its message id there, who wrote it, and why this email."""
+
+    send_id: int
+    provider_message_id: str
+    generator: str
+    why: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class UnclearSend:
+    """A send an earlier attempt left ``dispatched`` at an HTTP provider, with no answer."""
+
+    id: int
+    provider: str
+    dispatched_at: datetime | None
 
 
 def message_id_for(campaign_id: str, contact_id: int, domain: str, occurrence: str = "") -> str:
@@ -42,7 +74,7 @@ async def segment_contact_ids(
     due: ColumnElement[bool] | None = None,
 ) -> list[int]:
     """Keyset page of contact ids in a segment, ascending; with ``due``, only those due now
-    (send-time optimisation, ``tailor.segments.due_filter``)."""
+    (send-time optimisation, ``tailor.store.segments.due_filter``)."""
     where = [segment_filter(tenant_id, segment), col(Contact.id) > after_contact_id]
     if due is not None:
         where.append(due)
@@ -96,8 +128,8 @@ async def ensure_send_rows(
 
 async def sends_for(
     conn: AsyncConnection, *, campaign_id: str, contact_ids: Sequence[int], occurrence: str = ""
-) -> list[tuple[int, int, str, str]]:
-    """(send id, contact id, status, message id) for these contacts' sends in a campaign."""
+) -> list[SendRow]:
+    """These contacts' sends in a campaign (one occurrence of it)."""
     rows = await conn.execute(
         select(Send.id, Send.contact_id, Send.status, Send.message_id).where(  # type: ignore[call-overload]
             col(Send.campaign_id) == campaign_id,
@@ -105,7 +137,78 @@ async def sends_for(
             col(Send.occurrence) == occurrence,
         )
     )
-    return [(r[0], r[1], r[2], r[3]) for r in rows]
+    return [SendRow(int(r[0]), int(r[1]), str(r[2]), str(r[3])) for r in rows]
+
+
+async def chunk_counts(
+    conn: AsyncConnection,
+    *,
+    campaign_id: str,
+    after_contact_id: int,
+    last_contact_id: int,
+    only: Sequence[int] | None = None,
+) -> dict[str, int]:
+    """Sends by status for a chunk's contact-id bounds (``only`` these contacts, if given)."""
+    where = [
+        col(Send.campaign_id) == campaign_id,
+        col(Send.contact_id) > after_contact_id,
+        col(Send.contact_id) <= last_contact_id,
+    ]
+    if only is not None:
+        where.append(col(Send.contact_id).in_(only))
+    rows = await conn.execute(
+        select(Send.status, func.count()).where(*where).group_by(col(Send.status))  # type: ignore[call-overload]
+    )
+    return {str(status): int(n) for status, n in rows.all()}
+
+
+async def delivered_today(conn: AsyncConnection, *, contact_id: int, since: datetime) -> int:
+    """Marketing emails delivered to a person since ``since`` (their local midnight)."""
+    count = await conn.scalar(
+        select(func.count()).where(
+            col(Send.contact_id) == contact_id,
+            col(Send.status).in_(DELIVERED),
+            col(Send.dispatched_at) >= since,
+        )
+    )
+    return int(count or 0)
+
+
+async def unclear_sends(
+    conn: AsyncConnection,
+    *,
+    campaign_id: str,
+    contact_ids: Sequence[int],
+    occurrence: str,
+    providers: Sequence[str],
+) -> list[UnclearSend]:
+    rows = await conn.execute(
+        select(Send.id, Send.provider, Send.dispatched_at).where(  # type: ignore[call-overload]
+            col(Send.campaign_id) == campaign_id,
+            col(Send.contact_id).in_(contact_ids),
+            col(Send.occurrence) == occurrence,
+            col(Send.status) == SendStatus.DISPATCHED.value,
+            col(Send.provider).in_(list(providers)),
+        )
+    )
+    return [UnclearSend(int(i), str(p), d) for i, p, d in rows]
+
+
+async def mark_reconciled(conn: AsyncConnection, *, send_ids: Sequence[int], provider: str) -> None:
+    """These unclear sends are in the provider's records: sent."""
+    if not send_ids:
+        return
+    await conn.execute(
+        update(Send)
+        .where(col(Send.id).in_(send_ids), col(Send.status) == SendStatus.DISPATCHED.value)
+        .values(
+            status=SendStatus.SENT.value,
+            sent_at=utcnow(),
+            provider_message_id=f"reconciled:{provider}",
+            explain={"reconciled": f"found in {provider}'s records after an "
+                                   "attempt ended without its answer"},
+        )
+    )  # fmt: skip
 
 
 async def claim_for_dispatch(
@@ -184,10 +287,8 @@ async def mark(
         )
 
 
-async def mark_sent(
-    conn: AsyncConnection, accepted: Sequence[tuple[int, str, str, dict[str, Any]]]
-) -> None:
-    """Record the provider's acceptance: (send id, provider message id, generator, explain)."""
+async def mark_sent(conn: AsyncConnection, accepted: Sequence[Accepted]) -> None:
+    """Record the providers' acceptance of these sends."""
     if not accepted:
         return
     now = utcnow()
@@ -205,7 +306,12 @@ async def mark_sent(
             sent_at=now,
         ),
         [
-            {"send_id": send_id, "pmid": pmid[:300], "made_by": generator, "why": why}
-            for send_id, pmid, generator, why in accepted
+            {
+                "send_id": a.send_id,
+                "pmid": a.provider_message_id[:300],
+                "made_by": a.generator,
+                "why": a.why,
+            }
+            for a in accepted
         ],
     )

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlmodel import col
 
 from tailor.errors import NotFound
 from tailor.models import Tenant
@@ -16,6 +18,14 @@ async def upsert_tenant(*, session: AsyncSession, tenant: Tenant) -> Tenant:
         setattr(existing, field, getattr(tenant, field))
     await session.flush()
     return existing
+
+
+async def daily_email_limit(conn: AsyncConnection, *, tenant_id: str) -> int | None:
+    """Marketing emails a person may get from the tenant per local day."""
+    limit = await conn.scalar(
+        select(col(Tenant.daily_email_limit)).where(col(Tenant.id) == tenant_id)
+    )
+    return int(limit) if limit is not None else None
 
 
 async def get_tenant(*, session: AsyncSession, tenant_id: str) -> Tenant:

@@ -1,4 +1,4 @@
-"""Builds the RFC 5322 message: text and HTML parts, CTA, the legal footer and headers.
+"""The RFC 5322 message for SMTP, from the parts an email is composed of.
 
 Written out directly rather than through ``email.message.EmailMessage``: the stdlib builder
 costs more CPU than everything else in a send (see docs/architecture.md, "Throughput"), and
@@ -13,10 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr
-from html import escape
-
-from tailor.personalise.rules import Personalised
-from tailor.sending.guardrail import Compliance
 
 # RFC 5322 allows 998 characters per line; long List-Unsubscribe values stay on one line, since
 # folding them into RFC 2047 encoded words would break them for mail clients.
@@ -25,38 +21,6 @@ MAX_LINE = 998
 
 class HeaderInjection(ValueError):
     pass
-
-
-def _header_value(value: str) -> str:
-    if "\r" in value or "\n" in value:
-        raise HeaderInjection("line break in a header value")
-    if value.isascii():
-        return value
-    return Header(value, "utf-8", maxlinelen=MAX_LINE).encode()
-
-
-def _qp(text: str) -> bytes:
-    body = binascii.b2a_qp(text.replace("\r\n", "\n").encode("utf-8"), istext=True)
-    return body.replace(b"\n", b"\r\n")
-
-
-def _html(content: Personalised, compliance: Compliance) -> str:
-    paragraphs = content.body_html or "".join(
-        f"<p>{escape(p).replace(chr(10), '<br>')}</p>"
-        for p in content.body.split("\n\n")
-        if p.strip()
-    )
-    footer = escape(compliance.footer).replace("\n", "<br>")
-    return (
-        "<!doctype html><html><body>"
-        f'<div style="display:none">{escape(content.preheader)}</div>'
-        f"{paragraphs}"
-        f'<p><a href="{escape(content.cta_url, quote=True)}" '
-        'style="background:#1a73e8;color:#fff;padding:10px 18px;text-decoration:none">'
-        f"{escape(content.cta_text)}</a></p>"
-        f'<hr><p style="font-size:12px;color:#666">{footer}</p>'
-        "</body></html>"
-    )
 
 
 @dataclass(frozen=True)
@@ -69,38 +33,23 @@ class MailParts:
     headers: dict[str, str]  # Message-ID, X-Tailor-Campaign, List-Unsubscribe*
 
 
-def mail_parts(
-    *,
-    content: Personalised,
-    compliance: Compliance,
-    message_id: str,
-    campaign_id: str,
-) -> MailParts:
-    headers = {"Message-ID": message_id, "X-Tailor-Campaign": campaign_id, **compliance.headers}
-    for value in (content.subject, *headers.values()):
+def check_header_values(*values: str) -> None:
+    """Refuse a header value that would start a header of its own."""
+    for value in values:
         if "\r" in value or "\n" in value:
             raise HeaderInjection("line break in a header value")
-    text = f"{content.body}\n\n{content.cta_text}: {content.cta_url}\n\n-- \n{compliance.footer}\n"
-    return MailParts(content.subject, text, _html(content, compliance), headers)
 
 
-def build_message(
-    *,
-    content: Personalised,
-    compliance: Compliance,
-    from_name: str,
-    from_email: str,
-    to_email: str,
-    message_id: str,
-    campaign_id: str,
-    sent_at: datetime,
-) -> bytes:
-    parts = mail_parts(
-        content=content, compliance=compliance, message_id=message_id, campaign_id=campaign_id
-    )
-    return render_message(
-        parts, from_name=from_name, from_email=from_email, to_email=to_email, sent_at=sent_at
-    )
+def _header_value(value: str) -> str:
+    check_header_values(value)
+    if value.isascii():
+        return value
+    return Header(value, "utf-8", maxlinelen=MAX_LINE).encode()
+
+
+def _qp(text: str) -> bytes:
+    body = binascii.b2a_qp(text.replace("\r\n", "\n").encode("utf-8"), istext=True)
+    return body.replace(b"\n", b"\r\n")
 
 
 def render_message(

@@ -9,16 +9,17 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement
-from sqlmodel import col, select
 
 from tailor.db import Database
 from tailor.errors import NotFound
-from tailor.models import Contact, Product, TemplateVersion, Tenant
+from tailor.models import TemplateVersion, Tenant
 from tailor.personalise.brand import BrandPolicy
 from tailor.personalise.rules import Catalog
-from tailor.segments import due_filter
 from tailor.send_time import fixed_local_hour
 from tailor.store.campaigns import get_campaign
+from tailor.store.catalog import products_of
+from tailor.store.profiles import tenant_timezones
+from tailor.store.segments import due_filter
 from tailor.store.templates import get_version
 from tailor.store.tenants import get_tenant
 
@@ -64,10 +65,7 @@ class CampaignContexts:
         if cached is not None and time.monotonic() - cached[0] < TIMEZONES_TTL_S:
             return cached[1]
         async with self._db.read() as conn:
-            rows = await conn.execute(
-                select(Contact.timezone).where(col(Contact.tenant_id) == tenant_id).distinct()
-            )
-            names = sorted(rows.scalars())
+            names = await tenant_timezones(conn, tenant_id=tenant_id)
         self._timezones[tenant_id] = (time.monotonic(), names)
         return names
 
@@ -105,13 +103,7 @@ class CampaignContexts:
                     )
                 except NotFound:
                     default_version = None
-            products = list(
-                (
-                    await session.execute(
-                        select(Product).where(col(Product.tenant_id) == campaign.tenant_id)
-                    )
-                ).scalars()
-            )
+            products = await products_of(session=session, tenant_id=campaign.tenant_id)
         ctx = CampaignContext(
             campaign_id=campaign.id,
             tenant=tenant,

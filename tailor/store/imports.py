@@ -1,0 +1,56 @@
+"""Bulk contact imports: many contacts in one statement, with a consent row for each that
+granted it, skipping addresses the tenant already has."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel import col
+
+from tailor.models import ConsentRecord, Contact
+
+
+async def import_contacts(
+    conn: AsyncConnection,
+    *,
+    tenant_id: str,
+    rows: Sequence[Mapping[str, object]],
+    granted: set[str],
+    consent: Mapping[str, object],
+) -> int:
+    """Insert the contacts whose email is new to the tenant; those in ``granted`` get a consent
+    row made of ``consent`` (status, source, method, ...). Returns how many were inserted."""
+    emails = [str(row["email"]) for row in rows]
+    existing = set(
+        (
+            await conn.execute(
+                select(Contact.email).where(  # type: ignore[call-overload]
+                    col(Contact.tenant_id) == tenant_id, col(Contact.email).in_(emails)
+                )
+            )
+        ).scalars()
+    )
+    fresh = [row for row in rows if row["email"] not in existing]
+    if not fresh:
+        return 0
+    await conn.execute(insert(Contact), fresh)
+    ids: dict[str, int] = dict(
+        (
+            await conn.execute(
+                select(Contact.email, Contact.id).where(  # type: ignore[call-overload]
+                    col(Contact.tenant_id) == tenant_id,
+                    col(Contact.email).in_([r["email"] for r in fresh]),
+                )
+            )
+        ).all()
+    )
+    grants = [
+        {"tenant_id": tenant_id, "contact_id": ids[str(row["email"])], **consent}
+        for row in fresh
+        if str(row["email"]) in granted
+    ]
+    if grants:
+        await conn.execute(insert(ConsentRecord), grants)
+    return len(fresh)
