@@ -56,7 +56,8 @@ from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
 from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
 from botocore.credentials import Credentials  # type: ignore[import-untyped]
 
-log = logging.getLogger(__name__)
+# The name the stub logged under as a single module; log formats show it.
+log = logging.getLogger("tailor.devtools.esp_stub")
 
 STUB_SENDGRID_KEY = "SG.tailor-stub-key"
 STUB_MAILGUN_KEY = "key-tailor-stub"
