@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+DEFAULT_PROMPT = "personalization_v3"  # a campaign's, unless it names another prompt
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC on every backend (SQLite keeps no offset, so we restore it)."""
@@ -214,10 +216,6 @@ class TemplateVersion(SQLModel, table=True):
     cta_text: str = Field(max_length=100)
     cta_url: str = Field(max_length=500)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
-
-
-# The prompt a campaign writes with unless it names another (``tailor.personalise.prompts``).
-DEFAULT_PROMPT = "personalization_v3"
 
 
 class Campaign(SQLModel, table=True):

@@ -13,7 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-# Goals the rules tier has copy for (``activities.journey_copy``); a send step names one.
+# Goals the rules tier has copy for (``JOURNEY_COPY`` in ``tailor/personalise/rules.py``); a send
+# step names one.
 GOALS = (
     "welcome_1",
     "welcome_2",
