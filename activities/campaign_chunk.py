@@ -20,7 +20,7 @@ from tailor.personalise.context import CampaignContexts
 from tailor.sending.pipeline import SendPipeline
 from tailor.store.campaigns import send_counts, totals
 from tailor.store.reviews import backlog
-from tailor.store.sends import chunk_counts, segment_contact_ids
+from tailor.store.sends import chunk_counts
 
 
 class ChunkActivities:
@@ -41,18 +41,14 @@ class ChunkActivities:
     async def send_chunk(self, chunk: ChunkInput) -> ChunkResult:
         with temporal_failures():
             ctx = await self._contexts.get(chunk.campaign_id)
-            due = await self._contexts.due(ctx.tenant.id, chunk.due_at, ctx.send_time)
             bounds = chunk.bounds
-            async with self._db.read() as conn:
-                contact_ids = await segment_contact_ids(
-                    conn,
-                    tenant_id=ctx.tenant.id,
-                    segment=ctx.segment,
-                    after_contact_id=bounds.after_contact_id,
-                    up_to_contact_id=bounds.last_contact_id,
-                    limit=bounds.last_contact_id - bounds.after_contact_id,
-                    due=due,
-                )
+            contact_ids = await self._contexts.audience_page(
+                ctx,
+                due_at=chunk.due_at,
+                after_contact_id=bounds.after_contact_id,
+                up_to_contact_id=bounds.last_contact_id,
+                limit=bounds.last_contact_id - bounds.after_contact_id,
+            )
             if chunk.due_at is not None or ctx.send_time != "now":
                 ctx = replace(ctx, send_round=chunk.due_at or "sweep")
             already_done = await self._pipeline.deliver(

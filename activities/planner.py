@@ -15,7 +15,6 @@ from tailor.personalise.rules import RuleBasedExecutor, TemplateRenderError
 from tailor.sending.explain import plan_steps
 from tailor.store.campaigns import audience_size, send_counts, set_status, start_scheduled, totals
 from tailor.store.reviews import expire_open
-from tailor.store.sends import segment_contact_ids
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +58,12 @@ class PlannerActivities:
         """Bounds of the next chunks after the cursor: two ids per chunk, never the contacts."""
         with temporal_failures():
             ctx = await self._contexts.get(request.campaign_id)
-        due = await self._contexts.due(ctx.tenant.id, request.due_at, ctx.send_time)
-        async with self._db.read() as conn:
-            ids = await segment_contact_ids(
-                conn,
-                tenant_id=ctx.tenant.id,
-                segment=ctx.segment,
-                after_contact_id=request.after_contact_id,
-                limit=request.chunk_size * request.max_chunks,
-                due=due,
-            )
+        ids = await self._contexts.audience_page(
+            ctx,
+            due_at=request.due_at,
+            after_contact_id=request.after_contact_id,
+            limit=request.chunk_size * request.max_chunks,
+        )
         bounds: list[ChunkBounds] = []
         after = request.after_contact_id
         for start in range(0, len(ids), request.chunk_size):

@@ -13,25 +13,34 @@ from temporalio.common import RetryPolicy
 
 from activities.errors import NOT_FOUND_TYPES, ErrorType
 
+
+def _backoff(
+    first: timedelta,
+    attempts: int,
+    longest: timedelta | None = None,
+    never_retry: tuple[str, ...] = (),
+) -> RetryPolicy:
+    """Exponential backoff (doubling from ``first``, capped at ``longest``)."""
+    return RetryPolicy(
+        initial_interval=first,
+        backoff_coefficient=2.0,
+        maximum_interval=longest,
+        maximum_attempts=attempts,
+        non_retryable_error_types=list(never_retry),
+    )
+
+
+# What no retry can fix for a send: the campaign's data is gone, or its template cannot render.
+UNSENDABLE = (*NOT_FOUND_TYPES, ErrorType.TEMPLATE_ERROR)
+
 # Short reads and writes of the store. Ten attempts ride out a database restart.
 STORE_TIMEOUT = timedelta(seconds=60)
-STORE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=10,
-    non_retryable_error_types=list(NOT_FOUND_TYPES),
-)
+STORE_RETRY = _backoff(timedelta(seconds=1), 10, timedelta(seconds=30), NOT_FOUND_TYPES)
 # Journeys run their store calls as local activities, inside the workflow task: kept short.
 LOCAL_STORE_TIMEOUT = timedelta(seconds=30)
 
 # Planning a campaign: a template that does not compile fails it at once (TemplateError).
-PLAN_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_attempts=3,
-    non_retryable_error_types=list(NOT_FOUND_TYPES),
-)
+PLAN_RETRY = _backoff(timedelta(seconds=1), 3, never_retry=NOT_FOUND_TYPES)
 
 # A chunk of a campaign (and the release of reviewed sends). Retries ride out an SMTP or
 # database outage of about half an hour; sends already accepted are never repeated because each
@@ -39,24 +48,12 @@ PLAN_RETRY = RetryPolicy(
 CHUNK_TIMEOUT = timedelta(minutes=10)
 # A killed worker is noticed within this long, and its chunk retried elsewhere.
 CHUNK_HEARTBEAT = timedelta(seconds=15)
-CHUNK_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=2),
-    maximum_attempts=20,
-    non_retryable_error_types=[*NOT_FOUND_TYPES, ErrorType.TEMPLATE_ERROR],
-)
+CHUNK_RETRY = _backoff(timedelta(seconds=2), 20, timedelta(minutes=2), UNSENDABLE)
 
 # One journey email (a local activity). Rides out an SMTP or database outage of about an hour;
 # the send row (one per journey run and email) makes every retry idempotent.
 JOURNEY_SEND_TIMEOUT = timedelta(minutes=2)
-JOURNEY_SEND_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=5),
-    maximum_attempts=20,
-    non_retryable_error_types=[*NOT_FOUND_TYPES, ErrorType.TEMPLATE_ERROR],
-)
+JOURNEY_SEND_RETRY = _backoff(timedelta(seconds=2), 20, timedelta(minutes=5), UNSENDABLE)
 # Writing a journey email ahead is an optimisation: a failure costs only the instant send.
 JOURNEY_PREPARE_TIMEOUT = timedelta(minutes=2)
 JOURNEY_PREPARE_RETRY = RetryPolicy(maximum_attempts=2)
@@ -67,9 +64,4 @@ CORPUS_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_attemp
 
 # A page of the daily features job.
 FEATURES_PAGE_TIMEOUT = timedelta(minutes=5)
-FEATURES_PAGE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-    maximum_attempts=10,
-)
+FEATURES_PAGE_RETRY = _backoff(timedelta(seconds=2), 10, timedelta(minutes=1))

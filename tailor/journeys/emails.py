@@ -5,7 +5,7 @@ occurrence: a retry, a restart or a replayed trigger never sends one run's email
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from tailor.db import Database
 from tailor.journeys.timing import JourneyTiming
@@ -27,51 +27,41 @@ OCCASIONS = {
 }
 
 
+@dataclass(frozen=True)
 class JourneyEmails:
-    def __init__(
-        self,
-        db: Database,
-        *,
-        contexts: CampaignContexts,
-        pipeline: SendPipeline,
-        generator: ClusterGenerator,
-        profiles: ProfileLoader,
-        exemplars: ClusterExemplars,
-        timing: JourneyTiming,
-    ) -> None:
-        self._db = db
-        self._contexts = contexts
-        self._pipeline = pipeline
-        self._generator = generator
-        self._profiles = profiles
-        self._exemplars = exemplars
-        self._timing = timing
+    db: Database
+    contexts: CampaignContexts
+    pipeline: SendPipeline
+    generator: ClusterGenerator
+    profiles: ProfileLoader
+    exemplars: ClusterExemplars
+    timing: JourneyTiming
 
     async def prepare(self, send: JourneySend) -> bool:
         """Write the email ahead (LLM tiers), so the send after a wait is instant; the content
         lands in the generation cache the send reads. False: nothing to write ahead."""
-        if not self._generator.enabled:
+        if not self.generator.enabled:
             return False
         ctx = await self._context(send)
-        profiles = await self._profiles.load([send.contact_id])
+        profiles = await self.profiles.load([send.contact_id])
         if send.contact_id not in profiles:
             return False
         now = utcnow()
         clusters = clusters_of([profiles[send.contact_id].contact], ctx.catalog, now)
-        retrievals = await self._exemplars.for_clusters(ctx, set(clusters.values()))
-        return bool(await self._generator.for_contacts(ctx, clusters, now, retrievals))
+        retrievals = await self.exemplars.for_clusters(ctx, set(clusters.values()))
+        return bool(await self.generator.for_contacts(ctx, clusters, now, retrievals))
 
     async def send(self, send: JourneySend, heartbeat: Heartbeat) -> JourneySendResult:
         ctx = await self._context(send)
         if await self._status(send) in DELIVERED:
             return JourneySendResult("sent")  # an earlier attempt delivered it
-        retry_after = await self._timing.over_daily_limit(send.tenant_id, send.contact_id)
+        retry_after = await self.timing.over_daily_limit(send.tenant_id, send.contact_id)
         if retry_after is not None:
             return JourneySendResult("throttled", int(retry_after.total_seconds()) + 1)
         journey = {"journey": send.journey_key, "step": send.step, "trigger": send.trigger,
                    "run_id": send.run_id,
                    "send_time": send.send_time_reason or "as soon as due"}  # fmt: skip
-        await self._pipeline.deliver(
+        await self.pipeline.deliver(
             replace(ctx, explain_extra={"journey": journey}), [send.contact_id], [],
             occurrence=send.run_id, review=False, heartbeat=heartbeat,
         )  # fmt: skip
@@ -81,7 +71,7 @@ class JourneyEmails:
         return JourneySendResult("suppressed" if status == SendStatus.SUPPRESSED else "failed")
 
     async def _status(self, send: JourneySend) -> str | None:
-        async with self._db.read() as conn:
+        async with self.db.read() as conn:
             mine = await sends_for(
                 conn, campaign_id=send.campaign_id, contact_ids=[send.contact_id],
                 occurrence=send.run_id,
@@ -89,7 +79,7 @@ class JourneyEmails:
         return mine[0].status if mine else None
 
     async def _context(self, send: JourneySend) -> CampaignContext:
-        ctx = await self._contexts.get(send.campaign_id)
+        ctx = await self.contexts.get(send.campaign_id)
         if ctx.goal == "milestone" and send.trigger in OCCASIONS:
             ctx = replace(ctx, goal=f"milestone:{OCCASIONS[send.trigger]}")
         return ctx

@@ -20,6 +20,7 @@ from tailor.store.campaigns import get_campaign
 from tailor.store.catalog import products_of
 from tailor.store.profiles import tenant_timezones
 from tailor.store.segments import due_filter
+from tailor.store.sends import segment_contact_ids
 from tailor.store.templates import get_version
 from tailor.store.tenants import get_tenant
 
@@ -80,6 +81,25 @@ class CampaignContexts:
             datetime.fromisoformat(due_at),
             fixed_local_hour(send_time),
         )
+
+    async def audience_page(
+        self,
+        ctx: CampaignContext,
+        *,
+        due_at: str | None,
+        after_contact_id: int,
+        limit: int,
+        up_to_contact_id: int | None = None,
+    ) -> list[int]:
+        """The next contact ids of the campaign's segment after the cursor, ascending; in a
+        send-time round (``due_at``), only the people due then."""
+        due = await self.due(ctx.tenant.id, due_at, ctx.send_time)
+        async with self._db.read() as conn:
+            return await segment_contact_ids(
+                conn, tenant_id=ctx.tenant.id, segment=ctx.segment,
+                after_contact_id=after_contact_id, up_to_contact_id=up_to_contact_id,
+                limit=limit, due=due,
+            )  # fmt: skip
 
     async def get(self, campaign_id: str) -> CampaignContext:
         ctx = self._cache.get(campaign_id)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from tailor.db import Database
 from tailor.delivery.dispatch import Dispatcher, DispatchReport, Envelope
@@ -44,25 +45,15 @@ def _quiet(*_: object) -> None:
     return None
 
 
+@dataclass(frozen=True)
 class SendPipeline:
-    def __init__(
-        self,
-        db: Database,
-        *,
-        dispatcher: Dispatcher,
-        generator: ClusterGenerator,
-        profiles: ProfileLoader,
-        exemplars: ClusterExemplars,
-        composer: Composer,
-        steps: list[str],
-    ) -> None:
-        self._db = db
-        self._dispatcher = dispatcher
-        self._generator = generator
-        self._profiles = profiles
-        self._exemplars = exemplars
-        self._composer = composer
-        self._steps = steps  # the plan every send follows, for "why this email"
+    db: Database
+    dispatcher: Dispatcher
+    generator: ClusterGenerator
+    profiles: ProfileLoader
+    exemplars: ClusterExemplars
+    composer: Composer
+    steps: list[str]  # the plan every send follows, for "why this email"
 
     async def deliver(
         self,
@@ -77,20 +68,20 @@ class SendPipeline:
         """Send ``ctx``'s email to these contacts (one occurrence of it); returns how many of
         their sends were already settled. ``review=False`` (journeys, which cannot wait for a
         person) sends the rules-tier email where LLM content awaits review."""
-        async with self._db.write() as conn:
+        async with self.db.write() as conn:
             await ensure_send_rows(conn, campaign_id=ctx.campaign_id, contact_ids=contact_ids,
                                    domain=ctx.sender_domain, occurrence=occurrence)  # fmt: skip
         async with _beating(heartbeat):  # a provider's activity API can be slow (rate limits)
-            unclear, unclear_wait_s = await self._dispatcher.reconcile(
+            unclear, unclear_wait_s = await self.dispatcher.reconcile(
                 ctx.campaign_id, contact_ids, occurrence
             )
-        screened = await screen(self._db, campaign_id=ctx.campaign_id, contact_ids=contact_ids,
+        screened = await screen(self.db, campaign_id=ctx.campaign_id, contact_ids=contact_ids,
                                 revoked_contact_ids=revoked_contact_ids,
                                 occurrence=occurrence)  # fmt: skip
-        recipients, waiting = await load_recipients(self._profiles, screened.pending)
+        recipients, waiting = await load_recipients(self.profiles, screened.pending)
         async with _beating(heartbeat):  # retrieval and LLM calls can outlast the heartbeat
             retrievals = await self._retrieve(ctx, recipients)
-            written = await self._generator.for_contacts(
+            written = await self.generator.for_contacts(
                 ctx, retrievals.clusters, utcnow(), retrievals.by_cluster
             )
         if review:
@@ -112,18 +103,18 @@ class SendPipeline:
     ) -> None:
         """Deliver the held sends whose review is decided: the approved content, or the
         rules-tier email if it was rejected or expired."""
-        async with self._db.write() as conn:
+        async with self.db.write() as conn:
             await release_decided(conn, ctx.campaign_id)
         while True:
-            async with self._db.read() as conn:
+            async with self.db.read() as conn:
                 released = await released_sends(conn, ctx.campaign_id, batch_size)
             if not released:
                 return
-            screened = await screen(self._db, campaign_id=ctx.campaign_id,
+            screened = await screen(self.db, campaign_id=ctx.campaign_id,
                                     contact_ids=list(released),
                                     revoked_contact_ids=revoked_contact_ids)  # fmt: skip
-            recipients, waiting = await load_recipients(self._profiles, screened.pending)
-            by_review = await self._generator.from_reviews(set(released.values()))
+            recipients, waiting = await load_recipients(self.profiles, screened.pending)
+            by_review = await self.generator.from_reviews(set(released.values()))
             written = {
                 contact_id: by_review[review_id]
                 for contact_id, review_id in released.items()
@@ -139,7 +130,7 @@ class SendPipeline:
         self, ctx: CampaignContext, recipients: list[Recipient]
     ) -> ClusterRetrievals:
         clusters = clusters_of((r.contact for r in recipients), ctx.catalog, utcnow())
-        by_cluster = await self._exemplars.for_clusters(ctx, set(clusters.values()))
+        by_cluster = await self.exemplars.for_clusters(ctx, set(clusters.values()))
         return ClusterRetrievals(clusters, by_cluster)
 
     async def _hold_for_review(
@@ -155,7 +146,7 @@ class SendPipeline:
             else:
                 ready.append(recipient)
         if held:
-            async with self._db.write() as conn:
+            async with self.db.write() as conn:
                 for review_id, send_ids in held.items():
                     await hold(conn, send_ids, review_id)
         return ready
@@ -168,7 +159,7 @@ class SendPipeline:
         retrievals: ClusterRetrievals,
         heartbeat: Heartbeat,
     ) -> None:
-        outcomes = Outcomes(self._db, ctx.tenant.id)
+        outcomes = Outcomes(self.db, ctx.tenant.id)
         try:
             await self._compose_and_dispatch(
                 ctx, recipients, written, retrievals, outcomes, heartbeat
@@ -192,7 +183,7 @@ class SendPipeline:
         composed: dict[int, tuple[Recipient, Personalised]] = {}
         for recipient in recipients:
             contact_id = recipient.contact_id
-            result = self._composer.compose(
+            result = self.composer.compose(
                 ctx, recipient, written.get(contact_id), retrievals.of(contact_id), now
             )
             if isinstance(result, str):
@@ -207,7 +198,7 @@ class SendPipeline:
                 recipient, content = composed[envelope.send_id]
                 words = written.get(recipient.contact_id)
                 why = why_this_email(
-                    ctx, self._steps, content, words, retrievals.of(recipient.contact_id),
+                    ctx, self.steps, content, words, retrievals.of(recipient.contact_id),
                     profile=recipient.profile, provider=provider, now=now,
                 )  # fmt: skip
                 generator = words.provider if words is not None and words.usable else "rules"
@@ -216,7 +207,7 @@ class SendPipeline:
                 )
             await outcomes.flush_accepted()
 
-        report = await self._dispatcher.dispatch(
+        report = await self.dispatcher.dispatch(
             tenant_id=ctx.tenant.id,
             providers=ctx.tenant.providers,
             rate_per_s=ctx.tenant.send_rate_per_s,
