@@ -3,6 +3,8 @@ The work is in ``tailor/ab_tests/``."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from temporalio import activity
 
 from activities.errors import temporal_failures
@@ -13,29 +15,29 @@ from tailor.payloads import AbLook, AbRollout, AbVerdict
 from tailor.personalise.pii import PiiScanner
 
 
+@dataclass(frozen=True)
 class AbTestActivities:
-    def __init__(self, db: Database, index: ExemplarIndex | None, pii: PiiScanner) -> None:
-        self._db = db
-        self._index = index
-        self._pii = pii
+    db: Database
+    index: ExemplarIndex | None  # None: retrieval is off, winners join no corpus
+    pii: PiiScanner
 
     @activity.defn
     async def evaluate(self, look: AbLook) -> AbVerdict:
         with temporal_failures():
-            return await looks.evaluate(self._db, look)
+            return await looks.evaluate(self.db, look)
 
     @activity.defn
     async def roll_out_winner(self, rollout: AbRollout) -> str:
         with temporal_failures():
-            return await winner.roll_out(self._db, rollout)
+            return await winner.roll_out(self.db, rollout)
 
     @activity.defn
     async def add_winner_to_corpus(self, test_id: str) -> str | None:
-        if self._index is None:
+        if self.index is None:
             return None
         with temporal_failures():
-            return await winner.add_to_corpus(self._db, self._index, self._pii, test_id)
+            return await winner.add_to_corpus(self.db, self.index, self.pii, test_id)
 
     @activity.defn
     async def finish(self, test_id: str, status: str) -> None:
-        await winner.finish(self._db, test_id, status)
+        await winner.finish(self.db, test_id, status)

@@ -8,7 +8,7 @@ contacts, runs it, and counts what became of them.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from temporalio import activity
 
@@ -23,26 +23,19 @@ from tailor.store.reviews import backlog
 from tailor.store.sends import chunk_counts
 
 
+@dataclass(frozen=True)
 class ChunkActivities:
-    def __init__(
-        self,
-        db: Database,
-        contexts: CampaignContexts,
-        pipeline: SendPipeline,
-        *,
-        release_batch: int,
-    ) -> None:
-        self._db = db
-        self._contexts = contexts
-        self._pipeline = pipeline
-        self._release_batch = release_batch
+    db: Database
+    contexts: CampaignContexts
+    pipeline: SendPipeline
+    release_batch: int  # held sends released per pass
 
     @activity.defn
     async def send_chunk(self, chunk: ChunkInput) -> ChunkResult:
         with temporal_failures():
-            ctx = await self._contexts.get(chunk.campaign_id)
+            ctx = await self.contexts.get(chunk.campaign_id)
             bounds = chunk.bounds
-            contact_ids = await self._contexts.audience_page(
+            contact_ids = await self.contexts.audience_page(
                 ctx,
                 due_at=chunk.due_at,
                 after_contact_id=bounds.after_contact_id,
@@ -51,10 +44,10 @@ class ChunkActivities:
             )
             if chunk.due_at is not None or ctx.send_time != "now":
                 ctx = replace(ctx, send_round=chunk.due_at or "sweep")
-            already_done = await self._pipeline.deliver(
+            already_done = await self.pipeline.deliver(
                 ctx, contact_ids, chunk.revoked_contact_ids, heartbeat=activity.heartbeat
             )
-        async with self._db.read() as conn:
+        async with self.db.read() as conn:
             counts = await chunk_counts(
                 conn,
                 campaign_id=chunk.campaign_id,
@@ -73,12 +66,12 @@ class ChunkActivities:
         rules-tier email if it was rejected or expired. Idempotent like a chunk: a retry
         finds what an earlier attempt delivered already settled."""
         with temporal_failures():
-            ctx = await self._contexts.get(release.campaign_id)
-            await self._pipeline.release_reviewed(
-                ctx, release.revoked_contact_ids, batch_size=self._release_batch,
+            ctx = await self.contexts.get(release.campaign_id)
+            await self.pipeline.release_reviewed(
+                ctx, release.revoked_contact_ids, batch_size=self.release_batch,
                 heartbeat=activity.heartbeat,
             )  # fmt: skip
-        async with self._db.read() as conn:
+        async with self.db.read() as conn:
             open_reviews, held = await backlog(conn, ctx.campaign_id)
             counts = await send_counts(conn, ctx.campaign_id)
         sent, suppressed, failed = totals(counts)

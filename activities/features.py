@@ -3,6 +3,8 @@ emit the day's lapse and milestone events (``tailor/journeys/milestones.py``).""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from temporalio import activity
 
 from tailor.journeys.milestones import Milestones
@@ -10,15 +12,15 @@ from tailor.payloads import FeaturesPage, FeaturesPageResult
 from tailor.profiles.daily import DailyFeatures
 
 
+@dataclass(frozen=True)
 class FeatureActivities:
-    def __init__(self, daily: DailyFeatures, milestones: Milestones) -> None:
-        self._daily = daily
-        self._milestones = milestones
+    daily: DailyFeatures
+    milestones: Milestones
 
     @activity.defn
     async def derive_page(self, page: FeaturesPage) -> FeaturesPageResult:
-        return await self._daily.derive_page(page)
+        return await self.daily.derive_page(page)
 
     @activity.defn
     async def emit_daily_events(self, page: FeaturesPage) -> FeaturesPageResult:
-        return await self._milestones.emit(page, activity.heartbeat)
+        return await self.milestones.emit(page, activity.heartbeat)

@@ -6,6 +6,8 @@ The journey workflow runs all but ``prepare_email`` as local activities. The wor
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from temporalio import activity
 
 from activities.errors import not_found, temporal_failures
@@ -24,38 +26,38 @@ from tailor.payloads import (
 )
 
 
+@dataclass(frozen=True)
 class JourneyActivities:
-    def __init__(self, db: Database, emails: JourneyEmails, timing: JourneyTiming) -> None:
-        self._db = db
-        self._emails = emails
-        self._timing = timing
+    db: Database
+    emails: JourneyEmails
+    timing: JourneyTiming
 
     @activity.defn
     async def start_journey(self, start: JourneyStart) -> JourneyPlan:
         """Pin the definition version this run keeps, and record the run."""
         with temporal_failures():
-            return await start_run(self._db, start)
+            return await start_run(self.db, start)
 
     @activity.defn
     async def plan_send_time(self, send: JourneySend) -> SendTimePlan:
         """The person's best local hour and how long until it comes round."""
         with temporal_failures():
-            return await self._timing.best_hour(send.tenant_id, send.contact_id)
+            return await self.timing.best_hour(send.tenant_id, send.contact_id)
 
     @activity.defn
     async def prepare_email(self, send: JourneySend) -> bool:
         """Write the email ahead, so the send after a wait is instant. Only a missing campaign
         is mapped: anything else fails this optimisation plainly (it has two attempts)."""
         try:
-            return await self._emails.prepare(send)
+            return await self.emails.prepare(send)
         except NotFound as exc:
             raise not_found(exc) from exc
 
     @activity.defn
     async def send_email(self, send: JourneySend) -> JourneySendResult:
         with temporal_failures():
-            return await self._emails.send(send, activity.heartbeat)
+            return await self.emails.send(send, activity.heartbeat)
 
     @activity.defn
     async def finish_journey(self, end: JourneyEnd) -> None:
-        await end_run(self._db, end)
+        await end_run(self.db, end)
