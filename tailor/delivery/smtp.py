@@ -157,7 +157,7 @@ class SmtpSession:
 
 
 class SmtpDelivery:
-    """The SMTP provider: hands out sessions to the chunk activity."""
+    """The SMTP provider: hands out sessions to the dispatcher."""
 
     name = "smtp"
 

@@ -1,4 +1,5 @@
-"""What every chunk of one campaign needs, loaded once per worker and campaign."""
+"""A campaign as personalising and sending its emails needs it, loaded once per worker and
+campaign: tenant, template versions, catalog, brand, segment and send-time rounds."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """What every HTTP email provider adapter takes and answers.
 
-The chunk activity claims a batch of sends (committed ``dispatched``) and only then hands the
+The dispatcher (``dispatch.py``) claims a batch of sends (committed ``dispatched``), then hands the
 batch to an adapter, so an adapter's answer decides each send's fate:
 
 - ``ACCEPTED``: the provider took it (2xx).
