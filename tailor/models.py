@@ -1,4 +1,4 @@
-"""Table models. Request/response schemas live in ``api/schemas.py``; payloads that cross Temporal
+"""Table models. Request/response schemas live in ``api/schemas/``; payloads that cross Temporal
 live in ``tailor/payloads.py``: neither is a table."""
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from sqlalchemy import delete
 from sqlmodel import col
 
 from api.deps import DatabaseDep, GatewayDep, SessionDep, SettingsDep, TenantDep
-from api.schemas import AbTestIn, AbTestStarted, AbWinnerIn
+from api.schemas.ab_tests import AbTestIn, AbTestStarted, AbWinnerIn
 from tailor.errors import InvalidInput, NotFound
 from tailor.models import AbTest, AbTestStatus, Campaign
 from tailor.store.ab_tests import VariantSpec, create_ab_test, get_ab_test, variant_counts

@@ -8,7 +8,7 @@ from sqlalchemy import delete
 from sqlmodel import col
 
 from api.deps import ControlDep, DatabaseDep, GatewayDep, SessionDep, SettingsDep, TenantDep
-from api.schemas import CampaignIn, CampaignPublic, CampaignStarted
+from api.schemas.campaigns import CampaignIn, CampaignPublic, CampaignStarted
 from tailor.errors import InvalidInput, NotFound
 from tailor.models import Campaign, CampaignStatus
 from tailor.store.campaigns import ACTIVE, create_campaign, get_campaign, send_counts

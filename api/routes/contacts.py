@@ -5,7 +5,7 @@ import logging
 from fastapi import APIRouter, HTTPException
 
 from api.deps import FeatureCacheDep, GatewayDep, SessionDep, TenantDep
-from api.schemas import (
+from api.schemas.contacts import (
     ConsentIn,
     ConsentPublic,
     ConsentRecorded,

@@ -2,42 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from fastapi import APIRouter
-from pydantic import BaseModel, Field, field_validator
 
 from api.deps import SessionDep, SettingsDep, TenantDep
-from api.schemas import Strict
+from api.schemas.delivery import DeliveryIn, DeliveryOut
 from tailor.config import Settings
 from tailor.models import Tenant
 
 router = APIRouter(prefix="/v1/tenant/delivery", tags=["delivery"])
-
-Provider = Literal["smtp", "sendgrid", "mailgun", "ses"]
-
-
-class DeliveryIn(Strict):
-    providers: list[Provider] | None = Field(
-        None, description="Failover order, e.g. [sendgrid, mailgun, ses]; null: the default."
-    )
-    send_rate_per_s: float | None = Field(
-        None, gt=0, description="Most emails per second; null: the default."
-    )
-
-    @field_validator("providers")
-    @classmethod
-    def _distinct(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and (not value or len(set(value)) != len(value)):
-            raise ValueError("name each provider once, at least one")
-        return value
-
-
-class DeliveryOut(BaseModel):
-    providers: list[str] | None
-    send_rate_per_s: float | None
-    effective_providers: list[str] = Field(description="What new campaigns use.")
-    effective_send_rate_per_s: float | None
 
 
 def _out(tenant: Tenant, settings: Settings) -> DeliveryOut:

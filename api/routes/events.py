@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from api.deps import FeatureCacheDep, SessionDep, TriggersDep
-from api.schemas import (
+from api.schemas.events import (
     BatchIn,
     EngagementIn,
     EngagementRecorded,

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query
 
 from api.deps import SessionDep, TenantDep, TriggersDep
-from api.schemas import (
+from api.schemas.journeys import (
     DeadLetterPublic,
     DeadLettersPublic,
     JourneyPublic,

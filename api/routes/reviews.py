@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from api.deps import DatabaseDep, GatewayDep, SessionDep, TenantDep
-from api.schemas import ReviewApproval, ReviewDecided, ReviewPublic, ReviewRejection
+from api.schemas.reviews import ReviewApproval, ReviewDecided, ReviewPublic, ReviewRejection
 from tailor.errors import InvalidInput, NotFound
 from tailor.models import Product, ReviewItem, ReviewStatus, Tenant, utcnow
 from tailor.personalise.evaluator import check_edit

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from api.deps import SessionDep, TenantDep
-from api.schemas import (
+from api.schemas.templates import (
     DefaultTemplate,
     TemplateIn,
     TemplatePublic,

@@ -1,0 +1,109 @@
+"""Contacts and their consent ledger: upsert, read, and consent changes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, EmailStr, Field, model_validator
+
+from api.schemas.base import Strict
+
+
+class ConsentIn(Strict):
+    status: Literal["granted", "revoked"]
+    source: str = Field(min_length=1, max_length=100, examples=["signup-form"])
+    method: str = Field(min_length=1, max_length=100, examples=["double-opt-in"])
+    wording_version: str = Field(min_length=1, max_length=100, examples=["newsletter-v2"])
+    recorded_by: str = Field("api", min_length=1, max_length=200)
+
+
+class ContactIn(Strict):
+    email: EmailStr
+    external_id: str | None = Field(None, max_length=200)
+    first_name: str | None = Field(None, max_length=100)
+    last_name: str | None = Field(None, max_length=100)
+    timezone: str = Field("UTC", max_length=64)
+    locale: str = Field("en", max_length=16)
+    device: Literal["mobile", "desktop", "tablet"] = "desktop"
+    engagement_score: int = Field(50, ge=0, le=100)
+    last_open_at: datetime | None = None
+    purchase_frequency: float = Field(0.0, ge=0)
+    preferred_categories: list[str] = Field(default_factory=list, max_length=20)
+    cart_items: list[str] = Field(default_factory=list, max_length=100)
+    browse_items: list[str] = Field(default_factory=list, max_length=100)
+    consent: ConsentIn | None = Field(None, description="Recorded in the consent ledger.")
+
+    @model_validator(mode="after")
+    def _aware(self) -> ContactIn:
+        if self.last_open_at is not None and self.last_open_at.tzinfo is None:
+            raise ValueError("last_open_at must include a timezone offset")
+        return self
+
+
+class ContactsIn(Strict):
+    contacts: list[ContactIn] = Field(min_length=1, max_length=10_000)
+
+    @model_validator(mode="after")
+    def _unique(self) -> ContactsIn:
+        seen: dict[str, int] = {}
+        for index, contact in enumerate(self.contacts):
+            email = contact.email.lower()
+            if email in seen:
+                raise ValueError(
+                    f"contacts[{index}].email duplicates contacts[{seen[email]}].email"
+                )
+            seen[email] = index
+        return self
+
+
+class ContactUpserted(BaseModel):
+    id: int
+    email: str
+    created: bool
+
+
+class ContactsUpserted(BaseModel):
+    data: list[ContactUpserted]
+    count: int
+    created: int
+    updated: int
+
+
+class ConsentPublic(BaseModel):
+    id: int
+    status: str
+    source: str
+    method: str
+    wording_version: str
+    recorded_by: str
+    recorded_at: datetime
+
+
+class ContactPublic(BaseModel):
+    id: int
+    email: str
+    external_id: str | None
+    first_name: str | None
+    last_name: str | None
+    timezone: str
+    locale: str
+    device: str
+    engagement_score: int
+    last_open_at: datetime | None
+    purchase_frequency: float
+    preferred_categories: list[str]
+    cart_items: list[str]
+    browse_items: list[str]
+    consent: str = Field(description="granted, revoked, or none")
+    consent_history: list[ConsentPublic]
+
+
+class ConsentRecorded(BaseModel):
+    record: ConsentPublic
+    signalled_campaigns: list[str] = Field(
+        description="Running campaigns told at once; every send also checks the ledger."
+    )
+    stopped_journeys: list[str] = Field(
+        default_factory=list, description="Running journeys of the contact, stopped."
+    )

@@ -1,0 +1,51 @@
+"""Templates and their immutable versions, and the tenant's fallback version."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field, field_validator
+
+from api.schemas.base import Strict
+
+
+class TemplateVersionIn(Strict):
+    subject: str = Field(min_length=1, max_length=300)
+    preheader: str = Field("", max_length=300)
+    body: str = Field(min_length=1, max_length=100_000)
+    cta_text: str = Field(min_length=1, max_length=100)
+    cta_url: str = Field(min_length=1, max_length=500)
+
+    @field_validator("cta_url")
+    @classmethod
+    def _https_or_mailto(cls, value: str) -> str:
+        if "{{" not in value and not value.startswith(("https://", "mailto:")):
+            raise ValueError("must start with https:// or mailto: (or be a {{ expression }})")
+        return value
+
+
+class DefaultTemplate(Strict):
+    template_version_id: int | None = Field(
+        description="A version of one of your templates; null removes the default."
+    )
+
+
+class TemplateIn(TemplateVersionIn):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class TemplateVersionPublic(BaseModel):
+    id: int
+    version: int
+    subject: str
+    preheader: str
+    body: str
+    cta_text: str
+    cta_url: str
+    created_at: datetime
+
+
+class TemplatePublic(BaseModel):
+    id: int
+    name: str
+    versions: list[TemplateVersionPublic]
