@@ -7,14 +7,16 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession  # the type of SessionDep, nothing more
 from temporalio.client import Client
 
 from tailor.config import Settings
 from tailor.db import Database
+from tailor.errors import NotFound
 from tailor.journeys.triggers import TriggerAgent
 from tailor.models import Tenant
 from tailor.profiles.cache import FeatureCache
+from tailor.store import tenants
 from tailor.temporal.ab_tests import AbTestControl
 from tailor.temporal.campaigns import CampaignControl
 from tailor.temporal.client import connect
@@ -66,13 +68,8 @@ def get_db(request: Request) -> Database:
 async def get_session(db: Annotated[Database, Depends(get_db)]) -> AsyncIterator[AsyncSession]:
     """One transaction per request: committed if the handler returns, rolled back if it raises.
     A handler may commit earlier, e.g. before it calls Temporal."""
-    async with AsyncSession(db.writer, expire_on_commit=False) as session:
-        try:
-            yield session
-        except BaseException:
-            await session.rollback()
-            raise
-        await session.commit()
+    async with db.request_session() as session:
+        yield session
 
 
 def get_triggers(request: Request) -> TriggerAgent:
@@ -99,10 +96,12 @@ async def get_tenant(
     session: Annotated[AsyncSession, Depends(get_session)],
     x_tailor_tenant: Annotated[str, Header(description="Tenant id, e.g. `demo`.")],
 ) -> Tenant:
-    tenant = await session.get(Tenant, x_tailor_tenant)
-    if tenant is None:
-        raise HTTPException(404, f"tenant {x_tailor_tenant!r} not found (header X-Tailor-Tenant)")
-    return tenant
+    try:
+        return await tenants.get_tenant(session=session, tenant_id=x_tailor_tenant)
+    except NotFound as exc:
+        raise HTTPException(
+            404, f"tenant {x_tailor_tenant!r} not found (header X-Tailor-Tenant)"
+        ) from exc
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -76,6 +76,19 @@ class Database:
                 yield session
 
     @asynccontextmanager
+    async def request_session(self) -> AsyncIterator[AsyncSession]:
+        """A write session for one API request: committed if the block returns, rolled back if
+        it raises. Unlike ``session()``, the holder may commit early (e.g. before it calls
+        Temporal) and go on using it; the next statement begins a new transaction."""
+        async with AsyncSession(self.writer, expire_on_commit=False) as session:
+            try:
+                yield session
+            except BaseException:
+                await session.rollback()
+                raise
+            await session.commit()
+
+    @asynccontextmanager
     async def read_session(self) -> AsyncIterator[AsyncSession]:
         async with AsyncSession(self.reader, expire_on_commit=False) as session:
             yield session

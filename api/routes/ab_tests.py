@@ -6,14 +6,18 @@ import dataclasses
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
-from sqlalchemy import delete
-from sqlmodel import col
 
 from api.deps import DatabaseDep, GatewayDep, SessionDep, SettingsDep, TenantDep
 from api.schemas.ab_tests import AbTestIn, AbTestStarted, AbWinnerIn
 from tailor.errors import InvalidInput, NotFound
-from tailor.models import AbTest, AbTestStatus, Campaign
-from tailor.store.ab_tests import VariantSpec, create_ab_test, get_ab_test, variant_counts
+from tailor.models import AbTest, AbTestStatus
+from tailor.store.ab_tests import (
+    VariantSpec,
+    create_ab_test,
+    delete_ab_test,
+    get_ab_test,
+    variant_counts,
+)
 from tailor.store.templates import get_version
 
 router = APIRouter(prefix="/v1/ab-tests", tags=["ab-tests"])
@@ -61,9 +65,7 @@ async def submit(
         await control.start(test)
     except Exception as exc:
         async with db.write() as conn:  # nothing half-written: no workflow, no test
-            await conn.execute(delete(AbTest).where(col(AbTest.id) == test.id))
-            cells = [v["campaign_id"] for v in test.variants]
-            await conn.execute(delete(Campaign).where(col(Campaign.id).in_(cells)))
+            await delete_ab_test(conn=conn, test=test)
         raise HTTPException(503, f"could not start the A/B test workflow: {exc}") from exc
     return AbTestStarted(
         id=test.id,

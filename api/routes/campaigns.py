@@ -4,14 +4,19 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, HTTPException, status
-from sqlalchemy import delete
-from sqlmodel import col
 
 from api.deps import ControlDep, DatabaseDep, GatewayDep, SessionDep, SettingsDep, TenantDep
 from api.schemas.campaigns import CampaignIn, CampaignPublic, CampaignStarted
 from tailor.errors import InvalidInput, NotFound
 from tailor.models import Campaign, CampaignStatus
-from tailor.store.campaigns import ACTIVE, create_campaign, get_campaign, send_counts
+from tailor.store.campaigns import (
+    ACTIVE,
+    create_campaign,
+    delete_campaign,
+    get_campaign,
+    send_counts,
+    set_campaign_status,
+)
 from tailor.store.generation import generation_stats
 from tailor.store.templates import get_version
 
@@ -49,7 +54,7 @@ async def submit(
     except Exception as exc:
         # Nothing half-written: no workflow, so no campaign.
         async with db.write() as conn:
-            await conn.execute(delete(Campaign).where(col(Campaign.id) == campaign.id))
+            await delete_campaign(conn=conn, campaign_id=campaign.id)
         raise HTTPException(
             503, f"could not start the campaign workflow: {exc}; is the Tailor server running?"
         ) from exc
@@ -117,7 +122,7 @@ async def _steer(
         raise HTTPException(409, f"campaign {campaign_id} is {campaign.status}; nothing to change")
     await action(campaign)
     if new_status is not None:
-        campaign.status = new_status
+        await set_campaign_status(session=session, campaign=campaign, status=new_status)
     return {"id": campaign.id, "status": campaign.status}
 
 

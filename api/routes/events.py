@@ -12,9 +12,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
 from api.deps import FeatureCacheDep, SessionDep, TriggersDep
 from api.schemas.events import (
@@ -26,13 +23,19 @@ from api.schemas.events import (
     SegmentCall,
     TrackIn,
 )
+from tailor.errors import NotFound
 from tailor.journeys.triggers import TriggerAgent
-from tailor.models import Campaign, Contact, Send, Tenant, utcnow
+from tailor.models import Tenant, utcnow
 from tailor.profiles.cache import FeatureCache
-from tailor.profiles.features import apply_event
+from tailor.store import tenants
 from tailor.store.ab_tests import record_engagement
-from tailor.store.campaigns import DELIVERED
-from tailor.store.events import IncomingEvent, record_events, record_system_event
+from tailor.store.campaigns import DELIVERED, find_send
+from tailor.store.events import (
+    IncomingEvent,
+    apply_system_event_features,
+    record_events,
+    record_system_event,
+)
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
@@ -58,12 +61,12 @@ async def get_event_tenant(
             "as the username (Segment's write key)",
             headers={"WWW-Authenticate": 'Basic realm="tailor"'},
         )
-    tenant = await session.get(Tenant, tenant_id)
-    if tenant is None:
+    try:
+        return await tenants.get_tenant(session=session, tenant_id=tenant_id)
+    except NotFound as exc:
         raise HTTPException(
             404, f"tenant {tenant_id!r} not found (X-Tailor-Tenant header or Basic auth username)"
-        )
-    return tenant
+        ) from exc
 
 
 EventTenantDep = Annotated[Tenant, Depends(get_event_tenant)]
@@ -119,7 +122,7 @@ async def webhook(
 
 
 async def _ingest(
-    session: AsyncSession,
+    session: SessionDep,
     triggers: TriggerAgent,
     features: FeatureCache | None,
     tenant_id: str,
@@ -173,20 +176,13 @@ async def engagement(
     """An open, click or conversion of an email Tailor sent, by its Message-ID or by campaign
     and contact. Only the first of each kind per email counts (A/B decisions read these); it
     also updates the person's features and reaches their journeys as an event."""
-    where = (
-        [col(Send.message_id) == body.message_id]
-        if body.message_id is not None
-        else [col(Send.campaign_id) == body.campaign_id, col(Send.contact_id) == body.contact_id]
+    send = await find_send(
+        session=session,
+        tenant_id=tenant.id,
+        message_id=body.message_id,
+        campaign_id=body.campaign_id,
+        contact_id=body.contact_id,
     )
-    send = (
-        await session.execute(
-            select(Send)
-            .join(Campaign, col(Campaign.id) == col(Send.campaign_id))
-            .where(*where, col(Campaign.tenant_id) == tenant.id)
-            .order_by(col(Send.id).desc())
-            .limit(1)
-        )
-    ).scalar_one_or_none()
     if send is None:
         raise HTTPException(404, "no email of this tenant matches; check message_id or campaign_id")
     if send.status not in DELIVERED:
@@ -203,11 +199,9 @@ async def engagement(
             session=session, tenant_id=tenant.id, contact_id=send.contact_id, name=name,
             message_id=f"engagement:{send.id}:{body.type}", occurred_at=occurred_at,
         )  # fmt: skip
-        contact = await session.get(Contact, send.contact_id)
-        if contact is not None and apply_event(
-            contact, name=name, properties={}, context={}, occurred_at=occurred_at
-        ):
-            contact.updated_at = utcnow()
+        await apply_system_event_features(
+            session=session, contact_id=send.contact_id, name=name, occurred_at=occurred_at
+        )
     await session.commit()
     if features is not None and first:
         await features.invalidate([send.contact_id])

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from sqlalchemy import text
 
 from api.deps import DatabaseDep
+from tailor.store.health import ping
 
 router = APIRouter(tags=["health"])
 
@@ -11,5 +11,5 @@ router = APIRouter(tags=["health"])
 @router.get("/healthz")
 async def healthz(db: DatabaseDep) -> dict[str, str]:
     async with db.read() as conn:
-        await conn.execute(text("SELECT 1"))
+        await ping(conn=conn)
     return {"status": "ok"}

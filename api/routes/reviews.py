@@ -4,34 +4,33 @@ reject it. The decision is committed first, then the waiting campaign is signall
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from sqlalchemy import select
-from sqlmodel import col
 
 from api.deps import DatabaseDep, GatewayDep, SessionDep, TenantDep
 from api.schemas.reviews import ReviewApproval, ReviewDecided, ReviewPublic, ReviewRejection
-from tailor.errors import InvalidInput, NotFound
-from tailor.models import Product, ReviewItem, ReviewStatus, Tenant, utcnow
+from tailor.errors import InvalidInput
+from tailor.models import ReviewStatus, Tenant, utcnow
 from tailor.personalise.evaluator import check_edit
 from tailor.personalise.pii import PiiScanner
 from tailor.personalise.prompts import GeneratedEmail, ProductFact
 from tailor.personalise.rules import Catalog
-from tailor.store.reviews import decide, held_counts
+from tailor.store.products import list_products
+from tailor.store.reviews import (
+    ReviewRecord,
+    decide,
+    get_review,
+    held_counts,
+    tenant_reviews,
+)
 
 router = APIRouter(prefix="/v1/reviews", tags=["reviews"])
 
 
-async def _item(session: SessionDep, tenant: Tenant, review_id: int) -> ReviewItem:
-    item = await session.get(ReviewItem, review_id)
-    if item is None or item.tenant_id != tenant.id:
-        raise NotFound("review", review_id)
-    return item
-
-
-def _public(item: ReviewItem, held: int) -> ReviewPublic:
-    return ReviewPublic.model_validate({**item.model_dump(), "held_recipients": held})
+def _public(item: ReviewRecord, held: int) -> ReviewPublic:
+    return ReviewPublic.model_validate({**dataclasses.asdict(item), "held_recipients": held})
 
 
 @router.get("")
@@ -45,21 +44,13 @@ async def list_reviews(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
     """Flagged messages, oldest first, with how many recipients each one holds."""
-    where = [col(ReviewItem.tenant_id) == tenant.id, col(ReviewItem.id) > after]
-    if status is not None:
-        where.append(col(ReviewItem.status) == status.value)
-    if campaign_id is not None:
-        where.append(col(ReviewItem.campaign_id) == campaign_id)
-    items = list(
-        (
-            await session.execute(
-                select(ReviewItem).where(*where).order_by(col(ReviewItem.id)).limit(limit)
-            )
-        ).scalars()
-    )
+    items = await tenant_reviews(
+        session=session, tenant_id=tenant.id, status=status, campaign_id=campaign_id,
+        after=after, limit=limit,
+    )  # fmt: skip
     async with db.read() as conn:
-        held = await held_counts(conn, [i.id for i in items if i.id is not None])
-    data = [_public(item, held.get(item.id or 0, 0)) for item in items]
+        held = await held_counts(conn, [i.id for i in items])
+    data = [_public(item, held.get(item.id, 0)) for item in items]
     return {"data": data, "count": len(data), "next_after": data[-1].id if data else None}
 
 
@@ -67,7 +58,7 @@ async def list_reviews(
 async def read_review(
     review_id: int, session: SessionDep, tenant: TenantDep, db: DatabaseDep
 ) -> ReviewPublic:
-    item = await _item(session, tenant, review_id)
+    item = await get_review(session=session, tenant_id=tenant.id, review_id=review_id)
     async with db.read() as conn:
         held = await held_counts(conn, [review_id])
     return _public(item, held.get(review_id, 0))
@@ -81,7 +72,7 @@ def _scanner(request: Request) -> PiiScanner:
 
 
 async def _checked_edit(
-    request: Request, session: SessionDep, tenant: Tenant, item: ReviewItem, body: ReviewApproval
+    request: Request, session: SessionDep, tenant: Tenant, item: ReviewRecord, body: ReviewApproval
 ) -> dict[str, Any] | None:
     if body.edits is None:
         return None
@@ -90,11 +81,7 @@ async def _checked_edit(
         email = GeneratedEmail.model_validate(merged)
     except ValueError as exc:
         raise InvalidInput("edits", str(exc)) from exc
-    products = list(
-        (
-            await session.execute(select(Product).where(col(Product.tenant_id) == tenant.id))
-        ).scalars()
-    )
+    products = await list_products(session=session, tenant_id=tenant.id)
     catalog = Catalog(products, tenant.website)
     prices = [ProductFact(v.name, v.price, v.url) for v in map(catalog.view, products)]
     problems = check_edit(email, prices, utcnow())
@@ -109,24 +96,24 @@ async def _checked_edit(
 
 
 async def _decided(
-    item: ReviewItem, session: SessionDep, gateway: GatewayDep, db: DatabaseDep
+    review_id: int, session: SessionDep, tenant: Tenant, gateway: GatewayDep, db: DatabaseDep
 ) -> ReviewDecided:
     # Committed before the signal: the workflow reads the decision from the store.
     await session.commit()
-    await session.refresh(item)
+    item = await get_review(session=session, tenant_id=tenant.id, review_id=review_id)
     signalled = False
     try:
-        signalled = await (await gateway.control()).review_decided(item.campaign_id, item.id or 0)
+        signalled = await (await gateway.control()).review_decided(item.campaign_id, item.id)
     except HTTPException:
         pass  # Temporal unreachable: the campaign re-checks the store hourly
     async with db.read() as conn:
-        held = await held_counts(conn, [item.id or 0])
+        held = await held_counts(conn, [item.id])
     message = (
         "the campaign is delivering the held emails"
         if signalled
         else "decision recorded; the campaign will pick it up within the hour"
     )
-    return ReviewDecided(review=_public(item, held.get(item.id or 0, 0)), signalled=signalled,
+    return ReviewDecided(review=_public(item, held.get(item.id, 0)), signalled=signalled,
                          message=message)  # fmt: skip
 
 
@@ -142,14 +129,14 @@ async def approve(
 ) -> ReviewDecided:
     """Send this content (or the edited version) to every recipient it holds. An edit is
     checked like the model's words: catalog prices only, no links, no past dates, no PII."""
-    item = await _item(session, tenant, review_id)
+    item = await get_review(session=session, tenant_id=tenant.id, review_id=review_id)
     final = await _checked_edit(request, session, tenant, item, body)
     conn = await session.connection()
     await decide(
         conn, review_id=review_id, status=ReviewStatus.APPROVED, reviewer=body.reviewer,
         note=body.note, final_content=final, edited=final is not None,
     )  # fmt: skip
-    return await _decided(item, session, gateway, db)
+    return await _decided(review_id, session, tenant, gateway, db)
 
 
 @router.post("/{review_id}/reject", response_model=ReviewDecided)
@@ -162,10 +149,10 @@ async def reject(
     db: DatabaseDep,
 ) -> ReviewDecided:
     """Do not send this content: its recipients get the rules-tier email instead."""
-    item = await _item(session, tenant, review_id)
+    await get_review(session=session, tenant_id=tenant.id, review_id=review_id)  # or 404
     conn = await session.connection()
     await decide(
         conn, review_id=review_id, status=ReviewStatus.REJECTED, reviewer=body.reviewer,
         note=body.note,
     )  # fmt: skip
-    return await _decided(item, session, gateway, db)
+    return await _decided(review_id, session, tenant, gateway, db)

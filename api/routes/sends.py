@@ -5,18 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
-from sqlmodel import col
 
 from api.deps import SessionDep, TenantDep
-from tailor.errors import NotFound
-from tailor.models import Campaign, Send
-from tailor.store.campaigns import get_campaign
+from tailor.store.campaigns import SendRecord, campaign_sends, get_campaign, get_send
 
 router = APIRouter(tags=["sends"])
 
 
-def _public(send: Send) -> dict[str, Any]:
+def _public(send: SendRecord) -> dict[str, Any]:
     return {
         "id": send.id,
         "campaign_id": send.campaign_id,
@@ -38,23 +34,13 @@ async def list_sends(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     await get_campaign(session=session, campaign_id=campaign_id, tenant_id=tenant.id)
-    rows = (
-        await session.execute(
-            select(Send)
-            .where(col(Send.campaign_id) == campaign_id, col(Send.id) > after)
-            .order_by(col(Send.id))
-            .limit(limit)
-        )
-    ).scalars()
-    data = [_public(send) for send in rows]
+    sends = await campaign_sends(session=session, campaign_id=campaign_id, after=after, limit=limit)
+    data = [_public(send) for send in sends]
     return {"data": data, "count": len(data), "next_after": data[-1]["id"] if data else None}
 
 
 @router.get("/v1/sends/{send_id}/explain")
 async def explain(send_id: int, session: SessionDep, tenant: TenantDep) -> dict[str, Any]:
     """The plan, tier, model, prompt version, scores and verdicts behind one email."""
-    send = await session.get(Send, send_id)
-    campaign = await session.get(Campaign, send.campaign_id) if send else None
-    if send is None or campaign is None or campaign.tenant_id != tenant.id:
-        raise NotFound("send", send_id)
+    send = await get_send(session=session, send_id=send_id, tenant_id=tenant.id)
     return {**_public(send), "explain": send.explain}

@@ -3,8 +3,6 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 from jinja2 import TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
-from sqlalchemy import select
-from sqlmodel import col
 
 from api.deps import SessionDep, TenantDep
 from api.schemas.templates import (
@@ -16,7 +14,15 @@ from api.schemas.templates import (
 )
 from tailor.errors import InvalidInput, NotFound
 from tailor.models import Template
-from tailor.store.templates import add_version, get_template, get_version, list_versions
+from tailor.store.templates import (
+    add_version,
+    create_template,
+    get_template,
+    get_version,
+    list_versions,
+    template_id_named,
+)
+from tailor.store.tenants import set_default_template_version
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"])
 _env = SandboxedEnvironment()
@@ -48,21 +54,13 @@ async def _public(session: SessionDep, template: Template) -> TemplatePublic:
 async def create(body: TemplateIn, session: SessionDep, tenant: TenantDep) -> TemplatePublic:
     """Create a template with its first version. Versions are immutable once created."""
     parts = _check(body)
-    exists = (
-        await session.execute(
-            select(Template.id).where(  # type: ignore[call-overload]
-                col(Template.tenant_id) == tenant.id, col(Template.name) == body.name
-            )
-        )
-    ).scalar_one_or_none()
+    exists = await template_id_named(session=session, tenant_id=tenant.id, name=body.name)
     if exists is not None:
         raise HTTPException(
             409,
             f"template {body.name!r} exists (id {exists}); POST /v1/templates/{exists}/versions",
         )
-    template = Template(tenant_id=tenant.id, name=body.name)
-    session.add(template)
-    await session.flush()
+    template = await create_template(session=session, tenant_id=tenant.id, name=body.name)
     await add_version(session=session, template=template, **parts)
     return await _public(session, template)
 
@@ -84,7 +82,9 @@ async def set_default(
             )
         except NotFound as exc:
             raise InvalidInput("template_version_id", str(exc)) from exc
-    tenant.default_template_version_id = body.template_version_id
+    await set_default_template_version(
+        session=session, tenant=tenant, template_version_id=body.template_version_id
+    )
     return body
 
 

@@ -6,11 +6,10 @@ from datetime import date, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
-from sqlalchemy import case, func, select
-from sqlmodel import col
 
 from api.deps import SessionDep, SettingsDep, TenantDep
-from tailor.models import LlmUsage, utcnow
+from tailor.models import utcnow
+from tailor.store.generation import llm_usage_by_day
 
 router = APIRouter(tags=["usage"])
 
@@ -28,32 +27,14 @@ async def llm_usage(
     since = since or until - timedelta(days=29)
     if since > until:
         raise HTTPException(422, "since: must not be after until")
-    rows = await session.execute(
-        select(  # type: ignore[call-overload]
-            LlmUsage.day,
-            LlmUsage.provider,
-            LlmUsage.model,
-            func.count(case((col(LlmUsage.cache_hit).is_(False), 1))),
-            func.count(case((col(LlmUsage.cache_hit).is_(True), 1))),
-            func.sum(LlmUsage.input_tokens),
-            func.sum(LlmUsage.output_tokens),
-            func.sum(LlmUsage.cost_usd),
-        )
-        .where(
-            col(LlmUsage.tenant_id) == tenant.id,
-            col(LlmUsage.day) >= since.isoformat(),
-            col(LlmUsage.day) <= until.isoformat(),
-        )
-        .group_by(col(LlmUsage.day), col(LlmUsage.provider), col(LlmUsage.model))
-        .order_by(col(LlmUsage.day), col(LlmUsage.provider), col(LlmUsage.model))
-    )
+    usage = await llm_usage_by_day(session=session, tenant_id=tenant.id, since=since, until=until)
     days: list[dict[str, Any]] = [
         {
-            "day": day, "provider": provider, "model": model, "calls": calls,
-            "cache_hits": hits, "input_tokens": int(tin or 0), "output_tokens": int(tout or 0),
-            "cost_usd": round(float(cost or 0), 6),
+            "day": u.day, "provider": u.provider, "model": u.model, "calls": u.calls,
+            "cache_hits": u.cache_hits, "input_tokens": u.input_tokens,
+            "output_tokens": u.output_tokens, "cost_usd": round(u.cost_usd, 6),
         }
-        for day, provider, model, calls, hits, tin, tout, cost in rows
+        for u in usage
     ]  # fmt: skip
     budget = tenant.llm_daily_budget_usd
     if budget is None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col
@@ -23,12 +23,13 @@ from tailor.errors import NotFound
 from tailor.models import (
     AbTest,
     AbTestStatus,
+    Campaign,
     CampaignKind,
     Engagement,
     Send,
     utcnow,
 )
-from tailor.store.campaigns import DELIVERED, create_campaign
+from tailor.store.campaigns import DELIVERED, SendRecord, create_campaign
 from tailor.store.segments import BUCKETS
 
 
@@ -183,7 +184,7 @@ async def record_engagement(
     conn: AsyncConnection,
     *,
     tenant_id: str,
-    send: Send,
+    send: Send | SendRecord,
     metric: str,
     occurred_at: datetime,
 ) -> bool:
@@ -204,3 +205,14 @@ async def record_engagement(
     )
     result = await conn.execute(statement)
     return bool(result.rowcount)
+
+
+# --- The API's writes --------------------------------------------------------------------------
+
+
+async def delete_ab_test(*, conn: AsyncConnection, test: AbTest) -> None:
+    """Remove a test whose workflow never started, and its cells' campaigns, so nothing is left
+    half-written."""
+    await conn.execute(delete(AbTest).where(col(AbTest.id) == test.id))
+    cells = [v["campaign_id"] for v in test.variants]
+    await conn.execute(delete(Campaign).where(col(Campaign.id).in_(cells)))

@@ -280,3 +280,20 @@ async def record_system_event(
     if event_id is None:
         return None
     return StoredEvent(event_id, tenant_id, contact_id, name, message_id, occurred_at)
+
+
+# --- The API's writes --------------------------------------------------------------------------
+
+
+async def apply_system_event_features(
+    *, session: AsyncSession, contact_id: int, name: str, occurred_at: datetime
+) -> bool:
+    """Apply an event Tailor observed (e.g. an email opened) to its contact's features, as
+    ``record_events`` does for received ones, in the caller's transaction; True if any changed."""
+    contact = await session.get(Contact, contact_id)
+    if contact is None or not apply_event(
+        contact, name=name, properties={}, context={}, occurred_at=occurred_at
+    ):
+        return False
+    contact.updated_at = utcnow()
+    return True

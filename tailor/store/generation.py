@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from sqlalchemy import case, func, insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col
 
 from tailor.models import GenerationCache, LlmUsage, PiiIncident, Send, SendStatus, utcnow
@@ -113,3 +114,54 @@ async def generation_stats(conn: AsyncConnection, campaign_id: str) -> dict[str,
         "cost_usd": round(float(cost), 6),
         "cost_per_1k_usd": round(float(cost) / sent * 1000, 6) if sent else 0.0,
     }
+
+
+# --- The API's reads ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LlmUsageDay:
+    """One day's LLM lookups by one provider's model for a tenant: calls made, cache hits,
+    tokens and dollars."""
+
+    day: str  # ISO date, UTC
+    provider: str
+    model: str
+    calls: int
+    cache_hits: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+
+async def llm_usage_by_day(
+    *, session: AsyncSession, tenant_id: str, since: date, until: date
+) -> list[LlmUsageDay]:
+    """The tenant's usage from ``since`` to ``until`` (both included), by day, provider and
+    model, in that order."""
+    rows = await session.execute(
+        select(  # type: ignore[call-overload]
+            LlmUsage.day,
+            LlmUsage.provider,
+            LlmUsage.model,
+            func.count(case((col(LlmUsage.cache_hit).is_(False), 1))),
+            func.count(case((col(LlmUsage.cache_hit).is_(True), 1))),
+            func.sum(LlmUsage.input_tokens),
+            func.sum(LlmUsage.output_tokens),
+            func.sum(LlmUsage.cost_usd),
+        )
+        .where(
+            col(LlmUsage.tenant_id) == tenant_id,
+            col(LlmUsage.day) >= since.isoformat(),
+            col(LlmUsage.day) <= until.isoformat(),
+        )
+        .group_by(col(LlmUsage.day), col(LlmUsage.provider), col(LlmUsage.model))
+        .order_by(col(LlmUsage.day), col(LlmUsage.provider), col(LlmUsage.model))
+    )
+    return [
+        LlmUsageDay(
+            day=day, provider=provider, model=model, calls=int(calls), cache_hits=int(hits),
+            input_tokens=int(tin or 0), output_tokens=int(tout or 0), cost_usd=float(cost or 0),
+        )
+        for day, provider, model, calls, hits, tin, tout, cost in rows
+    ]  # fmt: skip

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col
 
-from tailor.errors import TailorError
+from tailor.errors import NotFound, TailorError
 from tailor.models import ReviewItem, ReviewStatus, Send, SendStatus, utcnow
 
 
@@ -223,3 +224,68 @@ async def held_counts(conn: AsyncConnection, review_ids: Sequence[int]) -> dict[
         .group_by(col(Send.review_id))
     )
     return {int(rid): int(n) for rid, n in rows.all()}
+
+
+# --- The API's reads ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReviewRecord:
+    """A review item as the queue shows it (no PII: placeholders, not names)."""
+
+    id: int
+    campaign_id: str
+    status: str
+    reason: str
+    cluster: dict[str, Any]
+    provider: str
+    model: str
+    prompt_version: str
+    content: dict[str, Any]  # what the model wrote
+    evaluation: dict[str, Any]
+    final_content: dict[str, Any] | None
+    edited: bool
+    decided_by: str | None
+    note: str | None
+    decided_at: datetime | None
+    created_at: datetime
+
+
+def _record(item: ReviewItem) -> ReviewRecord:
+    return ReviewRecord(
+        id=item.id or 0, campaign_id=item.campaign_id, status=item.status, reason=item.reason,
+        cluster=item.cluster, provider=item.provider, model=item.model,
+        prompt_version=item.prompt_version, content=item.content, evaluation=item.evaluation,
+        final_content=item.final_content, edited=item.edited, decided_by=item.decided_by,
+        note=item.note, decided_at=item.decided_at, created_at=item.created_at,
+    )  # fmt: skip
+
+
+async def get_review(*, session: AsyncSession, tenant_id: str, review_id: int) -> ReviewRecord:
+    """The tenant's review as stored now: read again even if the session has seen it, since
+    ``decide`` writes on the session's connection, behind the ORM's back."""
+    item = await session.get(ReviewItem, review_id, populate_existing=True)
+    if item is None or item.tenant_id != tenant_id:
+        raise NotFound("review", review_id)
+    return _record(item)
+
+
+async def tenant_reviews(
+    *,
+    session: AsyncSession,
+    tenant_id: str,
+    status: ReviewStatus | None = None,
+    campaign_id: str | None = None,
+    after: int = 0,
+    limit: int = 50,
+) -> list[ReviewRecord]:
+    """A keyset page of the tenant's reviews: ids above ``after``, oldest first."""
+    where = [col(ReviewItem.tenant_id) == tenant_id, col(ReviewItem.id) > after]
+    if status is not None:
+        where.append(col(ReviewItem.status) == status.value)
+    if campaign_id is not None:
+        where.append(col(ReviewItem.campaign_id) == campaign_id)
+    rows = await session.execute(
+        select(ReviewItem).where(*where).order_by(col(ReviewItem.id)).limit(limit)
+    )
+    return [_record(item) for item in rows.scalars()]

@@ -80,3 +80,26 @@ async def get_version(
     if template is None or template.tenant_id != tenant_id:
         raise NotFound("template version", version_id)
     return template, version
+
+
+# --- The API's reads and writes ----------------------------------------------------------------
+
+
+async def template_id_named(*, session: AsyncSession, tenant_id: str, name: str) -> int | None:
+    """The id of the tenant's template of this name, if there is one."""
+    template_id: int | None = (
+        await session.execute(
+            select(Template.id).where(  # type: ignore[call-overload]
+                col(Template.tenant_id) == tenant_id, col(Template.name) == name
+            )
+        )
+    ).scalar_one_or_none()
+    return template_id
+
+
+async def create_template(*, session: AsyncSession, tenant_id: str, name: str) -> Template:
+    """A new template with no versions yet; the name must be free (unique per tenant)."""
+    template = Template(tenant_id=tenant_id, name=name)
+    session.add(template)
+    await session.flush()
+    return template

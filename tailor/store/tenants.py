@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col
@@ -33,3 +35,29 @@ async def get_tenant(*, session: AsyncSession, tenant_id: str) -> Tenant:
     if tenant is None:
         raise NotFound("tenant", tenant_id)
     return tenant
+
+
+# --- The API's writes --------------------------------------------------------------------------
+
+
+async def set_default_template_version(
+    *, session: AsyncSession, tenant: Tenant, template_version_id: int | None
+) -> None:
+    """The version a recipient gets when a campaign's template cannot render for them (the
+    caller has checked it is one of the tenant's); None removes it."""
+    tenant.default_template_version_id = template_version_id
+    await session.flush()
+
+
+async def set_delivery(
+    *,
+    session: AsyncSession,
+    tenant: Tenant,
+    providers: Sequence[str] | None,
+    send_rate_per_s: float | None,
+) -> None:
+    """The tenant's providers in failover order and its sending rate; None: the defaults."""
+    tenant.providers = list(providers) if providers is not None else None
+    tenant.send_rate_per_s = send_rate_per_s
+    session.add(tenant)
+    await session.flush()
