@@ -29,13 +29,14 @@ from tailor.models import Tenant, utcnow
 from tailor.profiles.cache import FeatureCache
 from tailor.store import tenants
 from tailor.store.ab_tests import record_engagement
-from tailor.store.campaigns import DELIVERED, find_send
+from tailor.store.campaigns import DELIVERED
 from tailor.store.events import (
     IncomingEvent,
     apply_system_event_features,
     record_events,
     record_system_event,
 )
+from tailor.store.sends import find_send
 
 router = APIRouter(prefix="/v1", tags=["events"])
 

@@ -17,7 +17,7 @@ from tailor.personalise.evaluator import check_edit
 from tailor.personalise.pii import PiiScanner
 from tailor.personalise.prompts import GeneratedEmail, ProductFact
 from tailor.personalise.rules import Catalog
-from tailor.store.products import list_products
+from tailor.store.catalog import products_of
 from tailor.store.reviews import (
     ReviewRecord,
     decide,
@@ -81,7 +81,7 @@ async def _checked_edit(
         email = GeneratedEmail.model_validate(merged)
     except ValueError as exc:
         raise InvalidInput("edits", str(exc)) from exc
-    products = await list_products(session=session, tenant_id=tenant.id)
+    products = await products_of(session=session, tenant_id=tenant.id)
     catalog = Catalog(products, tenant.website)
     prices = [ProductFact(v.name, v.price, v.url) for v in map(catalog.view, products)]
     problems = check_edit(email, prices, utcnow())

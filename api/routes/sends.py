@@ -7,7 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from api.deps import SessionDep, TenantDep
-from tailor.store.campaigns import SendRecord, campaign_sends, get_campaign, get_send
+from tailor.store.campaigns import get_campaign
+from tailor.store.sends import SendRecord, campaign_sends, get_send
 
 router = APIRouter(tags=["sends"])
 

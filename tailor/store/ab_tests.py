@@ -29,8 +29,9 @@ from tailor.models import (
     Send,
     utcnow,
 )
-from tailor.store.campaigns import DELIVERED, SendRecord, create_campaign
+from tailor.store.campaigns import DELIVERED, create_campaign
 from tailor.store.segments import BUCKETS
+from tailor.store.sends import SendRecord
 
 
 @dataclass(frozen=True)

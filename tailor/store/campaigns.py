@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -138,35 +137,6 @@ async def send_counts(conn: AsyncConnection, campaign_id: str) -> dict[str, int]
 # --- The API's reads and writes ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SendRecord:
-    """One send as the API shows it: where it stands in the ledger and why it reads as it does."""
-
-    id: int
-    campaign_id: str
-    contact_id: int
-    status: str
-    generator: str | None
-    message_id: str
-    error: str | None
-    sent_at: datetime | None
-    explain: dict[str, Any] | None
-
-
-def _send_record(send: Send) -> SendRecord:
-    return SendRecord(
-        id=send.id or 0,
-        campaign_id=send.campaign_id,
-        contact_id=send.contact_id,
-        status=send.status,
-        generator=send.generator,
-        message_id=send.message_id,
-        error=send.error,
-        sent_at=send.sent_at,
-        explain=send.explain,
-    )
-
-
 async def delete_campaign(*, conn: AsyncConnection, campaign_id: str) -> None:
     """Remove a campaign whose workflow never started, so nothing is left half-written."""
     await conn.execute(delete(Campaign).where(col(Campaign.id) == campaign_id))
@@ -179,52 +149,3 @@ async def set_campaign_status(
     writes its own with ``set_status``)."""
     campaign.status = status
     await session.flush()
-
-
-async def campaign_sends(
-    *, session: AsyncSession, campaign_id: str, after: int, limit: int
-) -> list[SendRecord]:
-    """A keyset page of the campaign's sends: ids above ``after``, ascending."""
-    rows = await session.execute(
-        select(Send)
-        .where(col(Send.campaign_id) == campaign_id, col(Send.id) > after)
-        .order_by(col(Send.id))
-        .limit(limit)
-    )
-    return [_send_record(send) for send in rows.scalars()]
-
-
-async def get_send(*, session: AsyncSession, send_id: int, tenant_id: str) -> SendRecord:
-    """The send, if it belongs to one of the tenant's campaigns."""
-    send = await session.get(Send, send_id)
-    campaign = await session.get(Campaign, send.campaign_id) if send else None
-    if send is None or campaign is None or campaign.tenant_id != tenant_id:
-        raise NotFound("send", send_id)
-    return _send_record(send)
-
-
-async def find_send(
-    *,
-    session: AsyncSession,
-    tenant_id: str,
-    message_id: str | None = None,
-    campaign_id: str | None = None,
-    contact_id: int | None = None,
-) -> SendRecord | None:
-    """The tenant's newest send with this Message-ID or, without one, to this contact in this
-    campaign."""
-    where = (
-        [col(Send.message_id) == message_id]
-        if message_id is not None
-        else [col(Send.campaign_id) == campaign_id, col(Send.contact_id) == contact_id]
-    )
-    send = (
-        await session.execute(
-            select(Send)
-            .join(Campaign, col(Campaign.id) == col(Send.campaign_id))
-            .where(*where, col(Campaign.tenant_id) == tenant_id)
-            .order_by(col(Send.id).desc())
-            .limit(1)
-        )
-    ).scalar_one_or_none()
-    return _send_record(send) if send is not None else None
