@@ -72,7 +72,7 @@ class ChunkActivities:
                 heartbeat=activity.heartbeat,
             )  # fmt: skip
         async with self.db.read() as conn:
-            open_reviews, held = await backlog(conn, ctx.campaign_id)
-            counts = await send_counts(conn, ctx.campaign_id)
+            waiting = await backlog(conn, campaign_id=ctx.campaign_id)
+            counts = await send_counts(conn, campaign_id=ctx.campaign_id)
         sent, suppressed, failed = totals(counts)
-        return ReviewBacklog(open_reviews, held, sent, suppressed, failed)
+        return ReviewBacklog(waiting.open_reviews, waiting.held, sent, suppressed, failed)

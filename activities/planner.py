@@ -76,7 +76,7 @@ class PlannerActivities:
     async def expire_reviews(self, campaign_id: str) -> int:
         """Nobody decided in time: open reviews expire, their sends get the rules tier."""
         async with self._db.write() as conn:
-            expired = await expire_open(conn, campaign_id, "review timeout")
+            expired = await expire_open(conn, campaign_id=campaign_id, why="review timeout")
         if expired:
             log.warning("campaign %s: %d reviews expired undecided", campaign_id, expired)
         return expired
@@ -86,8 +86,10 @@ class PlannerActivities:
         async with self._db.write() as conn:
             if update.status != "completed":
                 # Nothing will send the held emails now: take them off the review queue.
-                await expire_open(conn, update.campaign_id, f"campaign {update.status}")
+                await expire_open(
+                    conn, campaign_id=update.campaign_id, why=f"campaign {update.status}"
+                )
             await set_status(conn=conn, campaign_id=update.campaign_id, status=update.status)
-            counts = await send_counts(conn, update.campaign_id)
+            counts = await send_counts(conn, campaign_id=update.campaign_id)
         sent, suppressed, failed = totals(counts)
         return CampaignOutcome(update.campaign_id, update.status, sent, suppressed, failed)

@@ -54,7 +54,7 @@ class Stack:
 
     async def processed(self, campaign_id: str) -> int:
         async with self.db.read() as conn:
-            counts = await send_counts(conn, campaign_id)
+            counts = await send_counts(conn, campaign_id=campaign_id)
         return sum(n for status, n in counts.items() if status != "pending")
 
     async def unconfirmed_emails(self, campaign_id: str) -> set[str]:
@@ -68,7 +68,7 @@ class Stack:
 
     async def consenting_emails(self) -> set[str]:
         async with self.db.read() as conn:
-            consent = await current_consent(conn, range(1, CONTACTS + 1))
+            consent = await current_consent(conn, contact_ids=range(1, CONTACTS + 1))
             rows = await conn.exec_driver_sql("SELECT id, email FROM contact")
             emails: dict[int, str] = {int(row.id): str(row.email) for row in rows}
         return {emails[c] for c, s in consent.items() if s == ConsentStatus.GRANTED}
@@ -153,7 +153,7 @@ async def test_consent_revoked_through_the_api_during_a_campaign_stops_every_ema
             while await stack.processed(campaign_id) < CONTACTS // 5:
                 await asyncio.sleep(0.05)
         async with stack.db.read() as conn:
-            consent = await current_consent(conn, range(1, CONTACTS + 1))
+            consent = await current_consent(conn, contact_ids=range(1, CONTACTS + 1))
         # Contacts spread over the whole list: some already sent, most still ahead.
         victims = [c for c in range(50, CONTACTS, 397) if consent.get(c) == "granted"]
         answered: dict[int, float] = {}

@@ -77,7 +77,7 @@ async def test_revoke_consent_signal_reaches_chunks_scheduled_after_it(
     """The signal alone (no ledger row yet, e.g. a lagging replica) keeps the email from going."""
     campaign_id, consenting = await seeded_campaign(sqlite_db, 100)
     async with sqlite_db.read() as conn:
-        consent = await current_consent(conn, range(1, 101))
+        consent = await current_consent(conn, contact_ids=range(1, 101))
     victim = next(cid for cid, status in consent.items() if status == ConsentStatus.GRANTED)
     queue = task_queue()
     async with build_worker(
@@ -134,7 +134,7 @@ async def test_reply_lost_after_end_of_data_is_never_resent(
     assert set(per_recipient.values()) == {1} and len(per_recipient) == consenting
     assert outcome.sent == consenting
     async with sqlite_db.read() as conn:
-        counts = await send_counts(conn, campaign_id)
+        counts = await send_counts(conn, campaign_id=campaign_id)
     assert counts[SendStatus.DISPATCHED] == 3  # unconfirmed, counted as sent, never resent
 
 

@@ -62,7 +62,7 @@ async def test_revoked_contact_is_suppressed_not_sent(
 ) -> None:
     campaign_id, _ = await seeded_campaign(sqlite_db, 60)
     async with sqlite_db.read() as conn:
-        consent = await current_consent(conn, range(1, 61))
+        consent = await current_consent(conn, contact_ids=range(1, 61))
     victim = next(cid for cid, status in consent.items() if status == ConsentStatus.GRANTED)
     async with sqlite_db.session() as session:
         await record_consent(
@@ -80,7 +80,7 @@ async def test_revoked_contact_is_suppressed_not_sent(
     async with build_worker(time_skipping_env.client, sqlite_db, settings, queue):
         await run_campaign(time_skipping_env.client, campaign_id, queue)
     async with sqlite_db.read() as conn:
-        counts = await send_counts(conn, campaign_id)
+        counts = await send_counts(conn, campaign_id=campaign_id)
     assert counts[SendStatus.SUPPRESSED] >= 1
     recipients = {e.to for e in read_outbox(sink.maildir, campaign_id)}
     async with sqlite_db.read_session() as session:

@@ -49,7 +49,7 @@ class Stack:
 
     async def settled(self, campaign_id: str) -> int:
         async with self.db.read() as conn:
-            counts = await send_counts(conn, campaign_id)
+            counts = await send_counts(conn, campaign_id=campaign_id)
         return sum(n for status, n in counts.items() if status != SendStatus.PENDING)
 
     async def until_settled(self, campaign_id: str, at_least: int) -> None:

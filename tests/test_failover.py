@@ -246,10 +246,10 @@ async def test_sends_left_unclear_by_a_dead_attempt_are_looked_up_not_guessed(
     seeded = await seed_demo(db, contacts=CONTACTS)
     campaign = await _campaign(db, seeded.template_version_id)
     async with db.read_session() as session:
-        granted = await consenting_contacts(await session.connection(), "demo", 20)
+        granted = await consenting_contacts(await session.connection(), tenant_id="demo", limit=20)
     async with db.write() as conn:
         await ensure_send_rows(
-            conn, campaign_id=campaign, contact_ids=[c for c, _ in granted],
+            conn, campaign_id=campaign, contact_ids=[c.id for c in granted],
             domain="northwind.example.com",
         )  # fmt: skip
         await conn.execute(

@@ -57,7 +57,7 @@ async def test_the_pipeline_sends_each_consenting_contact_once_without_temporal(
     pipeline = _pipeline(db, sink)
     everyone = list(range(1, 41))
     async with db.read() as conn:
-        consent = await current_consent(conn, everyone)
+        consent = await current_consent(conn, contact_ids=everyone)
     # A consenting contact whose revocation the workflow forwards (signalled mid-campaign).
     revoked = min(c for c, status in consent.items() if status == ConsentStatus.GRANTED)
     beats: list[object] = []

@@ -32,7 +32,7 @@ async def _revoke(db: Database, contact_id: int) -> None:
 async def test_claims_are_exclusive_and_respect_the_newest_consent(db: Database) -> None:
     campaign_id, _ = await seeded_campaign(db, 30)
     async with db.read() as conn:
-        consent = await current_consent(conn, range(1, 31))
+        consent = await current_consent(conn, contact_ids=range(1, 31))
     granted = [c for c, s in consent.items() if s == ConsentStatus.GRANTED][:6]
     async with db.write() as conn:
         await ensure_send_rows(conn, campaign_id=campaign_id, contact_ids=granted, domain="x.test")
@@ -52,14 +52,14 @@ async def test_claims_are_exclusive_and_respect_the_newest_consent(db: Database)
     assert first == set(ids) - {revoked_send}
     assert second == set(), "a claimed send is never claimed again"
     async with db.read() as conn:
-        counts = await send_counts(conn, campaign_id)
+        counts = await send_counts(conn, campaign_id=campaign_id)
     assert counts[SendStatus.DISPATCHED] == 5 and counts[SendStatus.PENDING] == 1
 
 
 async def test_consent_ledger_is_append_only(db: Database) -> None:
     await seeded_campaign(db, 5)
     async with db.read() as conn:
-        contact_id = next(iter(await current_consent(conn, range(1, 6))))
+        contact_id = next(iter(await current_consent(conn, contact_ids=range(1, 6))))
     await _revoke(db, contact_id)
     async with db.session() as session:
         await record_consent(
@@ -72,7 +72,7 @@ async def test_consent_ledger_is_append_only(db: Database) -> None:
     assert [r.status for r in history] == ["granted", "revoked", "granted"]
     assert history[-1].wording_version == "newsletter-v3"
     async with db.read() as conn:
-        assert (await current_consent(conn, [contact_id]))[contact_id] == "granted"
+        assert (await current_consent(conn, contact_ids=[contact_id]))[contact_id] == "granted"
 
 
 async def test_migrations_match_the_models(db: Database) -> None:
@@ -83,7 +83,7 @@ async def test_migrations_match_the_models(db: Database) -> None:
 async def test_the_synchronous_sqlite_claim_matches_the_async_one(sqlite_db: Database) -> None:
     campaign_id, _ = await seeded_campaign(sqlite_db, 20)
     async with sqlite_db.read() as conn:
-        consent = await current_consent(conn, range(1, 21))
+        consent = await current_consent(conn, contact_ids=range(1, 21))
     granted = [c for c, s in consent.items() if s == ConsentStatus.GRANTED][:4]
     async with sqlite_db.write() as conn:
         await ensure_send_rows(conn, campaign_id=campaign_id, contact_ids=granted, domain="x.test")

@@ -84,7 +84,7 @@ async def read(
     """The test, each variant's delivered emails and engagement, and the decision."""
     test = await get_ab_test(session=session, test_id=test_id, tenant_id=tenant.id)
     async with db.read() as conn:
-        counts = await variant_counts(conn, test)
+        counts = await variant_counts(conn, test=test)
     progress = None
     if test.status in ACTIVE:
         try:

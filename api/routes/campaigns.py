@@ -80,8 +80,8 @@ async def read(
     reachable: the counts come from the store either way)."""
     campaign = await get_campaign(session=session, campaign_id=campaign_id, tenant_id=tenant.id)
     async with db.read() as conn:
-        counts = await send_counts(conn, campaign.id)
-        generation = await generation_stats(conn, campaign.id)
+        counts = await send_counts(conn, campaign_id=campaign.id)
+        generation = await generation_stats(conn, campaign_id=campaign.id)
     progress = None
     if campaign.status in ACTIVE:
         try:

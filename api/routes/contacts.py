@@ -95,7 +95,7 @@ async def change_consent(
     # is simply not reached).
     journeys = [
         journey_workflow_id(tenant.id, key, contact_id)
-        for key in await journey_keys(session, tenant.id)
+        for key in await journey_keys(session, tenant_id=tenant.id)
     ]
     # Commit the ledger row now: sends check it at dispatch, whatever the signals do.
     await session.commit()

@@ -49,7 +49,7 @@ async def list_reviews(
         after=after, limit=limit,
     )  # fmt: skip
     async with db.read() as conn:
-        held = await held_counts(conn, [i.id for i in items])
+        held = await held_counts(conn, review_ids=[i.id for i in items])
     data = [_public(item, held.get(item.id, 0)) for item in items]
     return {"data": data, "count": len(data), "next_after": data[-1].id if data else None}
 
@@ -60,7 +60,7 @@ async def read_review(
 ) -> ReviewPublic:
     item = await get_review(session=session, tenant_id=tenant.id, review_id=review_id)
     async with db.read() as conn:
-        held = await held_counts(conn, [review_id])
+        held = await held_counts(conn, review_ids=[review_id])
     return _public(item, held.get(review_id, 0))
 
 
@@ -107,7 +107,7 @@ async def _decided(
     except HTTPException:
         pass  # Temporal unreachable: the campaign re-checks the store hourly
     async with db.read() as conn:
-        held = await held_counts(conn, [item.id])
+        held = await held_counts(conn, review_ids=[item.id])
     message = (
         "the campaign is delivering the held emails"
         if signalled

@@ -58,7 +58,7 @@ async def one_click(
     # is simply not reached).
     journeys = [
         journey_workflow_id(campaign.tenant_id, key, contact_id)
-        for key in await journey_keys(session, campaign.tenant_id)
+        for key in await journey_keys(session, tenant_id=campaign.tenant_id)
     ]
     await session.commit()
     try:

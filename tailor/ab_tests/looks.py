@@ -19,7 +19,7 @@ async def evaluate(db: Database, look: AbLook) -> AbVerdict:
     first one would have. At the final look an inconclusive test sends its default variant."""
     test = await load_test(db, look.test_id)
     async with db.read() as conn:
-        counts = await variant_counts(conn, test)
+        counts = await variant_counts(conn, test=test)
     stats = [VariantStats(c.key, c.sent, c.successes) for c in counts]
     rule = DecisionRule(threshold=test.threshold, min_sent_per_variant=test.min_sent_per_variant)
     decision = decide(stats, rule, seed_for(f"{test.id}:{look.look}"))

@@ -44,8 +44,8 @@ async def roll_out(db: Database, rollout: AbRollout) -> str:
         conn = await session.connection()
         await set_ab_status(
             conn,
-            test.id,
-            AbTestStatus.ROLLING_OUT,
+            test_id=test.id,
+            status=AbTestStatus.ROLLING_OUT,
             winner=verdict.winner,
             decision={"how": verdict.how, "reason": verdict.reason,
                       "probabilities": verdict.probabilities},
@@ -67,7 +67,7 @@ async def add_to_corpus(
             session=session, tenant_id=test.tenant_id, version_id=variant["template_version_id"]
         )
     async with db.read() as conn:
-        counts = {c.key: c for c in await variant_counts(conn, test)}
+        counts = {c.key: c for c in await variant_counts(conn, test=test)}
     won = counts[variant["key"]]
     rate = won.successes / won.sent if won.sent else 0.0
     texts = {
@@ -98,4 +98,4 @@ async def add_to_corpus(
 
 async def finish(db: Database, test_id: str, status: str) -> None:
     async with db.write() as conn:
-        await set_ab_status(conn, test_id, AbTestStatus(status))
+        await set_ab_status(conn, test_id=test_id, status=AbTestStatus(status))

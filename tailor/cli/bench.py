@@ -260,7 +260,7 @@ async def _measure(
                 if live is not None:
                     queries.append(time.monotonic() - asked)
                 async with db.read() as conn:
-                    counts = await send_counts(conn, campaign.id)
+                    counts = await send_counts(conn, campaign_id=campaign.id)
                 done = sum(n for status, n in counts.items() if status != "pending")
                 rate = done / max(time.monotonic() - started, 1e-6)
                 progress.update(task, completed=done, rate=f"{rate:,.0f}/s")
@@ -270,7 +270,7 @@ async def _measure(
         processed = outcome.sent + outcome.suppressed + outcome.failed
 
         async with db.read() as conn:
-            generation = await generation_stats(conn, campaign.id)
+            generation = await generation_stats(conn, campaign_id=campaign.id)
         latencies, events = await chunk_latencies(client, campaign.workflow_id)
         with console.status(f"Baseline: plain loop over {baseline_n:,} emails…"):
             if settings.providers[0] == "smtp":

@@ -172,10 +172,8 @@ async def _prepare(db: Database, needed: int, console: Console) -> tuple[str, li
             contacts = math.ceil(contacts * 1.2)
             progress.update(task, total=contacts)
     async with db.read() as conn:
-        people = [
-            Person(contact_id, email.lower())
-            for contact_id, email in await consenting_contacts(conn, seeded.tenant_id, needed)
-        ]
+        found = await consenting_contacts(conn, tenant_id=seeded.tenant_id, limit=needed)
+        people = [Person(c.id, c.email.lower()) for c in found]
     async with db.session() as session:
         spec = JourneySpec(
             key=JOURNEY,

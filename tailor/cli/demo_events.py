@@ -17,28 +17,29 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from tailor.cli.processes import StartupError
 from tailor.config import Settings
 from tailor.db import Database
-from tailor.store.consent import consenting_contacts
+from tailor.store.consent import ContactAddress, consenting_contacts
 
 TENANT = {"X-Tailor-Tenant": "demo"}
 SETTLE_S = 15.0  # at most this long for the instant sends (welcome-1) before counting
 
 
-async def _people(settings: Settings, count: int) -> list[tuple[int, str]]:
-    """Consenting demo contacts: (id, email)."""
+async def _people(settings: Settings, count: int) -> list[ContactAddress]:
+    """Consenting demo contacts."""
     db = Database(settings.resolved_database_url)
     try:
         async with db.read() as conn:
-            return await consenting_contacts(conn, "demo", count)
+            return await consenting_contacts(conn, tenant_id="demo", limit=count)
     finally:
         await db.dispose()
 
 
-def _stream(people: list[tuple[int, str]], seed: int = 11) -> list[dict[str, Any]]:
+def _stream(people: list[ContactAddress], seed: int = 11) -> list[dict[str, Any]]:
     """A plausible mix: a third sign up, a third abandon a cart (a third of those then buy),
     and the rest open emails or have a birthday today."""
     rng = random.Random(seed)
     calls: list[dict[str, Any]] = []
-    for i, (contact_id, _) in enumerate(people):
+    for i, person in enumerate(people):
+        contact_id = person.id
         user = f"demo-user-{contact_id}"
 
         def track(event: str, user: str = user, **properties: Any) -> None:
@@ -70,8 +71,9 @@ async def drive_journeys(api: str, settings: Settings, people: int,
         installed = await http.post("/v1/journeys/builtins")
         if installed.status_code != 200:
             raise StartupError(f"the API refused the built-in journeys: {installed.text}")
-        identify = [{"type": "identify", "userId": f"demo-user-{cid}", "traits": {"email": email},
-                     "messageId": f"demo-identify-{cid}"} for cid, email in chosen]  # fmt: skip
+        identify = [{"type": "identify", "userId": f"demo-user-{c.id}",
+                     "traits": {"email": c.email}, "messageId": f"demo-identify-{c.id}"}
+                    for c in chosen]  # fmt: skip
         answer = await http.post("/v1/batch", json={"batch": identify})
         if answer.status_code != 200:
             raise StartupError(f"the API refused the demo shoppers: {answer.text}")
@@ -84,7 +86,7 @@ async def drive_journeys(api: str, settings: Settings, people: int,
                 if response.status_code != 200:
                     raise StartupError(f"the API refused an event: {response.text}")
                 progress.advance(task)
-        ids = {cid for cid, _ in chosen}
+        ids = {person.id for person in chosen}
         signed_up = {c["userId"] for c in calls if c["event"] == "Signed Up"}
         deadline = time.monotonic() + SETTLE_S
         # Until every sign-up's welcome journey has recorded its run and sent its first email

@@ -40,7 +40,7 @@ class Milestones:
                                        size=page.size)  # fmt: skip
             if not rows:
                 return FeaturesPageResult(None, 0)
-            consent = await current_consent(conn, (c.id or 0 for c in rows))
+            consent = await current_consent(conn, contact_ids=(c.id or 0 for c in rows))
         candidates = [
             c for c in rows
             if c.tenant_id in tenants and consent.get(c.id or 0) == ConsentStatus.GRANTED

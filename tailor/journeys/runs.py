@@ -22,24 +22,32 @@ async def start_run(db: Database, start: JourneyStart) -> JourneyPlan:
     """Pin the definition version this run keeps, and record the run."""
     journey = start.journey
     async with db.write() as conn:
-        definition = await latest_definition(conn, journey.tenant_id, journey.journey_key)
+        definition = await latest_definition(
+            conn, tenant_id=journey.tenant_id, key=journey.journey_key
+        )
         if definition is None or definition.id is None:
             raise JourneyNotDefined(journey.tenant_id, journey.journey_key)
         await record_run(
             conn,
-            JourneyRun(
+            run=JourneyRun(
                 id=start.run_id, tenant_id=journey.tenant_id, contact_id=journey.contact_id,
                 journey_key=journey.journey_key, definition_id=definition.id,
                 workflow_id=start.workflow_id,
             ),
         )  # fmt: skip
-        consent = await current_consent(conn, [journey.contact_id])
+        consent = await current_consent(conn, contact_ids=[journey.contact_id])
     return plan_of(definition, consent.get(journey.contact_id) == ConsentStatus.GRANTED)
 
 
 async def end_run(db: Database, end: JourneyEnd) -> None:
     async with db.write() as conn:
-        await finish_run(conn, end.run_id, end.status, end.reason, end.emails_sent)
+        await finish_run(
+            conn,
+            run_id=end.run_id,
+            status=end.status,
+            reason=end.reason,
+            emails_sent=end.emails_sent,
+        )
 
 
 def plan_of(definition: JourneyDefinition, consented: bool) -> JourneyPlan:

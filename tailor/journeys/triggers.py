@@ -68,8 +68,8 @@ class TriggerAgent:
                 log.warning("event %s: trigger processing failed (%s); dead-lettered",
                             event.id, type(exc).__name__)  # fmt: skip
                 async with self._db.write() as conn:
-                    await add_dead_letter(conn, tenant_id, event.id, f"{type(exc).__name__}: "
-                                                                     f"{exc}")  # fmt: skip
+                    await add_dead_letter(conn, tenant_id=tenant_id, event_id=event.id,
+                                          error=f"{type(exc).__name__}: {exc}")  # fmt: skip
 
     async def replay(self, tenant_id: str, event: StoredEvent) -> Outcome:
         """Process a dead-lettered event again; raises if it fails again (attempts counted)."""
@@ -77,20 +77,25 @@ class TriggerAgent:
             outcome = await self.process(tenant_id, event)
         except Exception as exc:
             async with self._db.write() as conn:
-                await add_dead_letter(conn, tenant_id, event.id, f"{type(exc).__name__}: {exc}")
+                await add_dead_letter(
+                    conn,
+                    tenant_id=tenant_id,
+                    event_id=event.id,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
             raise
         async with self._db.write() as conn:
-            await mark_replayed(conn, event.id)
+            await mark_replayed(conn, event_id=event.id)
         return outcome
 
     async def process(self, tenant_id: str, event: StoredEvent) -> Outcome:
         assert event.contact_id is not None
         async with self._db.read() as conn:
-            rules = await rules_for(conn, tenant_id, {event.name})
+            rules = await rules_for(conn, tenant_id=tenant_id, events={event.name})
             matching = [r for r in rules if await self._holds(conn, r, event)]
             # By workflow id, not by run rows: a run started a moment ago may not have
             # recorded itself yet, and its exit event must still reach it.
-            ending = await journey_keys(conn, tenant_id, exit_on=event.name)
+            ending = await journey_keys(conn, tenant_id=tenant_id, exit_on=event.name)
         if not matching and not ending:
             return Outcome([], 0)
         control = await self._journeys()
@@ -114,14 +119,21 @@ class TriggerAgent:
         assert event.contact_id is not None
         when = event.occurred_at
         if rule.conditions.get("min_count", 1) > 1:
-            counts = await event_counts(conn, event.contact_id, [event.name], when - WINDOW, when)
+            counts = await event_counts(
+                conn,
+                contact_id=event.contact_id,
+                names=[event.name],
+                since=when - WINDOW,
+                until=when,
+            )
             if counts.get(event.name, 0) < rule.conditions["min_count"]:
                 return False
         unless = rule.conditions.get("unless") or []
         if unless:
             hours = timedelta(hours=rule.conditions.get("unless_within_hours", 24))
-            if any((await event_counts(conn, event.contact_id, unless, when - hours,
-                                       when)).values()):  # fmt: skip
+            recent = await event_counts(conn, contact_id=event.contact_id, names=unless,
+                                        since=when - hours, until=when)  # fmt: skip
+            if any(recent.values()):
                 return False
         wanted_orders = rule.conditions.get("order_count_in") or []
         if wanted_orders:

@@ -219,7 +219,9 @@ class ClusterGenerator:
                     # Flagged for this campaign already: wait for (or use) the person's
                     # decision rather than pay for another attempt.
                     async with self._db.read() as conn:
-                        review = await cluster_review(conn, ctx.campaign_id, key)
+                        review = await cluster_review(
+                            conn, campaign_id=ctx.campaign_id, cluster_key=key
+                        )
                     if review is not None:
                         content = reviewed(review)
                     elif may_call:
@@ -323,7 +325,7 @@ class ClusterGenerator:
         contents: dict[int, ClusterContent] = {}
         async with self._db.read() as conn:
             for review_id in review_ids:
-                review = await review_by_id(conn, review_id)
+                review = await review_by_id(conn, review_id=review_id)
                 if review is not None:
                     contents[review_id] = reviewed(review)
         return contents

@@ -40,7 +40,7 @@ async def screen(
             conn, campaign_id=campaign_id, contact_ids=contact_ids, occurrence=occurrence
         )
         pending = [s for s in sends if s.status == SendStatus.PENDING]
-        consent = await current_consent(conn, (s.contact_id for s in pending))
+        consent = await current_consent(conn, contact_ids=(s.contact_id for s in pending))
     revoked = set(revoked_contact_ids)
     refused = {
         s.id

@@ -34,14 +34,16 @@ class Outcomes:
     async def record(self, *, final: bool = True) -> None:
         accepted, self.accepted = self.accepted, []
         async with self._db.write() as conn:
-            await mark_sent(conn, accepted)
+            await mark_sent(conn, accepted=accepted)
             if not final:
                 return
             for send_id, reason in self.refused:
                 for from_status in (SendStatus.DISPATCHED, SendStatus.PENDING):
                     await mark(conn, send_ids=[send_id], status=SendStatus.FAILED,
                                from_status=from_status, error=reason)  # fmt: skip
-            await suppress_addresses(conn, self.tenant_id, self.suppress, source="hard-bounce")
+            await suppress_addresses(
+                conn, tenant_id=self.tenant_id, contact_ids=self.suppress, source="hard-bounce"
+            )
             for send_id, reason in self.invalid:
                 await mark(conn, send_ids=[send_id], status=SendStatus.FAILED,
                            from_status=SendStatus.PENDING, error=reason)  # fmt: skip

@@ -104,10 +104,10 @@ class SendPipeline:
         """Deliver the held sends whose review is decided: the approved content, or the
         rules-tier email if it was rejected or expired."""
         async with self.db.write() as conn:
-            await release_decided(conn, ctx.campaign_id)
+            await release_decided(conn, campaign_id=ctx.campaign_id)
         while True:
             async with self.db.read() as conn:
-                released = await released_sends(conn, ctx.campaign_id, batch_size)
+                released = await released_sends(conn, campaign_id=ctx.campaign_id, limit=batch_size)
             if not released:
                 return
             screened = await screen(self.db, campaign_id=ctx.campaign_id,
@@ -148,7 +148,7 @@ class SendPipeline:
         if held:
             async with self.db.write() as conn:
                 for review_id, send_ids in held.items():
-                    await hold(conn, send_ids, review_id)
+                    await hold(conn, send_ids=send_ids, review_id=review_id)
         return ready
 
     async def _send(

@@ -129,7 +129,7 @@ async def get_ab_test(
     return test
 
 
-async def variant_counts(conn: AsyncConnection, test: AbTest) -> list[VariantCounts]:
+async def variant_counts(conn: AsyncConnection, *, test: AbTest) -> list[VariantCounts]:
     """Per variant: emails delivered, and people who did the test's metric at least once."""
     campaign_ids = [v["campaign_id"] for v in test.variants]
     sent: dict[str, int] = dict(
@@ -166,9 +166,9 @@ async def variant_counts(conn: AsyncConnection, test: AbTest) -> list[VariantCou
 
 async def set_ab_status(
     conn: AsyncConnection,
+    *,
     test_id: str,
     status: AbTestStatus,
-    *,
     winner: str | None = None,
     decision: dict[str, Any] | None = None,
     rollout_campaign_id: str | None = None,

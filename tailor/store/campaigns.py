@@ -122,7 +122,7 @@ def totals(counts: Mapping[str, int]) -> tuple[int, int, int]:
     )
 
 
-async def send_counts(conn: AsyncConnection, campaign_id: str) -> dict[str, int]:
+async def send_counts(conn: AsyncConnection, *, campaign_id: str) -> dict[str, int]:
     """Sends by status. A dispatched send counts as sent: it is never sent again."""
     rows = await conn.execute(
         select(Send.status, func.count())  # type: ignore[call-overload]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -37,7 +38,7 @@ async def record_consent(
 
 
 async def suppress_addresses(
-    conn: AsyncConnection, tenant_id: str, contact_ids: Iterable[int], *, source: str
+    conn: AsyncConnection, *, tenant_id: str, contact_ids: Iterable[int], source: str
 ) -> None:
     """A provider refused these addresses for good (hard bounce, invalid): a ``suppressed``
     ledger row stops every later send to them, as a revocation does, and says why."""
@@ -68,7 +69,7 @@ async def consent_history(*, session: AsyncSession, contact_id: int) -> list[Con
     return list(rows.scalars())
 
 
-async def current_consent(conn: AsyncConnection, contact_ids: Iterable[int]) -> dict[int, str]:
+async def current_consent(conn: AsyncConnection, *, contact_ids: Iterable[int]) -> dict[int, str]:
     """Newest ledger status for each contact that has any; absent means never consented."""
     ids = list(contact_ids)
     out: dict[int, str] = {}
@@ -88,11 +89,17 @@ async def current_consent(conn: AsyncConnection, contact_ids: Iterable[int]) -> 
     return out
 
 
+@dataclass(frozen=True)
+class ContactAddress:
+    id: int
+    email: str
+
+
 async def consenting_contacts(
-    conn: AsyncConnection, tenant_id: str, limit: int
-) -> list[tuple[int, str]]:
-    """The first ``limit`` contacts by id whose newest consent is granted: (id, email)."""
-    found: list[tuple[int, str]] = []
+    conn: AsyncConnection, *, tenant_id: str, limit: int
+) -> list[ContactAddress]:
+    """The first ``limit`` contacts by id whose newest consent is granted."""
+    found: list[ContactAddress] = []
     after = 0
     while len(found) < limit:
         rows = (
@@ -105,7 +112,11 @@ async def consenting_contacts(
         ).all()
         if not rows:
             break
-        consent = await current_consent(conn, (contact_id for contact_id, _ in rows))
-        found += [(cid, email) for cid, email in rows if consent.get(cid) == ConsentStatus.GRANTED]
+        consent = await current_consent(conn, contact_ids=(contact_id for contact_id, _ in rows))
+        found += [
+            ContactAddress(cid, email)
+            for cid, email in rows
+            if consent.get(cid) == ConsentStatus.GRANTED
+        ]
         after = rows[-1][0]
     return found[:limit]

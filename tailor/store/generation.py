@@ -84,7 +84,7 @@ async def record_pii_incident(
     )  # fmt: skip
 
 
-async def generation_stats(conn: AsyncConnection, campaign_id: str) -> dict[str, Any]:
+async def generation_stats(conn: AsyncConnection, *, campaign_id: str) -> dict[str, Any]:
     by_generator: dict[str | None, int] = dict(
         (
             await conn.execute(

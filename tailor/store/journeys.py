@@ -108,7 +108,7 @@ async def create_definition(
 
 
 async def latest_definition(
-    conn: AsyncConnection, tenant_id: str, key: str
+    conn: AsyncConnection, *, tenant_id: str, key: str
 ) -> JourneyDefinition | None:
     row = await conn.execute(
         select(JourneyDefinition)
@@ -158,7 +158,10 @@ async def install_builtins(*, session: AsyncSession, tenant_id: str) -> list[str
     journey keys installed. Safe to repeat."""
     installed: list[str] = []
     for spec in BUILTIN_JOURNEYS:
-        if await latest_definition(await session.connection(), tenant_id, spec.key) is None:
+        if (
+            await latest_definition(await session.connection(), tenant_id=tenant_id, key=spec.key)
+            is None
+        ):
             await create_definition(session=session, tenant_id=tenant_id, spec=spec)
             installed.append(spec.key)
     existing = {(r.event, r.journey_key) for r in await list_rules(session=session,
@@ -169,7 +172,9 @@ async def install_builtins(*, session: AsyncSession, tenant_id: str) -> list[str
     return installed
 
 
-async def rules_for(conn: AsyncConnection, tenant_id: str, events: set[str]) -> list[TriggerRule]:
+async def rules_for(
+    conn: AsyncConnection, *, tenant_id: str, events: set[str]
+) -> list[TriggerRule]:
     rows = await conn.execute(
         select(TriggerRule).where(
             col(TriggerRule.tenant_id) == tenant_id,
@@ -191,7 +196,12 @@ async def tenants_with_rules(conn: AsyncConnection, *, events: Sequence[str]) ->
 
 
 async def event_counts(
-    conn: AsyncConnection, contact_id: int, names: Sequence[str], since: datetime, until: datetime
+    conn: AsyncConnection,
+    *,
+    contact_id: int,
+    names: Sequence[str],
+    since: datetime,
+    until: datetime,
 ) -> dict[str, int]:
     """How often the person did each of these events in [since, until]."""
     rows = await conn.execute(
@@ -207,7 +217,7 @@ async def event_counts(
     return dict(rows.all())
 
 
-async def journey_keys(conn: AsyncConnection | AsyncSession, tenant_id: str,
+async def journey_keys(conn: AsyncConnection | AsyncSession, *, tenant_id: str,
                        exit_on: str | None = None) -> list[str]:  # fmt: skip
     """The tenant's journey keys; with ``exit_on``, those any version of which that event ends.
     (Journeys are addressed by key: their workflow ids are deterministic.)"""
@@ -223,14 +233,14 @@ async def journey_keys(conn: AsyncConnection | AsyncSession, tenant_id: str,
 # --- runs -------------------------------------------------------------------------------------
 
 
-async def record_run(conn: AsyncConnection, run: JourneyRun) -> None:
+async def record_run(conn: AsyncConnection, *, run: JourneyRun) -> None:
     """Idempotent: a retried start finds its row."""
     if await conn.scalar(select(col(JourneyRun.id)).where(col(JourneyRun.id) == run.id)) is None:
         await conn.execute(JourneyRun.__table__.insert().values(**run.model_dump()))  # type: ignore[attr-defined]
 
 
 async def finish_run(
-    conn: AsyncConnection, run_id: str, status: str, reason: str, emails_sent: int
+    conn: AsyncConnection, *, run_id: str, status: str, reason: str, emails_sent: int
 ) -> None:
     await conn.execute(
         update(JourneyRun)
@@ -275,7 +285,9 @@ async def list_runs(
 # --- dead letters -----------------------------------------------------------------------------
 
 
-async def add_dead_letter(conn: AsyncConnection, tenant_id: str, event_id: int, error: str) -> None:
+async def add_dead_letter(
+    conn: AsyncConnection, *, tenant_id: str, event_id: int, error: str
+) -> None:
     """Record (or re-record, counting attempts) an event whose trigger processing failed."""
     found = await conn.scalar(
         select(col(DeadLetter.id)).where(col(DeadLetter.event_id) == event_id)
@@ -332,7 +344,7 @@ async def get_dead_letter(
     return row[0], row[1]
 
 
-async def mark_replayed(conn: AsyncConnection, event_id: int) -> None:
+async def mark_replayed(conn: AsyncConnection, *, event_id: int) -> None:
     await conn.execute(
         update(DeadLetter)
         .where(col(DeadLetter.event_id) == event_id)

@@ -62,7 +62,7 @@ async def open_review(
     reason: str,
 ) -> ClusterReview:
     """The cluster's review, opened now unless another chunk or worker opened it first."""
-    existing = await cluster_review(conn, campaign_id, cluster_key)
+    existing = await cluster_review(conn, campaign_id=campaign_id, cluster_key=cluster_key)
     if existing is not None:
         return existing
     await conn.execute(
@@ -73,7 +73,7 @@ async def open_review(
             status=ReviewStatus.PENDING.value, edited=False, created_at=utcnow(),
         )
     )  # fmt: skip
-    opened = await cluster_review(conn, campaign_id, cluster_key)
+    opened = await cluster_review(conn, campaign_id=campaign_id, cluster_key=cluster_key)
     assert opened is not None
     return opened
 
@@ -83,7 +83,7 @@ _COLUMNS = (ReviewItem.id, ReviewItem.status, ReviewItem.provider, ReviewItem.mo
 
 
 async def cluster_review(
-    conn: AsyncConnection, campaign_id: str, cluster_key: str
+    conn: AsyncConnection, *, campaign_id: str, cluster_key: str
 ) -> ClusterReview | None:
     row = (
         await conn.execute(
@@ -94,7 +94,7 @@ async def cluster_review(
     return _review(row)
 
 
-async def review_by_id(conn: AsyncConnection, review_id: int) -> ClusterReview | None:
+async def review_by_id(conn: AsyncConnection, *, review_id: int) -> ClusterReview | None:
     row = (
         await conn.execute(select(*_COLUMNS).where(col(ReviewItem.id) == review_id))  # type: ignore[call-overload]
     ).first()
@@ -110,7 +110,7 @@ def _review(row: Any) -> ClusterReview | None:
     )
 
 
-async def hold(conn: AsyncConnection, send_ids: Sequence[int], review_id: int) -> None:
+async def hold(conn: AsyncConnection, *, send_ids: Sequence[int], review_id: int) -> None:
     for start in range(0, len(send_ids), 1000):
         await conn.execute(
             update(Send)
@@ -129,7 +129,7 @@ def _decided(campaign_id: str) -> Any:
     )
 
 
-async def release_decided(conn: AsyncConnection, campaign_id: str) -> None:
+async def release_decided(conn: AsyncConnection, *, campaign_id: str) -> None:
     """Held sends whose review is decided become pending again, still tagged with it."""
     await conn.execute(
         update(Send)
@@ -142,7 +142,7 @@ async def release_decided(conn: AsyncConnection, campaign_id: str) -> None:
     )
 
 
-async def released_sends(conn: AsyncConnection, campaign_id: str, limit: int) -> dict[int, int]:
+async def released_sends(conn: AsyncConnection, *, campaign_id: str, limit: int) -> dict[int, int]:
     """Released sends not yet delivered: contact id -> review id, lowest contact ids first."""
     rows = await conn.execute(
         select(Send.contact_id, Send.review_id)  # type: ignore[call-overload]
@@ -157,8 +157,14 @@ async def released_sends(conn: AsyncConnection, campaign_id: str, limit: int) ->
     return {int(contact_id): int(review_id) for contact_id, review_id in rows}
 
 
-async def backlog(conn: AsyncConnection, campaign_id: str) -> tuple[int, int]:
-    """(reviews still pending, sends held) for a campaign."""
+@dataclass(frozen=True)
+class Backlog:
+    open_reviews: int  # still pending a decision
+    held: int  # sends waiting on them
+
+
+async def backlog(conn: AsyncConnection, *, campaign_id: str) -> Backlog:
+    """What of a campaign still waits for a person."""
     pending = (
         await conn.execute(
             select(func.count()).where(
@@ -174,10 +180,10 @@ async def backlog(conn: AsyncConnection, campaign_id: str) -> tuple[int, int]:
             )
         )
     ).scalar_one()
-    return int(pending), int(held)
+    return Backlog(int(pending), int(held))
 
 
-async def expire_open(conn: AsyncConnection, campaign_id: str, why: str) -> int:
+async def expire_open(conn: AsyncConnection, *, campaign_id: str, why: str) -> int:
     result = await conn.execute(
         update(ReviewItem)
         .where(
@@ -215,7 +221,7 @@ async def decide(
         raise AlreadyDecided(review_id, current)
 
 
-async def held_counts(conn: AsyncConnection, review_ids: Sequence[int]) -> dict[int, int]:
+async def held_counts(conn: AsyncConnection, *, review_ids: Sequence[int]) -> dict[int, int]:
     if not review_ids:
         return {}
     rows = await conn.execute(

@@ -296,7 +296,7 @@ async def mark(
         )
 
 
-async def mark_sent(conn: AsyncConnection, accepted: Sequence[Accepted]) -> None:
+async def mark_sent(conn: AsyncConnection, *, accepted: Sequence[Accepted]) -> None:
     """Record the providers' acceptance of these sends."""
     if not accepted:
         return
