@@ -4,7 +4,6 @@ reject it. The decision is committed first, then the waiting campaign is signall
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -12,14 +11,13 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from api.deps import DatabaseDep, GatewayDep, SessionDep, TenantDep
 from api.schemas.reviews import ReviewApproval, ReviewDecided, ReviewPublic, ReviewRejection
 from tailor.errors import InvalidInput
-from tailor.models import ReviewStatus, Tenant, utcnow
+from tailor.models import ReviewItem, ReviewStatus, Tenant, utcnow
 from tailor.personalise.evaluator import check_edit
 from tailor.personalise.pii import PiiScanner
 from tailor.personalise.prompts import GeneratedEmail, ProductFact
 from tailor.personalise.rules import Catalog
 from tailor.store.catalog import products_of
 from tailor.store.reviews import (
-    ReviewRecord,
     decide,
     get_review,
     held_counts,
@@ -29,8 +27,8 @@ from tailor.store.reviews import (
 router = APIRouter(prefix="/v1/reviews", tags=["reviews"])
 
 
-def _public(item: ReviewRecord, held: int) -> ReviewPublic:
-    return ReviewPublic.model_validate({**dataclasses.asdict(item), "held_recipients": held})
+def _public(item: ReviewItem, held: int) -> ReviewPublic:
+    return ReviewPublic.model_validate({**item.model_dump(), "held_recipients": held})
 
 
 @router.get("")
@@ -49,8 +47,8 @@ async def list_reviews(
         after=after, limit=limit,
     )  # fmt: skip
     async with db.read() as conn:
-        held = await held_counts(conn, review_ids=[i.id for i in items])
-    data = [_public(item, held.get(item.id, 0)) for item in items]
+        held = await held_counts(conn, review_ids=[i.id or 0 for i in items])
+    data = [_public(item, held.get(item.id or 0, 0)) for item in items]
     return {"data": data, "count": len(data), "next_after": data[-1].id if data else None}
 
 
@@ -72,7 +70,7 @@ def _scanner(request: Request) -> PiiScanner:
 
 
 async def _checked_edit(
-    request: Request, session: SessionDep, tenant: Tenant, item: ReviewRecord, body: ReviewApproval
+    request: Request, session: SessionDep, tenant: Tenant, item: ReviewItem, body: ReviewApproval
 ) -> dict[str, Any] | None:
     if body.edits is None:
         return None
@@ -103,17 +101,17 @@ async def _decided(
     item = await get_review(session=session, tenant_id=tenant.id, review_id=review_id)
     signalled = False
     try:
-        signalled = await (await gateway.control()).review_decided(item.campaign_id, item.id)
+        signalled = await (await gateway.control()).review_decided(item.campaign_id, item.id or 0)
     except HTTPException:
         pass  # Temporal unreachable: the campaign re-checks the store hourly
     async with db.read() as conn:
-        held = await held_counts(conn, review_ids=[item.id])
+        held = await held_counts(conn, review_ids=[item.id or 0])
     message = (
         "the campaign is delivering the held emails"
         if signalled
         else "decision recorded; the campaign will pick it up within the hour"
     )
-    return ReviewDecided(review=_public(item, held.get(item.id, 0)), signalled=signalled,
+    return ReviewDecided(review=_public(item, held.get(item.id or 0, 0)), signalled=signalled,
                          message=message)  # fmt: skip
 
 

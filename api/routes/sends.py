@@ -7,13 +7,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from api.deps import SessionDep, TenantDep
+from tailor.models import Send
 from tailor.store.campaigns import get_campaign
-from tailor.store.sends import SendRecord, campaign_sends, get_send
+from tailor.store.sends import campaign_sends, get_send
 
 router = APIRouter(tags=["sends"])
 
 
-def _public(send: SendRecord) -> dict[str, Any]:
+def _public(send: Send) -> dict[str, Any]:
     return {
         "id": send.id,
         "campaign_id": send.campaign_id,

@@ -31,7 +31,6 @@ from tailor.models import (
 )
 from tailor.store.campaigns import DELIVERED, create_campaign
 from tailor.store.segments import BUCKETS
-from tailor.store.sends import SendRecord
 
 
 @dataclass(frozen=True)
@@ -185,7 +184,7 @@ async def record_engagement(
     conn: AsyncConnection,
     *,
     tenant_id: str,
-    send: Send | SendRecord,
+    send: Send,
     metric: str,
     occurred_at: datetime,
 ) -> bool:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
@@ -235,45 +234,13 @@ async def held_counts(conn: AsyncConnection, *, review_ids: Sequence[int]) -> di
 # --- The API's reads ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ReviewRecord:
-    """A review item as the queue shows it (no PII: placeholders, not names)."""
-
-    id: int
-    campaign_id: str
-    status: str
-    reason: str
-    cluster: dict[str, Any]
-    provider: str
-    model: str
-    prompt_version: str
-    content: dict[str, Any]  # what the model wrote
-    evaluation: dict[str, Any]
-    final_content: dict[str, Any] | None
-    edited: bool
-    decided_by: str | None
-    note: str | None
-    decided_at: datetime | None
-    created_at: datetime
-
-
-def _record(item: ReviewItem) -> ReviewRecord:
-    return ReviewRecord(
-        id=item.id or 0, campaign_id=item.campaign_id, status=item.status, reason=item.reason,
-        cluster=item.cluster, provider=item.provider, model=item.model,
-        prompt_version=item.prompt_version, content=item.content, evaluation=item.evaluation,
-        final_content=item.final_content, edited=item.edited, decided_by=item.decided_by,
-        note=item.note, decided_at=item.decided_at, created_at=item.created_at,
-    )  # fmt: skip
-
-
-async def get_review(*, session: AsyncSession, tenant_id: str, review_id: int) -> ReviewRecord:
+async def get_review(*, session: AsyncSession, tenant_id: str, review_id: int) -> ReviewItem:
     """The tenant's review as stored now: read again even if the session has seen it, since
     ``decide`` writes on the session's connection, behind the ORM's back."""
     item = await session.get(ReviewItem, review_id, populate_existing=True)
     if item is None or item.tenant_id != tenant_id:
         raise NotFound("review", review_id)
-    return _record(item)
+    return item
 
 
 async def tenant_reviews(
@@ -284,7 +251,7 @@ async def tenant_reviews(
     campaign_id: str | None = None,
     after: int = 0,
     limit: int = 50,
-) -> list[ReviewRecord]:
+) -> list[ReviewItem]:
     """A keyset page of the tenant's reviews: ids above ``after``, oldest first."""
     where = [col(ReviewItem.tenant_id) == tenant_id, col(ReviewItem.id) > after]
     if status is not None:
@@ -294,4 +261,4 @@ async def tenant_reviews(
     rows = await session.execute(
         select(ReviewItem).where(*where).order_by(col(ReviewItem.id)).limit(limit)
     )
-    return [_record(item) for item in rows.scalars()]
+    return list(rows.scalars())

@@ -326,41 +326,12 @@ async def mark_sent(conn: AsyncConnection, *, accepted: Sequence[Accepted]) -> N
     )
 
 
-# --- Sends as the API shows them ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SendRecord:
-    """One send as the API shows it: where it stands in the ledger and why it reads as it does."""
-
-    id: int
-    campaign_id: str
-    contact_id: int
-    status: str
-    generator: str | None
-    message_id: str
-    error: str | None
-    sent_at: datetime | None
-    explain: dict[str, Any] | None
-
-
-def _send_record(send: Send) -> SendRecord:
-    return SendRecord(
-        id=send.id or 0,
-        campaign_id=send.campaign_id,
-        contact_id=send.contact_id,
-        status=send.status,
-        generator=send.generator,
-        message_id=send.message_id,
-        error=send.error,
-        sent_at=send.sent_at,
-        explain=send.explain,
-    )
+# --- Sends as the API reads them ---------------------------------------------------------------
 
 
 async def campaign_sends(
     *, session: AsyncSession, campaign_id: str, after: int, limit: int
-) -> list[SendRecord]:
+) -> list[Send]:
     """A keyset page of the campaign's sends: ids above ``after``, ascending."""
     rows = await session.execute(
         select(Send)
@@ -368,16 +339,16 @@ async def campaign_sends(
         .order_by(col(Send.id))
         .limit(limit)
     )
-    return [_send_record(send) for send in rows.scalars()]
+    return list(rows.scalars())
 
 
-async def get_send(*, session: AsyncSession, send_id: int, tenant_id: str) -> SendRecord:
+async def get_send(*, session: AsyncSession, send_id: int, tenant_id: str) -> Send:
     """The send, if it belongs to one of the tenant's campaigns."""
     send = await session.get(Send, send_id)
     campaign = await session.get(Campaign, send.campaign_id) if send else None
     if send is None or campaign is None or campaign.tenant_id != tenant_id:
         raise NotFound("send", send_id)
-    return _send_record(send)
+    return send
 
 
 async def find_send(
@@ -387,7 +358,7 @@ async def find_send(
     message_id: str | None = None,
     campaign_id: str | None = None,
     contact_id: int | None = None,
-) -> SendRecord | None:
+) -> Send | None:
     """The tenant's newest send with this Message-ID or, without one, to this contact in this
     campaign."""
     where = (
@@ -404,4 +375,4 @@ async def find_send(
             .limit(1)
         )
     ).scalar_one_or_none()
-    return _send_record(send) if send is not None else None
+    return send
