@@ -17,6 +17,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 from tailor.db import Database
 from tailor.delivery.dispatch import Dispatcher, DispatchReport, Envelope
@@ -79,10 +80,11 @@ class SendPipeline:
                                 revoked_contact_ids=revoked_contact_ids,
                                 occurrence=occurrence)  # fmt: skip
         recipients, waiting = await load_recipients(self.profiles, screened.pending)
+        now = utcnow()
         async with _beating(heartbeat):  # retrieval and LLM calls can outlast the heartbeat
-            retrievals = await self._retrieve(ctx, recipients)
+            retrievals = await self._retrieve(ctx, recipients, now)
             written = await self.generator.for_contacts(
-                ctx, retrievals.clusters, utcnow(), retrievals.by_cluster
+                ctx, retrievals.clusters, now, retrievals.by_cluster
             )
         if review:
             recipients = await self._hold_for_review(recipients, written)
@@ -121,15 +123,16 @@ class SendPipeline:
                 if review_id in by_review
             }
             async with _beating(heartbeat):
-                retrievals = await self._retrieve(ctx, recipients)
+                retrievals = await self._retrieve(ctx, recipients, utcnow())
             await self._send(ctx, recipients, written, retrievals, heartbeat)
             if waiting:
                 raise ProfilesUnavailable(waiting)
 
     async def _retrieve(
-        self, ctx: CampaignContext, recipients: list[Recipient]
+        self, ctx: CampaignContext, recipients: list[Recipient], now: datetime
     ) -> ClusterRetrievals:
-        clusters = clusters_of((r.contact for r in recipients), ctx.catalog, utcnow())
+        """Each recipient's cluster, and one retrieval per cluster (cached per worker)."""
+        clusters = clusters_of((r.contact for r in recipients), ctx.catalog, now)
         by_cluster = await self.exemplars.for_clusters(ctx, set(clusters.values()))
         return ClusterRetrievals(clusters, by_cluster)
 
