@@ -105,7 +105,7 @@ async def add_contacts(db: Database, *emails: str) -> list[int]:
             for i, email in enumerate(emails)
         ]  # fmt: skip
         results = await upsert_contacts(session=session, tenant_id="demo", contacts=rows)
-    return [contact_id for contact_id, _ in results]
+    return [r.id for r in results]
 
 
 async def rename_behind_the_cache(db: Database, contact_id: int, first_name: str) -> None:

@@ -32,12 +32,12 @@ async def upsert(
     """Insert or update up to 10,000 contacts by email, all or nothing."""
     rows = [c.model_dump(exclude={"consent"}) for c in body.contacts]
     results = await upsert_contacts(session=session, tenant_id=tenant.id, contacts=rows)
-    for contact, (contact_id, _) in zip(body.contacts, results, strict=True):
+    for contact, result in zip(body.contacts, results, strict=True):
         if contact.consent is not None:
             await record_consent(
                 session=session,
                 tenant_id=tenant.id,
-                contact_id=contact_id,
+                contact_id=result.id,
                 status=ConsentStatus(contact.consent.status),
                 source=contact.consent.source,
                 method=contact.consent.method,
@@ -47,10 +47,10 @@ async def upsert(
     # Invalidate after the commit: a send reading before it would cache the old profile again.
     await session.commit()
     if features is not None:
-        await features.invalidate(cid for cid, created in results if not created)
+        await features.invalidate(r.id for r in results if not r.created)
     data = [
-        ContactUpserted(id=cid, email=c.email.lower(), created=created)
-        for c, (cid, created) in zip(body.contacts, results, strict=True)
+        ContactUpserted(id=r.id, email=c.email.lower(), created=r.created)
+        for c, r in zip(body.contacts, results, strict=True)
     ]
     created = sum(d.created for d in data)
     return ContactsUpserted(

@@ -130,9 +130,10 @@ async def _ingest(
     calls: Sequence[SegmentCall],
 ) -> EventsAccepted:
     used = [call for call in calls if call.type in ("track", "identify")]
-    stored, duplicates = await record_events(
+    recorded = await record_events(
         session=session, tenant_id=tenant_id, events=[_incoming(call) for call in used]
     )
+    stored = recorded.stored
     # Commit first: what trigger processing starts must find the events and features stored.
     await session.commit()
     # Then drop the cached profiles the features changed, before journeys started below read them.
@@ -141,7 +142,7 @@ async def _ingest(
     if stored:
         await triggers.on_events(tenant_id, stored)
     return EventsAccepted(
-        accepted=len(stored), duplicates=duplicates, ignored=len(calls) - len(used)
+        accepted=len(stored), duplicates=recorded.duplicates, ignored=len(calls) - len(used)
     )
 
 

@@ -99,7 +99,7 @@ async def dead_letters(
     """Events whose trigger processing failed (default: those not yet replayed)."""
     found = await list_dead_letters(session=session, tenant_id=tenant.id, status=status,
                                     limit=limit)  # fmt: skip
-    data = [_dead_letter(d, e) for d, e in found]
+    data = [_dead_letter(f.letter, f.event) for f in found]
     return DeadLettersPublic(data=data, count=len(data))
 
 
@@ -108,8 +108,9 @@ async def replay(
     dead_letter_id: int, session: SessionDep, tenant: TenantDep, triggers: TriggersDep
 ) -> ReplayPublic:
     """Process the event again. Safe to repeat: journeys ignore an event id they have seen."""
-    letter, event = await get_dead_letter(session=session, tenant_id=tenant.id,
-                                          dead_letter_id=dead_letter_id)  # fmt: skip
+    failed = await get_dead_letter(session=session, tenant_id=tenant.id,
+                                   dead_letter_id=dead_letter_id)  # fmt: skip
+    letter, event = failed.letter, failed.event
     await session.commit()  # release the read before the agent writes
     try:
         outcome = await triggers.replay(tenant.id, _stored(event))

@@ -38,8 +38,8 @@ class DailyFeatures:
             histories: dict[int, History] = defaultdict(History)
             for event in await events_since(conn, contact_ids=ids, since=now - PURCHASE_WINDOW):
                 _add_event(histories[event.contact_id], event, now)
-            for contact_id, at in await sent_times(conn, contact_ids=ids, since=now - WINDOW):
-                histories[contact_id].sends.append(at)
+            for sent in await sent_times(conn, contact_ids=ids, since=now - WINDOW):
+                histories[sent.contact_id].sends.append(sent.dispatched_at)
         # The send-time prior: open hours of this page's people in the same timezone.
         peers: dict[str, list[int]] = defaultdict(list)
         for contact in contacts:

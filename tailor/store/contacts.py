@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,10 +27,16 @@ PROFILE_FIELDS = (
 )
 
 
+@dataclass(frozen=True)
+class UpsertedContact:
+    id: int
+    created: bool  # False: an existing contact was updated
+
+
 async def upsert_contacts(
     *, session: AsyncSession, tenant_id: str, contacts: Sequence[dict[str, Any]]
-) -> list[tuple[int, bool]]:
-    """Insert or update contacts by (tenant, email); returns (id, created) in input order.
+) -> list[UpsertedContact]:
+    """Insert or update contacts by (tenant, email); returns them in input order.
 
     Runs inside the caller's transaction, so a failure leaves nothing half-written.
     """
@@ -62,7 +69,7 @@ async def upsert_contacts(
             created.append(False)
         out.append(found)
     await session.flush()
-    return [(row.id or 0, was_created) for row, was_created in zip(out, created, strict=True)]
+    return [UpsertedContact(row.id or 0, new) for row, new in zip(out, created, strict=True)]
 
 
 async def get_contact(*, session: AsyncSession, tenant_id: str, contact_id: int) -> Contact:

@@ -91,12 +91,17 @@ def message_id_for(event: IncomingEvent) -> str:
     return f"sha256:{hashlib.sha256(text.encode()).hexdigest()}"
 
 
+@dataclass(frozen=True)
+class RecordedEvents:
+    stored: list[StoredEvent]  # the new ones, in input order
+    duplicates: int  # within the call, or of events already stored
+
+
 async def record_events(
     *, session: AsyncSession, tenant_id: str, events: Sequence[IncomingEvent]
-) -> tuple[list[StoredEvent], int]:
+) -> RecordedEvents:
     """Store the events not seen before and apply their features, in the caller's transaction,
-    in input order. Returns the new events and how many were duplicates (within ``events``, or
-    of events already stored)."""
+    in input order."""
     now = utcnow()
     unique: dict[str, IncomingEvent] = {}
     for event in events:
@@ -151,7 +156,7 @@ async def record_events(
             )
         )
     await session.flush()
-    return stored, len(events) - len(stored)
+    return RecordedEvents(stored, len(events) - len(stored))
 
 
 async def _stored_message_ids(
@@ -244,7 +249,7 @@ class _Contacts:
         session = self._session
         try:
             async with session.begin_nested():
-                [(contact_id, _)] = await upsert_contacts(
+                [created] = await upsert_contacts(
                     session=session, tenant_id=self._tenant_id, contacts=[{"email": email}]
                 )
         except IntegrityError:
@@ -256,7 +261,7 @@ class _Contacts:
             )
             contact = rows.scalar_one()
         else:
-            contact = await find_contact(session=session, contact_id=contact_id)
+            contact = await find_contact(session=session, contact_id=created.id)
         self._by_email[email] = contact
         return contact
 

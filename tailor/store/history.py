@@ -25,6 +25,12 @@ class PastEvent:
     timezone: str | None
 
 
+@dataclass(frozen=True)
+class PastSend:
+    contact_id: int
+    dispatched_at: datetime
+
+
 async def open_times(
     conn: AsyncConnection, *, contact_id: int, since: datetime, limit: int = 500
 ) -> list[datetime]:
@@ -55,11 +61,11 @@ async def events_since(
 
 async def sent_times(
     conn: AsyncConnection, *, contact_ids: Sequence[int], since: datetime
-) -> list[tuple[int, datetime]]:
-    """(contact id, when) for each email dispatched to these people since ``since``."""
+) -> list[PastSend]:
+    """Each email dispatched to these people since ``since``."""
     rows = await conn.execute(
         select(Send.contact_id, Send.dispatched_at).where(  # type: ignore[call-overload]
             col(Send.contact_id).in_(contact_ids), col(Send.dispatched_at) >= since
         )
     )
-    return [(int(c), at) for c, at in rows]
+    return [PastSend(int(c), at) for c, at in rows]

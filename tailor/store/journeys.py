@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -315,9 +316,17 @@ async def add_dead_letter(
         )
 
 
+@dataclass(frozen=True)
+class FailedEvent:
+    """A dead letter and the event whose trigger processing failed."""
+
+    letter: DeadLetter
+    event: Event
+
+
 async def list_dead_letters(
     *, session: AsyncSession, tenant_id: str, status: str | None, limit: int
-) -> list[tuple[DeadLetter, Event]]:
+) -> list[FailedEvent]:
     query = (
         select(DeadLetter, Event)
         .join(Event, col(Event.id) == col(DeadLetter.event_id))
@@ -326,12 +335,12 @@ async def list_dead_letters(
     if status is not None:
         query = query.where(col(DeadLetter.status) == status)
     rows = await session.execute(query.order_by(col(DeadLetter.id)).limit(limit))
-    return [(d, e) for d, e in rows.all()]
+    return [FailedEvent(d, e) for d, e in rows.all()]
 
 
 async def get_dead_letter(
     *, session: AsyncSession, tenant_id: str, dead_letter_id: int
-) -> tuple[DeadLetter, Event]:
+) -> FailedEvent:
     row = (
         await session.execute(
             select(DeadLetter, Event)
@@ -341,7 +350,7 @@ async def get_dead_letter(
     ).first()
     if row is None:
         raise NotFound("dead letter", dead_letter_id)
-    return row[0], row[1]
+    return FailedEvent(row[0], row[1])
 
 
 async def mark_replayed(conn: AsyncConnection, *, event_id: int) -> None:
