@@ -2,8 +2,8 @@
 
 Layers, lowest first; a module may import its own layer or lower ones, never a higher one:
 
-    foundation   tailor/{config,models,payloads,db,errors,send_time}.py, tailor/migrations/,
-                 tailor/journeys/definitions.py, tailor/profiles/features.py
+    foundation   tailor/{config,payloads,db,errors,send_time}.py, tailor/models/,
+                 tailor/migrations/, tailor/journeys/definitions.py, tailor/profiles/features.py
     store        tailor/store/                 all SQL
     library      rag/                          retrieval; imports nothing of Tailor's
     domain       tailor/<package>/ and tailor/<module>.py  (personalise, delivery, sending, ...)

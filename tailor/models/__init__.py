@@ -1,0 +1,66 @@
+"""Table models, by domain. Importing the package defines every table on ``SQLModel.metadata``
+(Alembic's ``env.py`` relies on it) and names them all here, so ``tailor.models.Send`` is the one
+spelling. Request/response schemas live in ``api/schemas/``; payloads that cross Temporal live in
+``tailor/payloads.py``: neither is a table."""
+
+from tailor.models.ab_tests import AbTest, AbTestStatus
+from tailor.models.audience import ConsentRecord, ConsentStatus, Contact, Event
+from tailor.models.base import UTCDateTime, utcnow
+from tailor.models.campaigns import (
+    DEFAULT_PROMPT,
+    Campaign,
+    CampaignKind,
+    CampaignStatus,
+    Engagement,
+    Send,
+    SendStatus,
+)
+from tailor.models.generation import (
+    GenerationCache,
+    LlmUsage,
+    PiiIncident,
+    ReviewItem,
+    ReviewStatus,
+)
+from tailor.models.journeys import (
+    DeadLetter,
+    DeadLetterStatus,
+    JourneyDefinition,
+    JourneyRun,
+    JourneyStatus,
+    TriggerRule,
+)
+from tailor.models.shop import Product, Template, TemplateVersion, Tenant
+
+__all__ = [
+    "AbTest",
+    "AbTestStatus",
+    "Campaign",
+    "CampaignKind",
+    "CampaignStatus",
+    "ConsentRecord",
+    "ConsentStatus",
+    "Contact",
+    "DEFAULT_PROMPT",
+    "DeadLetter",
+    "DeadLetterStatus",
+    "Engagement",
+    "Event",
+    "GenerationCache",
+    "JourneyDefinition",
+    "JourneyRun",
+    "JourneyStatus",
+    "LlmUsage",
+    "PiiIncident",
+    "Product",
+    "ReviewItem",
+    "ReviewStatus",
+    "Send",
+    "SendStatus",
+    "Template",
+    "TemplateVersion",
+    "Tenant",
+    "TriggerRule",
+    "UTCDateTime",
+    "utcnow",
+]
