@@ -61,7 +61,7 @@ class CampaignContexts:
         self._cache: OrderedDict[str, CampaignContext] = OrderedDict()
         self._timezones: dict[str, tuple[float, list[str]]] = {}
 
-    async def timezones(self, tenant_id: str) -> list[str]:
+    async def _zones_of(self, tenant_id: str) -> list[str]:
         """The tenant's contacts' timezones, re-read every few minutes (send-time rounds)."""
         cached = self._timezones.get(tenant_id)
         if cached is not None and time.monotonic() - cached[0] < TIMEZONES_TTL_S:
@@ -71,14 +71,14 @@ class CampaignContexts:
         self._timezones[tenant_id] = (time.monotonic(), names)
         return names
 
-    async def due(
+    async def _due(
         self, tenant_id: str, due_at: str | None, send_time: str = "best_hour"
     ) -> ColumnElement[bool] | None:
         """The send-time filter for a round at ``due_at``; None when sending to everyone."""
         if due_at is None:
             return None
         return due_filter(
-            await self.timezones(tenant_id),
+            await self._zones_of(tenant_id),
             datetime.fromisoformat(due_at),
             fixed_local_hour(send_time),
         )
@@ -94,7 +94,7 @@ class CampaignContexts:
     ) -> list[int]:
         """The next contact ids of the campaign's segment after the cursor, ascending; in a
         send-time round (``due_at``), only the people due then."""
-        due = await self.due(ctx.tenant.id, due_at, ctx.send_time)
+        due = await self._due(ctx.tenant.id, due_at, ctx.send_time)
         async with self._db.read() as conn:
             return await segment_contact_ids(
                 conn, tenant_id=ctx.tenant.id, segment=ctx.segment,

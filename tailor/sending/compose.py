@@ -49,7 +49,7 @@ class Composer:
         """The recipient's email, or why it cannot be sent (a guardrail)."""
         contact = recipient.contact
         try:
-            content = self.personalise(ctx, contact, now, _hint(retrieval))
+            content = self._rules_tier(ctx, contact, now, _hint(retrieval))
             if written is not None and written.usable:
                 content = _from_llm(content, written, contact, ctx)
             self._guardrail.check_content(content)
@@ -83,7 +83,7 @@ class Composer:
         )
         return Composed(content, Envelope(recipient.send_id, recipient.contact_id, email, now))
 
-    def personalise(
+    def _rules_tier(
         self,
         ctx: CampaignContext,
         contact: Contact,
