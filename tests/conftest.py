@@ -83,6 +83,8 @@ async def empty_postgres(url: str) -> None:
                     "AND tablename <> 'alembic_version'"
                 )
             ).scalars()
+            # The audit log refuses TRUNCATE (append-only) unless triggers are off, as here.
+            await conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
             await conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
     finally:
         await database.dispose()

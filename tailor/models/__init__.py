@@ -4,6 +4,7 @@ spelling. Request/response schemas live in ``api/schemas/``; payloads that cross
 ``tailor/payloads.py``: neither is a table."""
 
 from tailor.models.ab_tests import AbTest, AbTestStatus
+from tailor.models.accounts import ApiKey, AuditEntry, IdempotentRequest, Role
 from tailor.models.audience import ConsentRecord, ConsentStatus, Contact, Event
 from tailor.models.base import UTCDateTime, utcnow
 from tailor.models.campaigns import (
@@ -35,6 +36,10 @@ from tailor.models.shop import Product, Template, TemplateVersion, Tenant
 __all__ = [
     "AbTest",
     "AbTestStatus",
+    "ApiKey",
+    "AuditEntry",
+    "IdempotentRequest",
+    "Role",
     "Campaign",
     "CampaignKind",
     "CampaignStatus",

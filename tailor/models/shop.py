@@ -46,6 +46,10 @@ class Tenant(SQLModel, table=True):
         default=None,
         description="Used for a recipient the campaign's template cannot render for.",
     )
+    timezone: str = Field(
+        default="UTC", max_length=64, description="IANA zone for the shop's reports and schedules."
+    )
+    tracking_enabled: bool = Field(default=True, description="Open and click tracking.")
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
 
 
@@ -59,6 +63,8 @@ class Product(SQLModel, table=True):
     category: str = Field(max_length=100)
     price_cents: int = Field(ge=0)
     url: str = Field(max_length=500)
+    # A removed product is kept (past emails name it) but never recommended or priced again.
+    removed_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
 
 
 class Template(SQLModel, table=True):

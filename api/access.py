@@ -1,0 +1,105 @@
+"""Who may call what: the one table of routes and the roles allowed on each.
+
+Every route of the app has a row here; ``create_app`` refuses to start with a route that has none,
+and ``tests/test_access.py`` walks every route of the OpenAPI document with every role and checks
+401/403/2xx against this table. ``None`` marks a public route: health checks, and pages or hooks
+that carry their own signature (the unsubscribe token).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from tailor.models import Role
+
+ADMIN, MARKETER, REVIEWER, ANALYST, INGEST, PLATFORM = (
+    Role.ADMIN,
+    Role.MARKETER,
+    Role.REVIEWER,
+    Role.ANALYST,
+    Role.INGEST,
+    Role.PLATFORM,
+)
+
+#: Everyone of the tenant who reads: all but ingest-only keys.
+READ: Final = frozenset({ADMIN, MARKETER, REVIEWER, ANALYST})
+#: Who runs the marketing: contacts, templates, campaigns, journeys, A/B tests.
+MARKET: Final = frozenset({ADMIN, MARKETER})
+#: Who decides held emails and approves templates.
+REVIEW: Final = frozenset({ADMIN, REVIEWER})
+#: Keys, settings, catalog, the audit log.
+ADMINISTER: Final = frozenset({ADMIN})
+#: Segment-style ingestion: ingest keys, and the people who may also write contacts.
+EVENTS: Final = frozenset({ADMIN, MARKETER, INGEST})
+#: Onboarding tenants: platform keys only.
+ONBOARD: Final = frozenset({PLATFORM})
+
+ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[Role] | None]] = {
+    ("GET", "/healthz"): None,
+    # Unsubscribe pages: the signed token in the path is the credential.
+    ("GET", "/v1/unsubscribe/{token}"): None,
+    ("POST", "/v1/unsubscribe/{token}"): None,
+    # Contacts
+    ("POST", "/v1/contacts"): MARKET,
+    ("GET", "/v1/contacts/{contact_id}"): READ,
+    ("POST", "/v1/contacts/{contact_id}/consent"): MARKET,
+    # Events
+    ("POST", "/v1/track"): EVENTS,
+    ("POST", "/v1/identify"): EVENTS,
+    ("POST", "/v1/batch"): EVENTS,
+    ("POST", "/v1/events"): EVENTS,
+    ("POST", "/v1/events/engagement"): EVENTS,
+    # Journeys
+    ("GET", "/v1/journeys"): READ,
+    ("POST", "/v1/journeys"): MARKET,
+    ("POST", "/v1/journeys/builtins"): MARKET,
+    ("GET", "/v1/journeys/runs"): READ,
+    ("GET", "/v1/trigger-rules"): READ,
+    ("POST", "/v1/trigger-rules"): MARKET,
+    ("GET", "/v1/dead-letters"): READ,
+    ("POST", "/v1/dead-letters/{dead_letter_id}/replay"): MARKET,
+    # Templates
+    ("POST", "/v1/templates"): MARKET,
+    ("GET", "/v1/templates/default"): READ,
+    ("PUT", "/v1/templates/default"): MARKET,
+    ("POST", "/v1/templates/{template_id}/versions"): MARKET,
+    ("GET", "/v1/templates/{template_id}"): READ,
+    # Campaigns
+    ("POST", "/v1/campaigns"): MARKET,
+    ("GET", "/v1/campaigns/{campaign_id}"): READ,
+    ("POST", "/v1/campaigns/{campaign_id}/pause"): MARKET,
+    ("POST", "/v1/campaigns/{campaign_id}/resume"): MARKET,
+    ("POST", "/v1/campaigns/{campaign_id}/cancel"): MARKET,
+    ("GET", "/v1/campaigns/{campaign_id}/sends"): READ,
+    ("GET", "/v1/sends/{send_id}/explain"): READ,
+    # A/B tests
+    ("POST", "/v1/ab-tests"): MARKET,
+    ("GET", "/v1/ab-tests/{test_id}"): READ,
+    ("POST", "/v1/ab-tests/{test_id}/decide"): MARKET,
+    ("POST", "/v1/ab-tests/{test_id}/winner"): MARKET,
+    ("POST", "/v1/ab-tests/{test_id}/cancel"): MARKET,
+    # The tenant's settings
+    ("GET", "/v1/tenant/delivery"): READ,
+    ("PUT", "/v1/tenant/delivery"): ADMINISTER,
+    # Review queue
+    ("GET", "/v1/reviews"): READ,
+    ("GET", "/v1/reviews/{review_id}"): READ,
+    ("POST", "/v1/reviews/{review_id}/approve"): REVIEW,
+    ("POST", "/v1/reviews/{review_id}/reject"): REVIEW,
+    # Usage
+    ("GET", "/v1/usage/llm"): READ,
+}
+
+
+class MissingRule(RuntimeError):
+    """A route was added without a row in ROUTE_ROLES."""
+
+
+def roles_for(method: str, path: str) -> frozenset[Role] | None:
+    """The roles allowed on a route (None: public). Raises MissingRule for an unknown route."""
+    try:
+        return ROUTE_ROLES[(method.upper(), path)]
+    except KeyError:
+        raise MissingRule(
+            f"{method.upper()} {path} has no access rule: add it to ROUTE_ROLES in api/access.py"
+        ) from None
