@@ -91,6 +91,10 @@ ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[Role] | None]] = {
 }
 
 
+#: Routes that also take a key as the HTTP Basic username, as Segment sends its write key.
+BASIC_AUTH_ROUTES: Final = frozenset({"/v1/track", "/v1/identify", "/v1/batch", "/v1/events"})
+
+
 class MissingRule(RuntimeError):
     """A route was added without a row in ROUTE_ROLES."""
 

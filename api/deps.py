@@ -1,26 +1,50 @@
-"""Typed dependencies: the store session, the tenant, settings and campaign control."""
+"""Typed dependencies: the store session, the caller (principal) and their tenant, settings and
+campaign control."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import (
+    HTTPAuthorizationCredentials,
+    HTTPBasic,
+    HTTPBasicCredentials,
+    HTTPBearer,
+)
 from sqlalchemy.ext.asyncio import AsyncSession  # the type of SessionDep, nothing more
 from temporalio.client import Client
 
+from api.access import BASIC_AUTH_ROUTES, roles_for
+from tailor.accounts.keys import authenticate_key
+from tailor.accounts.principal import Principal
 from tailor.config import Settings
 from tailor.db import Database
 from tailor.errors import NotFound
 from tailor.journeys.triggers import TriggerAgent
-from tailor.models import Tenant
+from tailor.models import Tenant, utcnow
 from tailor.profiles.cache import FeatureCache
 from tailor.store import tenants
+from tailor.store.api_keys import touch_key
 from tailor.temporal.ab_tests import AbTestControl
 from tailor.temporal.campaigns import CampaignControl
 from tailor.temporal.client import connect
 from tailor.temporal.journeys import JourneyControl
+
+_LAST_USE_EVERY = timedelta(minutes=1)
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="An API key (`tlr_...`, from `tailor tenant create` or `POST /v1/keys`), or a "
+    "JWT from the configured OIDC issuer.",
+)
+_basic = HTTPBasic(
+    auto_error=False,
+    description="Segment-style ingestion only: an ingest key as the username, no password "
+    "(where Segment puts its write key).",
+)
 
 
 class TemporalGateway:
@@ -92,21 +116,80 @@ async def get_control(gateway: Annotated[TemporalGateway, Depends(get_gateway)])
     return await gateway.control()
 
 
+def _route_path(request: Request) -> str:
+    route = request.scope.get("route")
+    return str(getattr(route, "path", request.url.path))
+
+
+async def get_principal(
+    request: Request,
+    session: Annotated[AsyncSession, Depends(get_session)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    basic: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
+) -> Principal | None:
+    """The caller an API key proves (None: no credentials, or ones that prove nothing)."""
+    secret = bearer.credentials if bearer is not None else None
+    if secret is None and basic is not None and _route_path(request) in BASIC_AUTH_ROUTES:
+        secret = basic.username
+    if not secret:
+        return None
+    principal = await authenticate_key(session=session, secret=secret)
+    if principal is not None and principal.key_id is not None:
+        await touch_key(
+            session=session, key_id=principal.key_id, now=utcnow(), every=_LAST_USE_EVERY
+        )
+    if principal is not None:
+        request.state.principal = principal
+    return principal
+
+
+async def authorize(
+    request: Request, principal: Annotated[Principal | None, Depends(get_principal)]
+) -> None:
+    """The app-wide gate: the route's row in api/access.py against the caller's role."""
+    allowed = roles_for(request.method, _route_path(request))
+    if allowed is None:
+        return
+    if principal is None:
+        raise HTTPException(
+            401,
+            "missing or invalid credentials: send `Authorization: Bearer <API key>` "
+            "(create one with `tailor tenant create` or `tailor key create`)",
+            headers={"WWW-Authenticate": 'Bearer realm="tailor"'},
+        )
+    if principal.role not in allowed:
+        needed = ", ".join(sorted(allowed))
+        raise HTTPException(
+            403,
+            f"a key with role {principal.role.value!r} may not call {request.method} "
+            f"{_route_path(request)}; it needs one of: {needed}",
+        )
+
+
+async def get_caller(principal: Annotated[Principal | None, Depends(get_principal)]) -> Principal:
+    """The authenticated caller of a non-public route (``authorize`` has already let it in)."""
+    if principal is None:  # pragma: no cover - authorize answers 401 first
+        raise HTTPException(401, "missing or invalid credentials")
+    return principal
+
+
 async def get_tenant(
     session: Annotated[AsyncSession, Depends(get_session)],
-    x_tailor_tenant: Annotated[str, Header(description="Tenant id, e.g. `demo`.")],
+    caller: Annotated[Principal, Depends(get_caller)],
 ) -> Tenant:
+    """The caller's tenant: the one its key or token belongs to, never one the request names."""
+    if caller.tenant_id is None:
+        raise HTTPException(403, "platform keys may only onboard tenants (POST /v1/platform/...)")
     try:
-        return await tenants.get_tenant(session=session, tenant_id=x_tailor_tenant)
-    except NotFound as exc:
-        raise HTTPException(
-            404, f"tenant {x_tailor_tenant!r} not found (header X-Tailor-Tenant)"
-        ) from exc
+        return await tenants.get_tenant(session=session, tenant_id=caller.tenant_id)
+    except NotFound as exc:  # the tenant was deleted after its key was issued
+        raise HTTPException(401, "missing or invalid credentials") from exc
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 TenantDep = Annotated[Tenant, Depends(get_tenant)]
+CallerDep = Annotated[Principal, Depends(get_caller)]
 ControlDep = Annotated[CampaignControl, Depends(get_control)]
 GatewayDep = Annotated[TemporalGateway, Depends(get_gateway)]
 DatabaseDep = Annotated[Database, Depends(get_db)]

@@ -25,11 +25,13 @@ from aiosmtpd.controller import Controller
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from tailor.accounts.keys import issue_key
 from tailor.config import Settings
 from tailor.db import Database, migrate
 from tailor.demo.seed import seed_demo
 from tailor.devtools.llm_stub import StubLlm, running_stub
 from tailor.devtools.smtp_sink import CaptureHandler, SinkFaults, start_sink
+from tailor.models import Role
 from tailor.payloads import CampaignInput, CampaignOutcome, CampaignRun
 from tailor.store.campaigns import create_campaign
 from worker import build_worker
@@ -38,6 +40,18 @@ from workflows.campaign import CampaignWorkflow
 POSTGRES_ADMIN_URL = os.environ.get(
     "TAILOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
+
+
+async def key_headers(
+    db: Database, tenant_id: str = "demo", role: Role | str = Role.ADMIN
+) -> dict[str, str]:
+    """Headers with a new API key of the tenant and role (the tenant must exist)."""
+    async with db.session() as session:
+        issued = await issue_key(
+            session=session, tenant_id=tenant_id, role=Role(role), name=f"test {role}",
+            created_by="tests",
+        )  # fmt: skip
+    return {"Authorization": f"Bearer {issued.secret}"}
 
 
 def free_port() -> int:

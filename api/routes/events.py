@@ -1,6 +1,6 @@
 """Segment-compatible event ingestion: ``track``, ``identify`` and ``batch`` as Segment's HTTP
-API takes them, so a CDP can point at Tailor unchanged. The tenant is the ``X-Tailor-Tenant``
-header or, as Segment sends its write key, the HTTP Basic username.
+API takes them, so a CDP can point at Tailor unchanged. The tenant is the API key's: a Bearer
+key, or an ingest key as the HTTP Basic username, where Segment sends its write key.
 
 Properties and traits are stored (the store holds the PII) and never logged.
 """
@@ -8,12 +8,10 @@ Properties and traits are stored (the store holds the PII) and never logged.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException
-from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from fastapi import APIRouter, HTTPException
 
-from api.deps import FeatureCacheDep, SessionDep, TriggersDep
+from api.deps import FeatureCacheDep, SessionDep, TenantDep, TriggersDep
 from api.schemas.events import (
     BatchIn,
     EngagementIn,
@@ -23,11 +21,9 @@ from api.schemas.events import (
     SegmentCall,
     TrackIn,
 )
-from tailor.errors import NotFound
 from tailor.journeys.triggers import TriggerAgent
-from tailor.models import Tenant, utcnow
+from tailor.models import utcnow
 from tailor.profiles.cache import FeatureCache
-from tailor.store import tenants
 from tailor.store.ab_tests import record_engagement
 from tailor.store.campaigns import DELIVERED
 from tailor.store.events import (
@@ -40,44 +36,12 @@ from tailor.store.sends import find_send
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
-_basic = HTTPBasic(
-    auto_error=False,
-    description="Username: the tenant id (where Segment puts its write key); no password.",
-)
-
-
-async def get_event_tenant(
-    session: SessionDep,
-    credentials: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
-    x_tailor_tenant: Annotated[
-        str | None, Header(description="Tenant id; or use HTTP Basic auth.")
-    ] = None,
-) -> Tenant:
-    """The header's tenant, else the Basic auth username's."""
-    tenant_id = x_tailor_tenant or (credentials.username if credentials else None)
-    if not tenant_id:
-        raise HTTPException(
-            401,
-            "no tenant: send the X-Tailor-Tenant header, or HTTP Basic auth with the tenant id "
-            "as the username (Segment's write key)",
-            headers={"WWW-Authenticate": 'Basic realm="tailor"'},
-        )
-    try:
-        return await tenants.get_tenant(session=session, tenant_id=tenant_id)
-    except NotFound as exc:
-        raise HTTPException(
-            404, f"tenant {tenant_id!r} not found (X-Tailor-Tenant header or Basic auth username)"
-        ) from exc
-
-
-EventTenantDep = Annotated[Tenant, Depends(get_event_tenant)]
-
 
 @router.post("/track", response_model=EventsAccepted)
 async def track(
     body: TrackIn,
     session: SessionDep,
-    tenant: EventTenantDep,
+    tenant: TenantDep,
     triggers: TriggersDep,
     features: FeatureCacheDep,
 ) -> EventsAccepted:
@@ -89,7 +53,7 @@ async def track(
 async def identify(
     body: IdentifyIn,
     session: SessionDep,
-    tenant: EventTenantDep,
+    tenant: TenantDep,
     triggers: TriggersDep,
     features: FeatureCacheDep,
 ) -> EventsAccepted:
@@ -102,7 +66,7 @@ async def identify(
 async def batch(
     body: BatchIn,
     session: SessionDep,
-    tenant: EventTenantDep,
+    tenant: TenantDep,
     triggers: TriggersDep,
     features: FeatureCacheDep,
 ) -> EventsAccepted:
@@ -114,7 +78,7 @@ async def batch(
 async def webhook(
     body: SegmentCall,
     session: SessionDep,
-    tenant: EventTenantDep,
+    tenant: TenantDep,
     triggers: TriggersDep,
     features: FeatureCacheDep,
 ) -> EventsAccepted:
@@ -171,7 +135,7 @@ _ENGAGEMENT_EVENTS = {
 async def engagement(
     body: EngagementIn,
     session: SessionDep,
-    tenant: EventTenantDep,
+    tenant: TenantDep,
     triggers: TriggersDep,
     features: FeatureCacheDep,
 ) -> EngagementRecorded:

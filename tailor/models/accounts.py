@@ -79,4 +79,6 @@ class IdempotentRequest(SQLModel, table=True):
     # None while the first request is still being answered.
     status_code: int | None = None
     response: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON, nullable=True)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False, index=True)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_type=UTCDateTime, nullable=False, index=True
+    )

@@ -1,0 +1,1 @@
+"""Accounts: tenants onboarded, API keys with roles, OIDC tokens, and who did what (audit)."""
