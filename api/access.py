@@ -88,6 +88,12 @@ ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[Role] | None]] = {
     ("POST", "/v1/reviews/{review_id}/reject"): REVIEW,
     # Usage
     ("GET", "/v1/usage/llm"): READ,
+    # API keys
+    ("GET", "/v1/keys"): ADMINISTER,
+    ("POST", "/v1/keys"): ADMINISTER,
+    ("POST", "/v1/keys/{key_id}/revoke"): ADMINISTER,
+    # Onboarding
+    ("POST", "/v1/platform/tenants"): ONBOARD,
 }
 
 

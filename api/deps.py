@@ -123,23 +123,31 @@ def _route_path(request: Request) -> str:
 
 async def get_principal(
     request: Request,
-    session: Annotated[AsyncSession, Depends(get_session)],
+    db: Annotated[Database, Depends(get_db)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     basic: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
 ) -> Principal | None:
-    """The caller an API key proves (None: no credentials, or ones that prove nothing)."""
+    """The caller an API key proves (None: no credentials, or ones that prove nothing).
+
+    Reads on a connection of its own, so that authenticating does not open the request's
+    write transaction (on SQLite, the database's one write lock), and records the key's last
+    use in a short transaction of its own, at most once a minute."""
     secret = bearer.credentials if bearer is not None else None
     if secret is None and basic is not None and _route_path(request) in BASIC_AUTH_ROUTES:
         secret = basic.username
     if not secret:
         return None
-    principal = await authenticate_key(session=session, secret=secret)
-    if principal is not None and principal.key_id is not None:
-        await touch_key(
-            session=session, key_id=principal.key_id, now=utcnow(), every=_LAST_USE_EVERY
-        )
-    if principal is not None:
-        request.state.principal = principal
+    async with db.read_session() as session:
+        principal = await authenticate_key(session=session, secret=secret)
+    if principal is None:
+        return None
+    now = utcnow()
+    if principal.key_id is not None and (
+        principal.last_used_at is None or now - principal.last_used_at >= _LAST_USE_EVERY
+    ):
+        async with db.write() as conn:
+            await touch_key(conn, key_id=principal.key_id, now=now, every=_LAST_USE_EVERY)
+    request.state.principal = principal
     return principal
 
 

@@ -21,6 +21,8 @@ from api.routes import (
     events,
     health,
     journeys,
+    keys,
+    platform,
     reviews,
     sends,
     templates,
@@ -107,6 +109,8 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
         reviews,
         usage,
         unsubscribe,
+        keys,
+        platform,
     ):
         app.include_router(module.router)
     _check_every_route_has_a_rule(app)

@@ -31,9 +31,10 @@ from tailor.db import Database, migrate
 from tailor.demo.seed import seed_demo
 from tailor.devtools.llm_stub import StubLlm, running_stub
 from tailor.devtools.smtp_sink import CaptureHandler, SinkFaults, start_sink
-from tailor.models import Role
+from tailor.models import Role, Tenant
 from tailor.payloads import CampaignInput, CampaignOutcome, CampaignRun
 from tailor.store.campaigns import create_campaign
+from tailor.store.tenants import upsert_tenant
 from worker import build_worker
 from workflows.campaign import CampaignWorkflow
 
@@ -52,6 +53,21 @@ async def key_headers(
             created_by="tests",
         )  # fmt: skip
     return {"Authorization": f"Bearer {issued.secret}"}
+
+
+async def other_tenant_headers(
+    db: Database, tenant_id: str = "acme", role: Role | str = Role.ADMIN
+) -> dict[str, str]:
+    """A second tenant (created if new) and a key of it: the other side of every boundary."""
+    async with db.session() as session:
+        await upsert_tenant(
+            session=session,
+            tenant=Tenant(
+                id=tenant_id, name=f"{tenant_id} shop", from_email=f"hi@{tenant_id}.example",
+                from_name=tenant_id, postal_address="1 Other Street, Springfield",
+            ),
+        )  # fmt: skip
+    return await key_headers(db, tenant_id, role)
 
 
 def free_port() -> int:

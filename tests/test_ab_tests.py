@@ -22,10 +22,9 @@ from tailor.db import Database
 from tailor.demo.seed import seed_demo
 from tailor.models import Campaign, Send
 from tailor.store.campaigns import DELIVERED
-from tests.conftest import Sink, settings_for, task_queue
+from tests.conftest import Sink, key_headers, settings_for, task_queue
 from worker import build_worker
 
-TENANT = {"X-Tailor-Tenant": "demo"}
 CONTACTS = 600
 
 
@@ -40,7 +39,7 @@ class AbApi:
         self.b = version_b
 
     async def ok(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        response = await self.http.request(method, path, headers=TENANT, **kwargs)
+        response = await self.http.request(method, path, **kwargs)
         assert response.status_code < 300, response.text
         body: dict[str, Any] = response.json()
         return body
@@ -67,6 +66,7 @@ class AbApi:
                 progress = test.get("progress") or {}
                 if test["status"] in statuses or progress.get("status") in statuses:
                     return test
+                print("DEBUG", test["status"], progress, flush=True)
                 await asyncio.sleep(0.1)
 
     async def delivered(self, campaign_id: str) -> list[int]:
@@ -100,10 +100,12 @@ async def ab(
         app.router.lifespan_context(app),
     ):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://tailor") as http:
+        headers = await key_headers(sqlite_db, "demo", "marketer")
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://tailor", headers=headers
+        ) as http:
             template = await http.post(
                 "/v1/templates",
-                headers=TENANT,
                 json={
                     "name": "Spring sale B",
                     "subject": "{{first_name}}, your spring picks are 20% off today",
@@ -197,14 +199,12 @@ async def test_a_winner_chosen_by_hand_is_rolled_out_at_once(
     with isolated_time_skipping_env.auto_time_skipping_disabled():
         started = await ab.start(window_hours=48)
         await ab.wait_for(started["id"], "waiting")
-        wrong = await ab.http.post(
-            f"/v1/ab-tests/{started['id']}/winner", json={"variant": "Z"}, headers=TENANT
-        )
+        wrong = await ab.http.post(f"/v1/ab-tests/{started['id']}/winner", json={"variant": "Z"})
         assert wrong.status_code == 422 and "A" in wrong.text
         await ab.ok("POST", f"/v1/ab-tests/{started['id']}/winner", json={"variant": "A"})
         done = await ab.wait_for(started["id"], "completed", "failed")
     assert done["winner"] == "A" and done["decision"]["how"] == "manual"
-    late = await ab.http.post(f"/v1/ab-tests/{started['id']}/decide", headers=TENANT)
+    late = await ab.http.post(f"/v1/ab-tests/{started['id']}/decide")
     assert late.status_code == 409
 
 
@@ -226,7 +226,7 @@ async def test_bad_ab_tests_are_refused_with_the_field_named(ab: AbApi) -> None:
             ],
             **overrides,
         }
-        response = await ab.http.post("/v1/ab-tests", json=body, headers=TENANT)
+        response = await ab.http.post("/v1/ab-tests", json=body)
         assert response.status_code == 422, (overrides, response.text)
         assert named in response.text
     async with ab.db.read() as conn:
@@ -242,5 +242,5 @@ async def test_a_cancelled_test_rolls_nothing_out(
         await ab.ok("POST", f"/v1/ab-tests/{started['id']}/cancel")
         done = await ab.wait_for(started["id"], "cancelled")
     assert done["winner"] is None and done["rollout_campaign_id"] is None
-    again = await ab.http.post(f"/v1/ab-tests/{started['id']}/cancel", headers=TENANT)
+    again = await ab.http.post(f"/v1/ab-tests/{started['id']}/cancel")
     assert again.status_code == 409

@@ -18,10 +18,8 @@ from tailor.demo.seed import seed_demo
 from tailor.devtools.smtp_sink import read_outbox
 from tailor.models import Contact, LlmUsage, utcnow
 from tailor.sending.unsubscribe import unsubscribe_token
-from tests.conftest import Sink, settings_for, task_queue
+from tests.conftest import Sink, key_headers, other_tenant_headers, settings_for, task_queue
 from worker import build_worker
-
-TENANT = {"X-Tailor-Tenant": "demo"}
 
 
 class Api:
@@ -33,9 +31,7 @@ class Api:
     async def campaign_done(self, campaign_id: str, timeout: float = 60) -> dict[str, Any]:
         async with asyncio.timeout(timeout):
             while True:
-                body: dict[str, Any] = (
-                    await self.http.get(f"/v1/campaigns/{campaign_id}", headers=TENANT)
-                ).json()
+                body: dict[str, Any] = (await self.http.get(f"/v1/campaigns/{campaign_id}")).json()
                 if body["status"] not in ("running", "paused"):
                     return body
                 await asyncio.sleep(0.1)
@@ -51,7 +47,10 @@ async def api(
     worker = build_worker(time_skipping_env.client, db, settings, settings.temporal_task_queue)
     async with worker, app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://tailor") as client:
+        headers = await key_headers(db, "demo", "admin")
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://tailor", headers=headers
+        ) as client:
             yield Api(client, db, sink)
 
 
@@ -77,14 +76,14 @@ async def _contact_count(db: Database) -> int:
 
 async def test_bulk_upsert_creates_then_updates_and_records_consent(api: Api) -> None:
     body = {"contacts": [_contact("new.one@example.com"), _contact("New.Two@Example.com")]}
-    first = await api.http.post("/v1/contacts", json=body, headers=TENANT)
+    first = await api.http.post("/v1/contacts", json=body)
     assert first.status_code == 200, first.text
     assert first.json()["created"] == 2
-    again = await api.http.post("/v1/contacts", json=body, headers=TENANT)
+    again = await api.http.post("/v1/contacts", json=body)
     assert again.json()["created"] == 0 and again.json()["updated"] == 2
 
     contact_id = first.json()["data"][1]["id"]
-    read = (await api.http.get(f"/v1/contacts/{contact_id}", headers=TENANT)).json()
+    read = (await api.http.get(f"/v1/contacts/{contact_id}")).json()
     assert read["email"] == "new.two@example.com"
     assert read["consent"] == "granted"
     assert len(read["consent_history"]) == 2  # append-only: the second upsert added a row
@@ -93,33 +92,41 @@ async def test_bulk_upsert_creates_then_updates_and_records_consent(api: Api) ->
 async def test_bad_contacts_name_the_field_and_write_nothing(api: Api) -> None:
     before = await _contact_count(api.db)
     bad_email = {"contacts": [_contact("ok@example.com"), _contact("not-an-email")]}
-    response = await api.http.post("/v1/contacts", json=bad_email, headers=TENANT)
+    response = await api.http.post("/v1/contacts", json=bad_email)
     assert response.status_code == 422
     assert "contacts.1.email" in response.json()["message"]
 
     duplicate = {"contacts": [_contact("a@example.com"), _contact("A@example.com")]}
-    response = await api.http.post("/v1/contacts", json=duplicate, headers=TENANT)
+    response = await api.http.post("/v1/contacts", json=duplicate)
     assert response.status_code == 422 and "duplicates" in response.json()["message"]
 
     too_many = {"contacts": [_contact(f"c{i}@example.com") for i in range(10_001)]}
-    response = await api.http.post("/v1/contacts", json=too_many, headers=TENANT)
+    response = await api.http.post("/v1/contacts", json=too_many)
     assert response.status_code == 422 and "contacts" in response.json()["message"]
 
     bad_score = {"contacts": [_contact("s@example.com", engagement_score=101)]}
-    response = await api.http.post("/v1/contacts", json=bad_score, headers=TENANT)
+    response = await api.http.post("/v1/contacts", json=bad_score)
     assert response.status_code == 422
     assert "contacts.0.engagement_score" in response.json()["message"]
     assert await _contact_count(api.db) == before
 
 
 async def test_unknown_ids_and_tenants_are_404(api: Api) -> None:
-    assert (await api.http.get("/v1/contacts/999999", headers=TENANT)).status_code == 404
-    assert (await api.http.get("/v1/campaigns/cmp_nope", headers=TENANT)).status_code == 404
-    assert (await api.http.get("/v1/templates/999", headers=TENANT)).status_code == 404
-    other = await api.http.get("/v1/contacts/1", headers={"X-Tailor-Tenant": "acme"})
-    assert other.status_code == 404 and "tenant" in other.json()["message"]
-    missing = await api.http.get("/v1/contacts/1")
-    assert missing.status_code == 422 and "x-tailor-tenant" in missing.json()["message"]
+    assert (await api.http.get("/v1/contacts/999999")).status_code == 404
+    assert (await api.http.get("/v1/campaigns/cmp_nope")).status_code == 404
+    assert (await api.http.get("/v1/templates/999")).status_code == 404
+    # Another shop's key finds nothing of this one's, answered as if it did not exist.
+    acme = await other_tenant_headers(api.db)
+    other = await api.http.get("/v1/contacts/1", headers=acme)
+    mine = await api.http.get("/v1/contacts/999999")
+    assert other.status_code == 404 and other.json() == {"message": "contact 1 not found"}
+    assert mine.json() == {"message": "contact 999999 not found"}
+    anonymous = await api.http.get("/v1/contacts/1", headers={"Authorization": ""})
+    assert anonymous.status_code == 401 and "Bearer" in anonymous.json()["message"]
+    forged = await api.http.get(
+        "/v1/contacts/1", headers={"X-Tailor-Tenant": "demo", "Authorization": "Bearer tlr_x"}
+    )
+    assert forged.status_code == 401
 
 
 async def test_templates_are_versioned_and_validated(api: Api) -> None:
@@ -130,30 +137,29 @@ async def test_templates_are_versioned_and_validated(api: Api) -> None:
         "cta_text": "Shop",
         "cta_url": "https://shop.example.com",
     }
-    created = await api.http.post("/v1/templates", json=template, headers=TENANT)
+    created = await api.http.post("/v1/templates", json=template)
     assert created.status_code == 201, created.text
     template_id = created.json()["id"]
     assert [v["version"] for v in created.json()["versions"]] == [1]
 
-    conflict = await api.http.post("/v1/templates", json=template, headers=TENANT)
+    conflict = await api.http.post("/v1/templates", json=template)
     assert conflict.status_code == 409
 
     broken = {**template, "body": "{% if intro %}unclosed"}
     response = await api.http.post(
         f"/v1/templates/{template_id}/versions",
         json={k: v for k, v in broken.items() if k != "name"},
-        headers=TENANT,
     )
     assert response.status_code == 422 and response.json()["detail"][0]["field"] == "body"
     plain_http = {**template, "name": "insecure", "cta_url": "http://shop.example.com"}
-    response = await api.http.post("/v1/templates", json=plain_http, headers=TENANT)
+    response = await api.http.post("/v1/templates", json=plain_http)
     assert response.status_code == 422 and "https:// or mailto:" in response.json()["message"]
 
     v2 = {**template, "subject": "Welcome, {{ first_name or 'friend' }}"}
     del v2["name"]
-    response = await api.http.post(f"/v1/templates/{template_id}/versions", json=v2, headers=TENANT)
+    response = await api.http.post(f"/v1/templates/{template_id}/versions", json=v2)
     assert response.status_code == 201 and response.json()["version"] == 2
-    read = (await api.http.get(f"/v1/templates/{template_id}", headers=TENANT)).json()
+    read = (await api.http.get(f"/v1/templates/{template_id}")).json()
     assert [v["subject"] for v in read["versions"]] == [template["subject"], v2["subject"]]
 
 
@@ -169,7 +175,6 @@ async def test_campaign_runs_to_completion_through_the_api(api: Api) -> None:
     bad = await api.http.post(
         "/v1/campaigns",
         json={"name": "x", "template_version_id": 999, "segment": {}},
-        headers=TENANT,
     )
     assert bad.status_code == 422 and "template_version_id" in bad.json()["message"]
     bad_segment = await api.http.post(
@@ -179,14 +184,12 @@ async def test_campaign_runs_to_completion_through_the_api(api: Api) -> None:
             "template_version_id": version_id,
             "segment": {"engagement_min": 90, "engagement_max": 10},
         },
-        headers=TENANT,
     )
     assert bad_segment.status_code == 422 and "segment" in bad_segment.json()["message"]
 
     response = await api.http.post(
         "/v1/campaigns",
         json={"name": "Autumn", "template_version_id": version_id, "segment": {}},
-        headers=TENANT,
     )
     assert response.status_code == 202, response.text
     started = response.json()
@@ -201,31 +204,28 @@ async def test_campaign_runs_to_completion_through_the_api(api: Api) -> None:
     assert done["generation"]["by_generator"] == {"rules": done["counts"]["sent"]}
     assert done["generation"]["llm_calls"] == 0 and done["generation"]["cost_usd"] == 0
 
-    listed = (
-        await api.http.get(f"/v1/campaigns/{started['id']}/sends?limit=1000", headers=TENANT)
-    ).json()
+    listed = (await api.http.get(f"/v1/campaigns/{started['id']}/sends?limit=1000")).json()
     assert listed["count"] == 40
     sent_one = next(s for s in listed["data"] if s["status"] == "sent")
-    why = (await api.http.get(f"/v1/sends/{sent_one['id']}/explain", headers=TENANT)).json()
+    why = (await api.http.get(f"/v1/sends/{sent_one['id']}/explain")).json()
     assert why["explain"]["generator"] == {"tier": "rules"}
     assert why["explain"]["plan"][-1] == "deliver:smtp" and why["explain"]["rules"]
     assert "consent" in why["explain"]["guardrail"]
-    contact = (await api.http.get(f"/v1/contacts/{sent_one['contact_id']}", headers=TENANT)).json()
+    contact = (await api.http.get(f"/v1/contacts/{sent_one['contact_id']}")).json()
     assert contact["email"] not in str(why["explain"])
     other = await api.http.get(
-        f"/v1/sends/{sent_one['id']}/explain", headers={"X-Tailor-Tenant": "acme"}
+        f"/v1/sends/{sent_one['id']}/explain", headers=await other_tenant_headers(api.db)
     )
     assert other.status_code == 404
 
     unknown_prompt = await api.http.post(
         "/v1/campaigns",
         json={"name": "x", "template_version_id": version_id, "prompt_version": "v999"},
-        headers=TENANT,
     )
     assert unknown_prompt.status_code == 422
     assert "personalization_v3" in unknown_prompt.json()["message"]
 
-    again = await api.http.post(f"/v1/campaigns/{started['id']}/pause", headers=TENANT)
+    again = await api.http.post(f"/v1/campaigns/{started['id']}/pause")
     assert again.status_code == 409
 
 
@@ -236,10 +236,9 @@ async def test_revocation_through_the_api_signals_running_campaigns(api: Api) ->
         await api.http.post(
             "/v1/campaigns",
             json={"name": "Held", "template_version_id": version_id},
-            headers=TENANT,
         )
     ).json()
-    paused = await api.http.post(f"/v1/campaigns/{started['id']}/pause", headers=TENANT)
+    paused = await api.http.post(f"/v1/campaigns/{started['id']}/pause")
     assert paused.status_code == 200 and paused.json()["status"] == "paused"
 
     revoked = await api.http.post(
@@ -250,15 +249,14 @@ async def test_revocation_through_the_api_signals_running_campaigns(api: Api) ->
             "method": "web-form",
             "wording_version": "prefs-v1",
         },
-        headers=TENANT,
     )
     assert revoked.status_code == 200, revoked.text
     assert started["id"] in revoked.json()["signalled_campaigns"]
-    contact = (await api.http.get("/v1/contacts/3", headers=TENANT)).json()
+    contact = (await api.http.get("/v1/contacts/3")).json()
     assert contact["consent"] == "revoked"
     assert [r["status"] for r in contact["consent_history"]][-1] == "revoked"
 
-    cancelled = await api.http.post(f"/v1/campaigns/{started['id']}/cancel", headers=TENANT)
+    cancelled = await api.http.post(f"/v1/campaigns/{started['id']}/cancel")
     assert cancelled.status_code == 200
     done = await api.campaign_done(started["id"])
     assert done["status"] == "cancelled"
@@ -267,16 +265,14 @@ async def test_revocation_through_the_api_signals_running_campaigns(api: Api) ->
 async def test_one_click_unsubscribe_revokes_consent(api: Api) -> None:
     version_id = await _template_version(api)
     started = (
-        await api.http.post(
-            "/v1/campaigns", json={"name": "U", "template_version_id": version_id}, headers=TENANT
-        )
+        await api.http.post("/v1/campaigns", json={"name": "U", "template_version_id": version_id})
     ).json()
     await api.campaign_done(started["id"])
     secret = settings_for(api.db, api.sink).unsubscribe_secret
     token = unsubscribe_token(secret, started["id"], 5)
     page = await api.http.get(f"/v1/unsubscribe/{token}")
     assert page.status_code == 200 and '<form method="post"' in page.text
-    assert (await api.http.get("/v1/contacts/5", headers=TENANT)).json()["consent"] != "revoked"
+    assert (await api.http.get("/v1/contacts/5")).json()["consent"] != "revoked"
 
     response = await api.http.post(
         f"/v1/unsubscribe/{token}",
@@ -284,7 +280,7 @@ async def test_one_click_unsubscribe_revokes_consent(api: Api) -> None:
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert response.status_code == 200
-    assert (await api.http.get("/v1/contacts/5", headers=TENANT)).json()["consent"] == "revoked"
+    assert (await api.http.get("/v1/contacts/5")).json()["consent"] == "revoked"
     forged = token[:-4] + "0000"
     assert (await api.http.post(f"/v1/unsubscribe/{forged}")).status_code == 404
 
@@ -305,18 +301,16 @@ async def test_llm_usage_by_day_against_the_budget(api: Api) -> None:
             for day, hit, cost in [(today, False, 0.25), (today, True, 0.0),
                                    (today - timedelta(days=1), False, 0.5)]
         ])  # fmt: skip
-    body = (await api.http.get("/v1/usage/llm", headers=TENANT)).json()
+    body = (await api.http.get("/v1/usage/llm")).json()
     assert [(d["day"], d["calls"], d["cache_hits"]) for d in body["data"]] == [
         ((today - timedelta(days=1)).isoformat(), 1, 0),
         (today.isoformat(), 1, 1),
     ]
     assert body["total_cost_usd"] == 0.75 and body["spent_today_usd"] == 0.25
     assert body["daily_budget_usd"] == 20.0 and body["throttled_today"] is False
-    only_today = await api.http.get(f"/v1/usage/llm?since={today}", headers=TENANT)
+    only_today = await api.http.get(f"/v1/usage/llm?since={today}")
     assert only_today.json()["total_cost_usd"] == 0.25
-    backwards = await api.http.get(
-        f"/v1/usage/llm?since={today}&until={today - timedelta(days=3)}", headers=TENANT
-    )
+    backwards = await api.http.get(f"/v1/usage/llm?since={today}&until={today - timedelta(days=3)}")
     assert backwards.status_code == 422 and "since" in backwards.json()["message"]
 
 
@@ -324,14 +318,13 @@ async def _campaign(api: Api, version_id: int) -> dict[str, Any]:
     response = await api.http.post(
         "/v1/campaigns",
         json={"name": "Loyalty", "template_version_id": version_id, "segment": {}},
-        headers=TENANT,
     )
     assert response.status_code == 202, response.text
     return await api.campaign_done(response.json()["id"])
 
 
 async def test_a_template_that_cannot_render_falls_back_to_the_tenant_default(api: Api) -> None:
-    default = (await api.http.get("/v1/templates/default", headers=TENANT)).json()
+    default = (await api.http.get("/v1/templates/default")).json()
     assert default["template_version_id"] == await _template_version(api), "seeded default"
     broken = {
         "name": "loyalty",
@@ -340,28 +333,24 @@ async def test_a_template_that_cannot_render_falls_back_to_the_tenant_default(ap
         "cta_text": "Redeem",
         "cta_url": "https://shop.example.com/rewards",
     }
-    created = await api.http.post("/v1/templates", json=broken, headers=TENANT)
+    created = await api.http.post("/v1/templates", json=broken)
     assert created.status_code == 201, created.text
     version_id = created.json()["versions"][0]["id"]
 
     done = await _campaign(api, version_id)
     assert done["status"] == "completed"
     assert done["counts"]["sent"] + done["counts"]["suppressed"] == 40
-    sends = (await api.http.get(f"/v1/campaigns/{done['id']}/sends", headers=TENANT)).json()
+    sends = (await api.http.get(f"/v1/campaigns/{done['id']}/sends")).json()
     first_sent = next(s for s in sends["data"] if s["status"] == "sent")
-    why = (await api.http.get(f"/v1/sends/{first_sent['id']}/explain", headers=TENANT)).json()
+    why = (await api.http.get(f"/v1/sends/{first_sent['id']}/explain")).json()
     assert any(rule.startswith("template:tenant-default") for rule in why["explain"]["rules"])
     assert "loyalty_tier" in " ".join(why["explain"]["rules"]), "the reason is recorded"
     for email in read_outbox(api.sink.maildir, done["id"]):
         assert "rewards" not in str(email.full()["Subject"])
 
-    unknown = await api.http.put(
-        "/v1/templates/default", json={"template_version_id": 999999}, headers=TENANT
-    )
+    unknown = await api.http.put("/v1/templates/default", json={"template_version_id": 999999})
     assert unknown.status_code == 422 and "template_version_id" in unknown.json()["message"]
-    cleared = await api.http.put(
-        "/v1/templates/default", json={"template_version_id": None}, headers=TENANT
-    )
+    cleared = await api.http.put("/v1/templates/default", json={"template_version_id": None})
     assert cleared.status_code == 200
     # Without a default the campaign stops rather than send anyone a broken email.
     failed = await _campaign(api, version_id)

@@ -21,8 +21,7 @@ from tailor.demo.data import DEMO_TENANT
 from tailor.models import Contact, Event, Tenant
 from tailor.store.events import StoredEvent, normalise_event_name
 from tailor.store.tenants import upsert_tenant
-
-TENANT = {"X-Tailor-Tenant": "demo"}
+from tests.conftest import key_headers
 
 
 @dataclass
@@ -48,12 +47,12 @@ class Api:
     http: httpx.AsyncClient
     db: Database
     triggers: Triggers
+    ingest_key: str  # the secret of an ingest-only key, as Segment's write key
 
     async def track(self, event: str, user: str = "u-1", **fields: Any) -> dict[str, Any]:
         return await self.ok("/v1/track", {"userId": user, "event": event, **fields})
 
     async def ok(self, path: str, body: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        kwargs.setdefault("headers", TENANT)
         response = await self.http.post(path, json=body, **kwargs)
         assert response.status_code == 200, response.text
         answer: dict[str, Any] = response.json()
@@ -83,8 +82,11 @@ async def api(db: Database) -> AsyncIterator[Api]:
         triggers = Triggers(db)
         app.state.triggers = triggers
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://tailor") as client:
-            yield Api(client, db, triggers)
+        headers = await key_headers(db, "demo", "ingest")
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://tailor", headers=headers
+        ) as client:
+            yield Api(client, db, triggers, headers["Authorization"].removeprefix("Bearer "))
 
 
 async def identify(api: Api, user: str, email: str, **traits: Any) -> dict[str, Any]:
@@ -133,7 +135,8 @@ async def test_identify_creates_the_contact_links_the_user_and_sets_traits(api: 
 
 async def test_identify_links_an_existing_contact(api: Api) -> None:
     contact = {"email": "grace@example.com", "first_name": "Grace"}
-    created = await api.ok("/v1/contacts", {"contacts": [contact]})
+    marketer = await key_headers(api.db, "demo", "marketer")
+    created = await api.ok("/v1/contacts", {"contacts": [contact]}, headers=marketer)
     before = await api.contact_count()
     await identify(api, "u-grace", "Grace@example.com", lastName="Hopper")
     grace = await api.contact("grace@example.com")
@@ -239,12 +242,12 @@ async def test_a_malformed_batch_item_fails_the_request_and_stores_nothing(api: 
         ("batch.1.traits.email", {**good, "traits": {"email": "nope"}}),
     ]
     for field_name, item in cases:
-        response = await api.http.post("/v1/batch", json={"batch": [good, item]}, headers=TENANT)
+        response = await api.http.post("/v1/batch", json={"batch": [good, item]})
         assert response.status_code == 422, item
         assert [d["field"] for d in response.json()["detail"]] == [field_name], response.text
     too_few_or_many: list[dict[str, Any]] = [{"batch": []}, {"batch": [good] * 1001}]
     for body in too_few_or_many:
-        response = await api.http.post("/v1/batch", json=body, headers=TENANT)
+        response = await api.http.post("/v1/batch", json=body)
         assert response.status_code == 422 and response.json()["detail"][0]["field"] == "batch"
     assert await api.events() == []
     assert await api.contact_count() == contacts
@@ -271,18 +274,25 @@ async def test_a_webhook_destination_can_post_every_call_type_to_one_url(api: Ap
     assert (mixed["accepted"], mixed["ignored"]) == (0, 2)
 
 
-async def test_tenant_from_basic_auth_or_header_else_401(api: Api) -> None:
+async def test_the_tenant_is_the_ingest_keys_given_as_basic_username_else_401(api: Api) -> None:
     body = {"anonymousId": "anon-1", "event": "Email Opened"}
-    assert (await api.ok("/v1/track", body, headers={}, auth=("demo", "")))["accepted"] == 1
+    assert (await api.ok("/v1/track", body, auth=(api.ingest_key, "")))["accepted"] == 1
     events = await api.events()
     assert [(e.tenant_id, e.anonymous_id) for e in events] == [("demo", "anon-1")]
 
-    missing = await api.http.post("/v1/track", json=body)
-    assert missing.status_code == 401
-    assert "X-Tailor-Tenant" in missing.json()["message"]
-    assert "Basic" in missing.json()["message"]
-    unknown = await api.http.post("/v1/track", json=body, auth=("acme", ""))
-    assert unknown.status_code == 404 and "acme" in unknown.json()["message"]
+    anonymous = httpx.Headers({"Authorization": ""})
+    missing = await api.http.post("/v1/track", json=body, headers=anonymous)
+    assert missing.status_code == 401 and "Bearer" in missing.json()["message"]
+    # The tenant's name is no credential, with or without a password.
+    for user, password in (("demo", ""), ("demo", "wrongpassword"), ("acme", "")):
+        refused = await api.http.post("/v1/track", json=body, auth=(user, password))
+        assert refused.status_code == 401, (user, password)
+        assert user not in refused.json()["message"]
+    # An ingest key sends events and nothing else, even as Basic or Bearer.
+    basic_read = await api.http.get("/v1/contacts/1", auth=(api.ingest_key, ""))
+    assert basic_read.status_code == 401
+    bearer_read = await api.http.get("/v1/contacts/1")
+    assert bearer_read.status_code == 403 and "ingest" in bearer_read.json()["message"]
     assert len(await api.events()) == 1
 
 
@@ -321,7 +331,7 @@ async def test_a_segment_shaped_track_call_is_accepted(api: Api) -> None:
         "version": 2,
         "writeKey": "demo",
     }
-    answer = await api.ok("/v1/track", segment, headers={}, auth=("demo", ""))
+    answer = await api.ok("/v1/track", segment, auth=(api.ingest_key, ""))
     assert answer == {"success": True, "accepted": 1, "duplicates": 0, "ignored": 0}
     ada = await api.contact("ada@example.com")
     assert (ada.cart_items, ada.device, ada.timezone) == (["SKU-7"], "mobile", "Europe/Amsterdam")

@@ -38,10 +38,9 @@ from tailor.profiles.loader import Profile, ProfileLoader, ProfileSource
 from tailor.store.contacts import upsert_contacts
 from tailor.store.events import StoredEvent
 from tailor.store.tenants import upsert_tenant
-from tests.conftest import empty_postgres, free_port
+from tests.conftest import empty_postgres, free_port, key_headers
 
 REDIS_URL = os.environ.get("TAILOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-TENANT = {"X-Tailor-Tenant": "demo"}
 
 
 async def _reachable(url: str) -> bool:
@@ -190,12 +189,15 @@ async def running_api(
     async with app.router.lifespan_context(app):
         app.state.triggers = triggers
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://tailor") as client:
+        headers = await key_headers(db, "demo", "admin")
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://tailor", headers=headers
+        ) as client:
             yield client
 
 
 async def post(http: httpx.AsyncClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    response = await http.post(path, json=body, headers=TENANT)
+    response = await http.post(path, json=body)
     assert response.status_code == 200, response.text
     answer: dict[str, Any] = response.json()
     return answer

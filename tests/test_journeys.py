@@ -29,12 +29,10 @@ from tailor.journeys.definitions import journey_workflow_id
 from tailor.models import Contact, Tenant
 from tailor.payloads import JourneyEnd
 from tailor.store.journeys import install_builtins
-from tests.conftest import Sink, llm_settings, settings_for, start_time_skipping
+from tests.conftest import Sink, key_headers, llm_settings, settings_for, start_time_skipping
 from tests.conftest import task_queue as new_queue
 from worker import build_worker
 from workflows.journey import JourneyWorkflow
-
-TENANT = {"X-Tailor-Tenant": "demo"}
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +67,6 @@ class Journeys:
         user_id = f"user-{contact_id}"
         answer = await self.http.post(
             "/v1/identify",
-            headers=TENANT,
             json={"userId": user_id, "traits": {"email": email}, "messageId": f"id-{contact_id}"},
         )
         assert answer.status_code == 200, answer.text
@@ -80,7 +77,6 @@ class Journeys:
     ) -> dict[str, Any]:
         answer = await self.http.post(
             "/v1/track",
-            headers=TENANT,
             json={
                 "userId": user_id,
                 "event": event,
@@ -122,7 +118,11 @@ async def running(
     async with (
         build_worker(env.client, db, settings, queue),
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://t",
+            headers=await key_headers(db, "demo", "admin"),
+        ) as http,
     ):
         async with db.read() as conn:
             rows = await conn.execute(select(Contact.id, Contact.email))  # type: ignore[call-overload]
@@ -203,7 +203,6 @@ async def test_revoking_consent_stops_a_running_journey(journeys: Journeys) -> N
     await journeys.env.sleep(timedelta(hours=1))  # the first email goes at once
     answer = await journeys.http.post(
         f"/v1/contacts/{contact_id}/consent",
-        headers=TENANT,
         json={
             "status": "revoked",
             "source": "preference-center",
@@ -245,16 +244,19 @@ async def test_failed_trigger_processing_is_dead_lettered_and_replayed(
     offline = create_app(journeys.settings.model_copy(update={"temporal_address": "127.0.0.1:9"}))
     async with (
         offline.router.lifespan_context(offline),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=offline), base_url="http://t") as http,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=offline),
+            base_url="http://t",
+            headers=await key_headers(journeys.db, "demo", "ingest"),
+        ) as http,
     ):
         answer = await http.post(
             "/v1/track",
-            headers=TENANT,
             json={"userId": user, "event": "Signed Up", "messageId": "signup-5"},
         )
         assert answer.status_code == 200, answer.text
 
-    listed = (await journeys.http.get("/v1/dead-letters", headers=TENANT)).json()
+    listed = (await journeys.http.get("/v1/dead-letters")).json()
     (letter,) = listed["data"]
     assert (letter["event"], letter["contact_id"], letter["status"]) == (
         "signed.up",
@@ -263,12 +265,12 @@ async def test_failed_trigger_processing_is_dead_lettered_and_replayed(
     )
     assert "unreachable" in letter["error"]
 
-    replayed = await journeys.http.post(f"/v1/dead-letters/{letter['id']}/replay", headers=TENANT)
+    replayed = await journeys.http.post(f"/v1/dead-letters/{letter['id']}/replay")
     assert replayed.status_code == 200, replayed.text
     assert replayed.json()["started"] == ["welcome"]
     end = await journeys.end(journeys.handle("welcome", contact_id))
     assert end.emails_sent == 3
-    assert (await journeys.http.get("/v1/dead-letters", headers=TENANT)).json()["count"] == 0
+    assert (await journeys.http.get("/v1/dead-letters")).json()["count"] == 0
 
 
 async def test_a_running_journey_keeps_its_version(journeys: Journeys) -> None:
@@ -278,7 +280,6 @@ async def test_a_running_journey_keeps_its_version(journeys: Journeys) -> None:
     await journeys.env.sleep(timedelta(hours=1))
     shorter = await journeys.http.post(
         "/v1/journeys",
-        headers=TENANT,
         json={
             "key": "welcome",
             "name": "Welcome, short",
@@ -308,13 +309,11 @@ async def test_engagement_ends_a_re_engagement_journey(journeys: Journeys) -> No
 async def test_bad_journey_definitions_are_refused(journeys: Journeys) -> None:
     answer = await journeys.http.post(
         "/v1/journeys",
-        headers=TENANT,
         json={"key": "promo", "name": "Only waits", "steps": [{"type": "wait", "minutes": 5}]},
     )
     assert answer.status_code == 422 and "send step" in answer.json()["message"]
     answer = await journeys.http.post(
         "/v1/journeys",
-        headers=TENANT,
         json={
             "key": "promo",
             "name": "x",

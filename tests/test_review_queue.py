@@ -24,6 +24,7 @@ from tailor.models import Tenant
 from tailor.payloads import CampaignOutcome
 from tests.conftest import (
     Sink,
+    key_headers,
     llm_settings,
     seeded_campaign,
     settings_for,
@@ -33,8 +34,6 @@ from tests.conftest import (
 from tests.conftest import task_queue as new_queue
 from worker import build_worker
 from workflows.campaign import CampaignWorkflow
-
-TENANT = {"X-Tailor-Tenant": "demo"}
 
 
 @dataclass
@@ -62,7 +61,6 @@ class Review:
     async def pending(self) -> list[dict[str, Any]]:
         answer = await self.http.get(
             "/v1/reviews", params={"status": "pending", "campaign_id": self.campaign_id},
-            headers=TENANT,
         )  # fmt: skip
         assert answer.status_code == 200, answer.text
         data: list[dict[str, Any]] = answer.json()["data"]
@@ -93,7 +91,10 @@ async def review(
     worker = build_worker(time_skipping_env.client, sqlite_db, settings, queue)
     async with worker, app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://tailor") as http:
+        headers = await key_headers(sqlite_db, "demo", "reviewer")
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://tailor", headers=headers
+        ) as http:
             handle = await start_campaign(time_skipping_env.client, campaign_id, queue)
             yield Review(http, sqlite_db, sink, stub, handle, campaign_id, consenting)
 
@@ -103,7 +104,7 @@ async def test_flagged_content_waits_for_a_person_then_goes_out_as_decided(
 ) -> None:
     await review.awaiting_review()
     assert read_outbox(review.sink.maildir, review.campaign_id) == [], "nothing sent unreviewed"
-    campaign = (await review.http.get(f"/v1/campaigns/{review.campaign_id}", headers=TENANT)).json()
+    campaign = (await review.http.get(f"/v1/campaigns/{review.campaign_id}")).json()
     assert campaign["counts"]["held"] == review.consenting
     assert campaign["progress"]["status"] == "awaiting_review"
 
@@ -128,27 +129,24 @@ async def test_flagged_content_waits_for_a_person_then_goes_out_as_decided(
         ({"body": body + "Questions? Write to ada.lovelace@example.com"}, "EMAIL_ADDRESS"),
         ({"subject": "{{last_name}}, for you"}, "unknown placeholder {{last_name}}"),
     ]:
-        refused = await review.http.post(
-            approve, json={"reviewer": "maria", "edits": bad}, headers=TENANT
-        )
+        refused = await review.http.post(approve, json={"reviewer": "maria", "edits": bad})
         assert refused.status_code == 422 and expected in refused.json()["message"], refused.text
     assert len(await review.pending()) == len(pending), "a refused edit decides nothing"
 
     edits = {"subject": "{{first_name}}, picked by our team", "body": body}
     approved = await review.http.post(
-        approve, json={"reviewer": "maria", "note": "tone fixed", "edits": edits}, headers=TENANT
+        approve, json={"reviewer": "maria", "note": "tone fixed", "edits": edits}
     )
     assert approved.status_code == 200, approved.text
     assert approved.json()["signalled"] is True
     assert approved.json()["review"]["final_content"]["subject"] == edits["subject"]
     rejected = await review.http.post(
-        f"/v1/reviews/{brand['id']}/reject", json={"reviewer": "maria"}, headers=TENANT
+        f"/v1/reviews/{brand['id']}/reject", json={"reviewer": "maria"}
     )
     assert rejected.status_code == 200, rejected.text
-    again = await review.http.post(approve, json={"reviewer": "sam"}, headers=TENANT)
+    again = await review.http.post(approve, json={"reviewer": "sam"})
     assert again.status_code == 409 and "already approved" in again.json()["message"]
-    missing = await review.http.post("/v1/reviews/999999/reject", json={"reviewer": "sam"},
-                                     headers=TENANT)  # fmt: skip
+    missing = await review.http.post("/v1/reviews/999999/reject", json={"reviewer": "sam"})
     assert missing.status_code == 404
 
     # The rest nobody decides: after the review timeout they expire to the rules tier.
@@ -185,7 +183,7 @@ async def test_cancelling_a_campaign_in_review_sends_nothing_and_clears_the_queu
     review: Review,
 ) -> None:
     await review.awaiting_review()
-    cancel = await review.http.post(f"/v1/campaigns/{review.campaign_id}/cancel", headers=TENANT)
+    cancel = await review.http.post(f"/v1/campaigns/{review.campaign_id}/cancel")
     assert cancel.status_code == 200, cancel.text
     outcome = await review.handle.result()
     assert outcome.status == "cancelled" and outcome.sent == 0

@@ -76,5 +76,6 @@ async def authenticate_key(*, session: AsyncSession, secret: str) -> Principal |
     if key.revoked_at is not None:
         return None
     return Principal(
-        tenant_id=key.tenant_id, role=Role(key.role), actor=key.id, kind="key", key_id=key.id
-    )
+        tenant_id=key.tenant_id, role=Role(key.role), actor=key.id, kind="key", key_id=key.id,
+        last_used_at=key.last_used_at,
+    )  # fmt: skip

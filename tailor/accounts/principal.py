@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from tailor.models import Role
@@ -15,6 +16,7 @@ class Principal:
     actor: str  # the key id, or the token's subject: what the audit log and ledgers record
     kind: Literal["key", "token", "cli"]
     key_id: str | None = None  # for last-use times and per-key rate limits
+    last_used_at: datetime | None = None  # as stored before this request
 
     @property
     def rate_key(self) -> str:

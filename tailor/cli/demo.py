@@ -147,7 +147,7 @@ async def _seed(settings: Settings, contacts: int, console: Console) -> tuple[in
 async def _run_campaign(
     api: str, template_version_id: int, audience: int, console: Console
 ) -> tuple[dict[str, Any], dict[str, Any], float]:
-    async with httpx.AsyncClient(base_url=api, headers=TENANT, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=api, timeout=30) as http:
         started_at = time.monotonic()
         response = await http.post(
             "/v1/campaigns",

@@ -67,7 +67,7 @@ async def drive_journeys(api: str, settings: Settings, people: int,
     chosen = await _people(settings, people)
     if not chosen:
         raise StartupError("no consenting demo contacts to drive journeys for; rerun the seed")
-    async with httpx.AsyncClient(base_url=api, headers=TENANT, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=api, timeout=30) as http:
         installed = await http.post("/v1/journeys/builtins")
         if installed.status_code != 200:
             raise StartupError(f"the API refused the built-in journeys: {installed.text}")

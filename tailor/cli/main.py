@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     rag_bench.add_argument("--queries", type=_positive, default=200)
     rag_bench.add_argument("--json", action="store_true", help="last line: one JSON object")
 
+    from tailor.cli.accounts import add_parsers
+
+    add_parsers(sub)
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply Alembic migrations")
@@ -246,6 +249,10 @@ def main(argv: list[str] | None = None) -> None:
 
             settings = _settings()
             asyncio.run(migrate(settings.resolved_database_url))
+        elif args.command in ("tenant", "key"):
+            from tailor.cli import accounts
+
+            sys.exit(accounts.run(args, _settings()))
         elif args.command == "rag":
             from tailor.cli import rag as rag_cli
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col, select
 
 from tailor.errors import NotFound
@@ -50,10 +50,10 @@ async def revoke_key(
     return key
 
 
-async def touch_key(*, session: AsyncSession, key_id: str, now: datetime, every: timedelta) -> None:
-    """Record a use; at most one write per ``every`` per key, so reads stay reads."""
+async def touch_key(conn: AsyncConnection, *, key_id: str, now: datetime, every: timedelta) -> None:
+    """Record a use; at most one write per ``every`` per key (concurrent requests race to it)."""
     stale = now - every
-    await session.execute(
+    await conn.execute(
         update(ApiKey)
         .where(col(ApiKey.id) == key_id)
         .where(col(ApiKey.last_used_at).is_(None) | (col(ApiKey.last_used_at) < stale))

@@ -22,6 +22,16 @@ async def upsert_tenant(*, session: AsyncSession, tenant: Tenant) -> Tenant:
     return existing
 
 
+async def add_tenant(*, session: AsyncSession, tenant: Tenant) -> Tenant:
+    session.add(tenant)
+    await session.flush()
+    return tenant
+
+
+async def tenant_exists(*, session: AsyncSession, tenant_id: str) -> bool:
+    return await session.get(Tenant, tenant_id) is not None
+
+
 async def daily_email_limit(conn: AsyncConnection, *, tenant_id: str) -> int | None:
     """Marketing emails a person may get from the tenant per local day."""
     limit = await conn.scalar(
