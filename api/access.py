@@ -88,6 +88,11 @@ ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[Role] | None]] = {
     ("POST", "/v1/reviews/{review_id}/reject"): REVIEW,
     # Usage
     ("GET", "/v1/usage/llm"): READ,
+    # Product catalog
+    ("GET", "/v1/products"): READ,
+    ("POST", "/v1/products"): ADMINISTER,
+    ("POST", "/v1/products/csv"): ADMINISTER,
+    ("DELETE", "/v1/products/{sku}"): ADMINISTER,
 }
 
 
