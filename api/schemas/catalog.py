@@ -14,6 +14,8 @@ from pydantic import BaseModel, Field, WithJsonSchema
 from api.schemas.base import Strict
 from tailor.catalog.rows import MAX_ROWS
 
+# Not blank, no control characters or line breaks (surrounding spaces are trimmed).
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
 PRODUCT_ROW_SCHEMA: dict[str, Any] = {
     "type": "object",
     "title": "ProductIn",
@@ -21,17 +23,21 @@ PRODUCT_ROW_SCHEMA: dict[str, Any] = {
     "required": ["sku", "name", "category", "price", "url"],
     "properties": {
         "sku": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$", "examples": ["TEE-101"]},
-        "name": {"type": "string", "minLength": 1, "maxLength": 200},
-        "category": {"type": "string", "minLength": 1, "maxLength": 100},
+        "name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": _PRINTABLE},
+        "category": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": _PRINTABLE},
         "price": {
             "anyOf": [
-                {"type": "number", "minimum": 0, "maximum": 1_000_000},
+                {"type": "number", "minimum": 0, "maximum": 1_000_000, "multipleOf": 0.01},
                 {"type": "string", "pattern": r"^\d+(\.\d{1,2})?$"},
             ],
             "description": "In the shop's currency units, at most two decimals: 19.99",
             "examples": ["19.99"],
         },
-        "url": {"type": "string", "format": "uri", "maxLength": 500},
+        "url": {
+            "type": "string",
+            "maxLength": 500,
+            "pattern": r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/]+\S*$",
+        },
     },
 }
 
