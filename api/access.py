@@ -94,6 +94,11 @@ ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[Role] | None]] = {
     ("POST", "/v1/keys/{key_id}/revoke"): ADMINISTER,
     # Onboarding
     ("POST", "/v1/platform/tenants"): ONBOARD,
+    # Product catalog
+    ("GET", "/v1/products"): READ,
+    ("POST", "/v1/products"): ADMINISTER,
+    ("POST", "/v1/products/csv"): ADMINISTER,
+    ("DELETE", "/v1/products/{sku}"): ADMINISTER,
 }
 
 

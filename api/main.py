@@ -16,6 +16,7 @@ from api.deps import TemporalGateway, authorize
 from api.routes import (
     ab_tests,
     campaigns,
+    catalog,
     contacts,
     delivery,
     events,
@@ -77,10 +78,8 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
 
     @app.exception_handler(InvalidInput)
     async def _invalid_input(_: Request, exc: InvalidInput) -> JSONResponse:
-        return JSONResponse(
-            {"message": str(exc), "detail": [{"field": exc.field, "message": exc.message}]},
-            status_code=422,
-        )
+        detail = [{"field": field, "message": message} for field, message in exc.problems]
+        return JSONResponse({"message": str(exc), "detail": detail}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -111,6 +110,7 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
         unsubscribe,
         keys,
         platform,
+        catalog,
     ):
         app.include_router(module.router)
     _check_every_route_has_a_rule(app)
