@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession  # the type of SessionDep, nothi
 from temporalio.client import Client
 
 from api.access import BASIC_AUTH_ROUTES, roles_for
-from tailor.accounts.keys import authenticate_key
+from tailor.accounts.keys import authenticate_key, looks_like_key
+from tailor.accounts.oidc import OidcVerifier
 from tailor.accounts.principal import Principal
 from tailor.config import Settings
 from tailor.db import Database
@@ -127,12 +128,19 @@ async def get_principal(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     basic: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
 ) -> Principal | None:
-    """The caller an API key proves (None: no credentials, or ones that prove nothing)."""
+    """The caller an API key or OIDC token proves (None: no credentials, or ones that prove
+    nothing)."""
     secret = bearer.credentials if bearer is not None else None
     if secret is None and basic is not None and _route_path(request) in BASIC_AUTH_ROUTES:
         secret = basic.username
     if not secret:
         return None
+    oidc: OidcVerifier | None = getattr(request.app.state, "oidc", None)
+    if bearer is not None and oidc is not None and not looks_like_key(secret):
+        principal = await _token_principal(session, oidc, secret)
+        if principal is not None:
+            request.state.principal = principal
+        return principal
     principal = await authenticate_key(session=session, secret=secret)
     if principal is not None and principal.key_id is not None:
         await touch_key(
@@ -140,6 +148,21 @@ async def get_principal(
         )
     if principal is not None:
         request.state.principal = principal
+    return principal
+
+
+async def _token_principal(
+    session: AsyncSession, oidc: OidcVerifier, token: str
+) -> Principal | None:
+    """A token's principal, if its tenant exists: unlike a key's, a token's tenant is only a
+    claim, and a tenant that does not exist must not get as far as a route."""
+    principal = await oidc.verify(token)
+    if principal is None or principal.tenant_id is None:
+        return None
+    try:
+        await tenants.get_tenant(session=session, tenant_id=principal.tenant_id)
+    except NotFound:
+        return None
     return principal
 
 
