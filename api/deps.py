@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession  # the type of SessionDep, nothi
 from temporalio.client import Client
 
 from api.access import BASIC_AUTH_ROUTES, roles_for
-from tailor.accounts.keys import authenticate_key
+from tailor.accounts.keys import authenticate_key, looks_like_key
+from tailor.accounts.oidc import OidcVerifier
 from tailor.accounts.principal import Principal
 from tailor.config import Settings
 from tailor.db import Database
@@ -127,18 +128,23 @@ async def get_principal(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     basic: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
 ) -> Principal | None:
-    """The caller an API key proves (None: no credentials, or ones that prove nothing).
+    """The caller an API key or OIDC token proves (None: no credentials, or ones that prove
+    nothing).
 
     Reads on a connection of its own, so that authenticating does not open the request's
-    write transaction (on SQLite, the database's one write lock), and records the key's last
+    write transaction (on SQLite, the database's one write lock), and records a key's last
     use in a short transaction of its own, at most once a minute."""
     secret = bearer.credentials if bearer is not None else None
     if secret is None and basic is not None and _route_path(request) in BASIC_AUTH_ROUTES:
         secret = basic.username
     if not secret:
         return None
+    oidc: OidcVerifier | None = getattr(request.app.state, "oidc", None)
     async with db.read_session() as session:
-        principal = await authenticate_key(session=session, secret=secret)
+        if bearer is not None and oidc is not None and not looks_like_key(secret):
+            principal = await _token_principal(session, oidc, secret)
+        else:
+            principal = await authenticate_key(session=session, secret=secret)
     if principal is None:
         return None
     now = utcnow()
@@ -148,6 +154,21 @@ async def get_principal(
         async with db.write() as conn:
             await touch_key(conn, key_id=principal.key_id, now=now, every=_LAST_USE_EVERY)
     request.state.principal = principal
+    return principal
+
+
+async def _token_principal(
+    session: AsyncSession, oidc: OidcVerifier, token: str
+) -> Principal | None:
+    """A token's principal, if its tenant exists: unlike a key's, a token's tenant is only a
+    claim, and a tenant that does not exist must not get as far as a route."""
+    principal = await oidc.verify(token)
+    if principal is None or principal.tenant_id is None:
+        return None
+    try:
+        await tenants.get_tenant(session=session, tenant_id=principal.tenant_id)
+    except NotFound:
+        return None
     return principal
 
 

@@ -31,6 +31,7 @@ from api.routes import (
     usage,
 )
 from tailor import __version__
+from tailor.accounts.oidc import OidcVerifier
 from tailor.config import Settings
 from tailor.db import Database
 from tailor.errors import InvalidInput, NotFound
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
         app.state.temporal = TemporalGateway(settings, temporal_client)
         app.state.triggers = TriggerAgent(app.state.db, app.state.temporal.journeys)
         app.state.features = FeatureCache.from_settings(settings)
+        app.state.oidc = OidcVerifier.from_settings(settings)
         yield
         if app.state.features is not None:
             await app.state.features.close()

@@ -13,6 +13,10 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_UNSUBSCRIBE_SECRET = "dev-only-unsubscribe-secret-change-me"
+# Public-key algorithms only: with HS* anyone holding the (public) JWKS could sign a token.
+OIDC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
 
 
 class Settings(BaseSettings):
@@ -155,6 +159,35 @@ class Settings(BaseSettings):
         default_factory=dict, description="Extra or overriding $/1M-token prices per model."
     )
 
+    # OIDC: bearer JWTs from an identity provider, accepted alongside API keys. Off without issuer.
+    oidc_issuer: str | None = Field(
+        None, description="The `iss` tokens must carry (exactly); None: OIDC tokens are refused."
+    )
+    oidc_audience: str | None = Field(
+        None, description="The `aud` tokens must carry; required with oidc_issuer."
+    )
+    oidc_jwks_url: str | None = Field(
+        None, description="Where the issuer publishes its signing keys (JWKS over HTTPS)."
+    )
+    oidc_jwks_file: Path | None = Field(
+        None, description="A JWKS file instead of oidc_jwks_url (air-gapped or pinned keys)."
+    )
+    oidc_tenant_claim: str = Field("tailor_tenant", description="The claim naming the tenant.")
+    oidc_role_claim: str = Field(
+        "tailor_role", description="The claim naming the role (never platform)."
+    )
+    oidc_algorithms: list[str] = Field(
+        default_factory=lambda: ["RS256", "ES256"],
+        description="Signature algorithms accepted; asymmetric only (no HS*, no none).",
+    )
+    oidc_jwks_cache_ttl_s: float = Field(
+        300.0, gt=0, le=24 * 3600, description="How long fetched signing keys are trusted."
+    )
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return self.oidc_issuer is not None
+
     @property
     def openai_enabled(self) -> bool:
         return bool(self.openai_api_key or self.llm_base_url)
@@ -168,6 +201,25 @@ class Settings(BaseSettings):
         if self.env != "development" and self.unsubscribe_secret == DEV_UNSUBSCRIBE_SECRET:
             raise ValueError(
                 "TAILOR_UNSUBSCRIBE_SECRET must be set to a real secret outside development"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> Settings:
+        if self.oidc_issuer is None:
+            return self
+        if not self.oidc_audience:
+            raise ValueError("TAILOR_OIDC_AUDIENCE is required when TAILOR_OIDC_ISSUER is set")
+        if (self.oidc_jwks_url is None) == (self.oidc_jwks_file is None):
+            raise ValueError(
+                "set exactly one of TAILOR_OIDC_JWKS_URL and TAILOR_OIDC_JWKS_FILE when "
+                "TAILOR_OIDC_ISSUER is set"
+            )
+        unsafe = sorted(set(self.oidc_algorithms) - OIDC_ALGORITHMS)
+        if unsafe or not self.oidc_algorithms:
+            raise ValueError(
+                f"TAILOR_OIDC_ALGORITHMS may hold only {', '.join(sorted(OIDC_ALGORITHMS))}; "
+                f"refused: {', '.join(unsafe) or '(empty list)'}"
             )
         return self
 
