@@ -66,7 +66,6 @@ class AbApi:
                 progress = test.get("progress") or {}
                 if test["status"] in statuses or progress.get("status") in statuses:
                     return test
-                print("DEBUG", test["status"], progress, flush=True)
                 await asyncio.sleep(0.1)
 
     async def delivered(self, campaign_id: str) -> list[int]:
