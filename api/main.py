@@ -26,6 +26,7 @@ from api.routes import (
     reviews,
     sends,
     templates,
+    tenant_settings,
     unsubscribe,
     usage,
 )
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
         campaigns,
         ab_tests,
         delivery,
+        tenant_settings,
         sends,
         reviews,
         usage,
