@@ -81,6 +81,10 @@ ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[Role] | None]] = {
     # The tenant's settings
     ("GET", "/v1/tenant/delivery"): READ,
     ("PUT", "/v1/tenant/delivery"): ADMINISTER,
+    ("GET", "/v1/tenant/settings"): READ,
+    ("PATCH", "/v1/tenant/settings"): ADMINISTER,
+    # The audit log
+    ("GET", "/v1/audit"): ADMINISTER,
     # Review queue
     ("GET", "/v1/reviews"): READ,
     ("GET", "/v1/reviews/{review_id}"): READ,

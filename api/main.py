@@ -12,9 +12,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 
 from api.access import roles_for
+from api.audit import AuditMiddleware
 from api.deps import TemporalGateway, authorize
 from api.routes import (
     ab_tests,
+    audit,
     campaigns,
     catalog,
     contacts,
@@ -27,6 +29,7 @@ from api.routes import (
     reviews,
     sends,
     templates,
+    tenant_settings,
     unsubscribe,
     usage,
 )
@@ -71,6 +74,9 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
         dependencies=[Depends(authorize)],
     )
 
+    # Every mutating call leaves one audit entry, whatever its outcome (api/audit.py).
+    app.add_middleware(AuditMiddleware)
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
@@ -106,6 +112,7 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
         campaigns,
         ab_tests,
         delivery,
+        tenant_settings,
         sends,
         reviews,
         usage,
@@ -113,6 +120,7 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
         keys,
         platform,
         catalog,
+        audit,
     ):
         app.include_router(module.router)
     _check_every_route_has_a_rule(app)

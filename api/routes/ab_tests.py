@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Request, status
 
+from api.audit import audit_target
 from api.deps import DatabaseDep, GatewayDep, SessionDep, SettingsDep, TenantDep
 from api.schemas.ab_tests import AbTestIn, AbTestStarted, AbWinnerIn
 from tailor.errors import InvalidInput, NotFound
@@ -28,6 +29,7 @@ ACTIVE = (AbTestStatus.TESTING, AbTestStatus.ROLLING_OUT)
 @router.post("", response_model=AbTestStarted, status_code=status.HTTP_202_ACCEPTED)
 async def submit(
     body: AbTestIn,
+    request: Request,
     session: SessionDep,
     tenant: TenantDep,
     gateway: GatewayDep,
@@ -60,6 +62,7 @@ async def submit(
         )
     except ValueError as exc:
         raise InvalidInput("test_fraction", str(exc)) from exc
+    audit_target(request, test_id=test.id)
     await session.commit()  # the workflow reads the rows
     try:
         await control.start(test)

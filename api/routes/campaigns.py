@@ -3,8 +3,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Request, status
 
+from api.audit import audit_target
 from api.deps import ControlDep, DatabaseDep, GatewayDep, SessionDep, SettingsDep, TenantDep
 from api.schemas.campaigns import CampaignIn, CampaignPublic, CampaignStarted
 from tailor.errors import InvalidInput, NotFound
@@ -26,6 +27,7 @@ router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 @router.post("", response_model=CampaignStarted, status_code=status.HTTP_202_ACCEPTED)
 async def submit(
     body: CampaignIn,
+    request: Request,
     session: SessionDep,
     tenant: TenantDep,
     control: ControlDep,
@@ -47,6 +49,7 @@ async def submit(
         send_time=body.send_time,
         start_at=body.start_at,
     )
+    audit_target(request, campaign_id=campaign.id)
     # The workflow reads the campaign row, so it must be committed before the workflow starts.
     await session.commit()
     try:

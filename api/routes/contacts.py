@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 
+from api.audit import audit_detail
 from api.deps import FeatureCacheDep, GatewayDep, SessionDep, TenantDep
 from api.schemas.contacts import (
     ConsentIn,
@@ -27,7 +28,11 @@ router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
 
 @router.post("", response_model=ContactsUpserted)
 async def upsert(
-    body: ContactsIn, session: SessionDep, tenant: TenantDep, features: FeatureCacheDep
+    body: ContactsIn,
+    request: Request,
+    session: SessionDep,
+    tenant: TenantDep,
+    features: FeatureCacheDep,
 ) -> ContactsUpserted:
     """Insert or update up to 10,000 contacts by email, all or nothing."""
     rows = [c.model_dump(exclude={"consent"}) for c in body.contacts]
@@ -53,6 +58,8 @@ async def upsert(
         for c, r in zip(body.contacts, results, strict=True)
     ]
     created = sum(d.created for d in data)
+    # Counts only: thousands of ids would swamp the entry, and addresses never go in it.
+    audit_detail(request, contacts=len(data), created=created)
     return ContactsUpserted(
         data=data, count=len(data), created=created, updated=len(data) - created
     )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 
+from api.audit import audit_target
 from api.deps import SessionDep, TenantDep, TriggersDep
 from api.schemas.journeys import (
     DeadLetterPublic,
@@ -49,9 +50,13 @@ async def journeys(session: SessionDep, tenant: TenantDep) -> JourneysPublic:
 
 
 @router.post("/journeys", response_model=JourneyPublic, status_code=201)
-async def new_version(spec: JourneySpec, session: SessionDep, tenant: TenantDep) -> JourneyPublic:
+async def new_version(
+    spec: JourneySpec, request: Request, session: SessionDep, tenant: TenantDep
+) -> JourneyPublic:
     """A new version of a journey (or its first). Running journeys keep their version."""
-    return _public(await create_definition(session=session, tenant_id=tenant.id, spec=spec))
+    definition = await create_definition(session=session, tenant_id=tenant.id, spec=spec)
+    audit_target(request, journey_definition_id=definition.id or 0)
+    return _public(definition)
 
 
 @router.post("/journeys/builtins", response_model=JourneysPublic)
@@ -84,8 +89,11 @@ async def rules(session: SessionDep, tenant: TenantDep) -> TriggerRulesPublic:
 
 
 @router.post("/trigger-rules", response_model=TriggerRulePublic, status_code=201)
-async def new_rule(spec: RuleSpec, session: SessionDep, tenant: TenantDep) -> TriggerRulePublic:
+async def new_rule(
+    spec: RuleSpec, request: Request, session: SessionDep, tenant: TenantDep
+) -> TriggerRulePublic:
     rule = await create_rule(session=session, tenant_id=tenant.id, spec=spec)
+    audit_target(request, trigger_rule_id=rule.id or 0)
     return TriggerRulePublic.model_validate(rule, from_attributes=True)
 
 

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from jinja2 import TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 
+from api.audit import audit_target
 from api.deps import SessionDep, TenantDep
 from api.schemas.templates import (
     DefaultTemplate,
@@ -51,7 +52,9 @@ async def _public(session: SessionDep, template: Template) -> TemplatePublic:
 
 
 @router.post("", response_model=TemplatePublic, status_code=201)
-async def create(body: TemplateIn, session: SessionDep, tenant: TenantDep) -> TemplatePublic:
+async def create(
+    body: TemplateIn, request: Request, session: SessionDep, tenant: TenantDep
+) -> TemplatePublic:
     """Create a template with its first version. Versions are immutable once created."""
     parts = _check(body)
     exists = await template_id_named(session=session, tenant_id=tenant.id, name=body.name)
@@ -61,7 +64,8 @@ async def create(body: TemplateIn, session: SessionDep, tenant: TenantDep) -> Te
             f"template {body.name!r} exists (id {exists}); POST /v1/templates/{exists}/versions",
         )
     template = await create_template(session=session, tenant_id=tenant.id, name=body.name)
-    await add_version(session=session, template=template, **parts)
+    version = await add_version(session=session, template=template, **parts)
+    audit_target(request, template_id=template.id or 0, template_version_id=version.id or 0)
     return await _public(session, template)
 
 
@@ -90,10 +94,15 @@ async def set_default(
 
 @router.post("/{template_id}/versions", response_model=TemplateVersionPublic, status_code=201)
 async def create_version(
-    template_id: int, body: TemplateVersionIn, session: SessionDep, tenant: TenantDep
+    template_id: int,
+    body: TemplateVersionIn,
+    request: Request,
+    session: SessionDep,
+    tenant: TenantDep,
 ) -> TemplateVersionPublic:
     template = await get_template(session=session, tenant_id=tenant.id, template_id=template_id)
     version = await add_version(session=session, template=template, **_check(body))
+    audit_target(request, template_version_id=version.id or 0)
     return TemplateVersionPublic.model_validate(version, from_attributes=True)
 
 

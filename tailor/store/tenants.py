@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -69,5 +70,15 @@ async def set_delivery(
     """The tenant's providers in failover order and its sending rate; None: the defaults."""
     tenant.providers = list(providers) if providers is not None else None
     tenant.send_rate_per_s = send_rate_per_s
+    session.add(tenant)
+    await session.flush()
+
+
+async def update_settings(
+    *, session: AsyncSession, tenant: Tenant, values: Mapping[str, Any]
+) -> None:
+    """Write the named settings (checked by the caller: tailor/accounts/settings.py)."""
+    for name, value in values.items():
+        setattr(tenant, name, value)
     session.add(tenant)
     await session.flush()
