@@ -110,6 +110,13 @@ ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[Role] | None]] = {
 BASIC_AUTH_ROUTES: Final = frozenset({"/v1/track", "/v1/identify", "/v1/batch", "/v1/events"})
 
 
+#: Ingestion: each accepted call is kept as the events it stored (with their message ids), so
+#: the audit log records only its refusals; an entry per event would double every write.
+AUDITED_WHEN_REFUSED_ONLY: Final = frozenset(
+    {"/v1/track", "/v1/identify", "/v1/batch", "/v1/events", "/v1/events/engagement"}
+)
+
+
 class MissingRule(RuntimeError):
     """A route was added without a row in ROUTE_ROLES."""
 

@@ -20,7 +20,7 @@ from typing import Any
 from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.access import ROUTE_ROLES
+from api.access import AUDITED_WHEN_REFUSED_ONLY, ROUTE_ROLES
 from tailor.accounts.audit import MUTATING, audit_entry, record
 from tailor.accounts.principal import Principal
 from tailor.db import Database
@@ -90,6 +90,8 @@ class AuditMiddleware:
         # path names no route, a 405 a method the route has no rule for, and public routes
         # (rule None) carry their own credentials.
         if method not in MUTATING or route is None or ROUTE_ROLES.get((method, route)) is None:
+            return
+        if route in AUDITED_WHEN_REFUSED_ONLY and status_code < 400:
             return
         state: dict[str, Any] = scope.get("state", {})
         principal: Principal | None = state.get("principal")

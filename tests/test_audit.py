@@ -126,6 +126,20 @@ async def test_refused_and_anonymous_calls_are_on_the_trail_reads_are_not(
         )  # fmt: skip
 
 
+async def test_accepted_events_are_kept_as_events_only_refused_ones_reach_the_trail(
+    db: Database, http: httpx.AsyncClient
+) -> None:
+    ingest = await new_key(db, "demo", Role.INGEST)
+    event = {"anonymousId": "anon-1", "event": "Email Opened"}
+    accepted = await http.post("/v1/track", json=event, headers=ingest.headers)
+    assert accepted.status_code == 200
+    assert await entries(db) == []
+    refused = await http.post("/v1/track", json=event, auth=("demo", "guess"))
+    assert refused.status_code == 401
+    [entry] = await entries(db)
+    assert (entry.route, entry.actor, entry.outcome) == ("/v1/track", "anonymous", "refused")
+
+
 async def test_invalid_input_is_recorded_as_refused(db: Database, http: httpx.AsyncClient) -> None:
     admin = await new_key(db, "demo", Role.ADMIN)
     answer = await http.post("/v1/templates", json={"name": "x"}, headers=admin.headers)
