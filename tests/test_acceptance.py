@@ -28,7 +28,7 @@ from tailor.store.campaigns import create_campaign, send_counts
 from tailor.store.consent import current_consent
 from tailor.temporal.campaigns import CampaignControl
 from tailor.temporal.client import connect
-from tests.conftest import empty_postgres, free_port
+from tests.conftest import empty_postgres, free_port, key_headers
 
 pytestmark = [pytest.mark.devserver, pytest.mark.slow]
 CONTACTS = 20_000
@@ -141,7 +141,7 @@ async def test_consent_revoked_through_the_api_during_a_campaign_stops_every_ema
 ) -> None:
     stack.local.start_api()
     api = f"http://127.0.0.1:{stack.local.ports.api}"
-    headers = {"X-Tailor-Tenant": "demo"}
+    headers = await key_headers(stack.db, "demo", "marketer")
     async with httpx.AsyncClient(base_url=api, headers=headers, timeout=30) as http:
         started = await http.post(
             "/v1/campaigns",

@@ -40,8 +40,9 @@ from tailor.cli.processes import StartupError
 from tailor.cli.stack import HOST, LocalStack, Ports
 from tailor.config import Settings
 from tailor.db import Database, migrate
-from tailor.demo.seed import seed_demo
+from tailor.demo.seed import issue_demo_key, seed_demo
 from tailor.journeys.definitions import JourneySpec, RuleSpec, SendStep, journey_workflow_id
+from tailor.models import Role
 from tailor.store.consent import consenting_contacts
 from tailor.store.journeys import create_definition, create_rule
 from tailor.temporal.client import connect
@@ -316,6 +317,7 @@ async def _measure(
     db = Database(settings.resolved_database_url)
     try:
         tenant_id, people = await _prepare(db, WARMUP + events, console)
+        key = await issue_demo_key(db, role=Role.INGEST, name="tailor bench trigger")
     finally:
         await db.dispose()
     client = await connect(settings)
@@ -324,7 +326,7 @@ async def _measure(
     outbox = Outbox(settings.outbox_dir)
     async with httpx.AsyncClient(
         base_url=f"http://{HOST}:{stack.ports.api}",
-        headers={"X-Tailor-Tenant": tenant_id},
+        headers={"Authorization": f"Bearer {key}"},
         timeout=30,
         # Open-loop: never queue a request behind the pool, that would hide the API's latency.
         limits=httpx.Limits(max_connections=None, max_keepalive_connections=200),

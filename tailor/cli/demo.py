@@ -23,10 +23,8 @@ from tailor.cli.processes import StartupError
 from tailor.cli.stack import HOST, LocalStack, Ports
 from tailor.config import Settings
 from tailor.db import Database, migrate
-from tailor.demo.seed import seed_demo
+from tailor.demo.seed import issue_demo_key, seed_demo
 from tailor.temporal.client import connect
-
-TENANT = {"X-Tailor-Tenant": "demo"}
 
 
 @contextmanager
@@ -124,7 +122,7 @@ async def _wait_worker(stack: LocalStack, settings: Settings) -> None:
     await stack.wait_for_worker(client, settings.temporal_task_queue)
 
 
-async def _seed(settings: Settings, contacts: int, console: Console) -> tuple[int, int]:
+async def _seed(settings: Settings, contacts: int, console: Console) -> tuple[int, int, str]:
     db = Database(settings.resolved_database_url)
     try:
         with Progress(
@@ -139,15 +137,17 @@ async def _seed(settings: Settings, contacts: int, console: Console) -> tuple[in
             total = (
                 await conn.exec_driver_sql("SELECT count(*) FROM contact WHERE tenant_id = 'demo'")
             ).scalar_one()
-        return seeded.template_version_id, int(total)
+        key = await issue_demo_key(db)
+        return seeded.template_version_id, int(total), key
     finally:
         await db.dispose()
 
 
 async def _run_campaign(
-    api: str, template_version_id: int, audience: int, console: Console
+    api: str, key: str, template_version_id: int, audience: int, console: Console
 ) -> tuple[dict[str, Any], dict[str, Any], float]:
-    async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=api, headers=headers, timeout=30) as http:
         started_at = time.monotonic()
         response = await http.post(
             "/v1/campaigns",
@@ -196,7 +196,7 @@ def run_demo(args: argparse.Namespace) -> int:
         stack = LocalStack(home, Ports.from_args(args))
         try:
             settings = _start(stack, console)
-            version_id, audience = asyncio.run(_seed(settings, args.contacts, console))
+            version_id, audience, key = asyncio.run(_seed(settings, args.contacts, console))
             if audience > args.contacts:
                 console.print(
                     f"[yellow]The demo tenant keeps {audience:,} contacts from earlier runs; "
@@ -204,10 +204,12 @@ def run_demo(args: argparse.Namespace) -> int:
                 )
             asyncio.run(_wait_worker(stack, settings))
             started, final, seconds = asyncio.run(
-                _run_campaign(f"http://{HOST}:{stack.ports.api}", version_id, audience, console)
+                _run_campaign(
+                    f"http://{HOST}:{stack.ports.api}", key, version_id, audience, console
+                )
             )
             journeys = (
-                asyncio.run(drive_journeys(f"http://{HOST}:{stack.ports.api}", settings,
+                asyncio.run(drive_journeys(f"http://{HOST}:{stack.ports.api}", key, settings,
                                            args.shoppers, console))
                 if args.shoppers > 0
                 else None
@@ -227,9 +229,10 @@ def run_demo(args: argparse.Namespace) -> int:
                 "generation": generation,
                 "temporal_ui_url": started["temporal_ui_url"],
                 "example_send": final.get("example"),
+                "api_key": key,
                 "journeys": journeys,
             }
-            _print_summary(console, summary, settings, stack, started["workflow_id"])
+            _print_summary(console, summary, settings, stack, started["workflow_id"], key)
             if args.exit_when_done:
                 return _finish(args, summary, stack, console)
             return _serve_until_interrupted(stack, console)
@@ -250,7 +253,12 @@ def _finish(
 
 
 def _print_summary(
-    console: Console, s: dict[str, Any], settings: Settings, stack: LocalStack, workflow_id: str
+    console: Console,
+    s: dict[str, Any],
+    settings: Settings,
+    stack: LocalStack,
+    workflow_id: str,
+    key: str,
 ) -> None:
     console.print()
     console.print(f"[bold]Campaign {s['campaign_id']}[/bold] {s['status']} in {s['seconds']}s")
@@ -273,8 +281,8 @@ def _print_summary(
         why = example.get("explain") or {}
         exemplars = (why.get("retrieved_exemplars") or {}).get("exemplars") or []
         console.print(
-            f"  Why this email: {api}/v1/sends/{example['id']}/explain (header X-Tailor-Tenant: "
-            f"demo): {why.get('generator', {}).get('tier', '?')} tier"
+            f"  Why this email: {api}/v1/sends/{example['id']}/explain: "
+            f"{why.get('generator', {}).get('tier', '?')} tier"
             + (f", exemplars {', '.join(exemplars)}" if exemplars else "")
         )
     journeys = s.get("journeys")
@@ -290,6 +298,15 @@ def _print_summary(
         console.print(f"  Journeys UI:  {ui}?query=TailorKind%3D%22journey%22")
     for line in _urls(settings, stack, workflow_id):
         console.print(f"  {line}")
+    api = f"http://{HOST}:{stack.ports.api}"
+    console.print(
+        f"  API key:      {key}  (the demo tenant's admin key; shown once, revoked by the "
+        "next `tailor demo`)"
+    )
+    console.print(
+        f"  Try it:       curl -s {api}/v1/campaigns/{s['campaign_id']} "
+        f"-H 'Authorization: Bearer {key}'"
+    )
     console.print(
         f"  Find it:      temporal workflow list --address {HOST}:{stack.ports.temporal} "
         f"--query 'TailorCampaign=\"{s['campaign_id']}\"'"

@@ -19,7 +19,6 @@ from tailor.config import Settings
 from tailor.db import Database
 from tailor.store.consent import ContactAddress, consenting_contacts
 
-TENANT = {"X-Tailor-Tenant": "demo"}
 SETTLE_S = 15.0  # at most this long for the instant sends (welcome-1) before counting
 
 
@@ -60,14 +59,15 @@ def _stream(people: list[ContactAddress], seed: int = 11) -> list[dict[str, Any]
     return calls
 
 
-async def drive_journeys(api: str, settings: Settings, people: int,
+async def drive_journeys(api: str, key: str, settings: Settings, people: int,
                          console: Console) -> dict[str, Any]:  # fmt: skip
     """Install the built-in journeys, identify ``people`` shoppers, stream their events and
     report what the journeys did."""
     chosen = await _people(settings, people)
     if not chosen:
         raise StartupError("no consenting demo contacts to drive journeys for; rerun the seed")
-    async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=api, headers=headers, timeout=30) as http:
         installed = await http.post("/v1/journeys/builtins")
         if installed.status_code != 200:
             raise StartupError(f"the API refused the built-in journeys: {installed.text}")
