@@ -57,7 +57,7 @@ async def test_every_route_answers_every_role_as_the_table_says(
     for method, path in operations:
         allowed = roles_for(method, path)
         url = _fill(path)
-        body = {} if method in ("POST", "PUT", "PATCH") else None
+        body: dict[str, object] | None = {} if method in ("POST", "PUT", "PATCH") else None
         anonymous = await http.request(method, url, json=body)
         if allowed is not None and anonymous.status_code != 401:
             wrong.append(f"{method} {path} anonymous: {anonymous.status_code}, expected 401")

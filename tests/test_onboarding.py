@@ -161,7 +161,7 @@ async def test_a_new_shop_onboards_and_sends_a_campaign_with_the_cli_and_api_alo
     assert (body["counts"]["sent"], body["counts"]["suppressed"]) == (12, 1)
 
     emails = read_outbox(sink.maildir, started["id"])
-    assert sorted(e.to for e in emails) == sorted(c["email"] for c in contacts[:12])
+    assert sorted(e.to for e in emails) == sorted(str(c["email"]) for c in contacts[:12])
     message = emails[0].full()
     assert message["From"] == "Harbour Chandlery <news@harbour.example>"
     text = message.get_body(("plain",))

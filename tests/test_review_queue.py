@@ -183,8 +183,12 @@ async def test_cancelling_a_campaign_in_review_sends_nothing_and_clears_the_queu
     review: Review,
 ) -> None:
     await review.awaiting_review()
-    cancel = await review.http.post(f"/v1/campaigns/{review.campaign_id}/cancel")
-    assert cancel.status_code == 200, cancel.text
+    # Reviewers decide held emails; cancelling the campaign is a marketer's call.
+    cancel = f"/v1/campaigns/{review.campaign_id}/cancel"
+    assert (await review.http.post(cancel)).status_code == 403
+    marketer = await key_headers(review.db, "demo", "marketer")
+    cancel_response = await review.http.post(cancel, headers=marketer)
+    assert cancel_response.status_code == 200, cancel_response.text
     outcome = await review.handle.result()
     assert outcome.status == "cancelled" and outcome.sent == 0
     assert read_outbox(review.sink.maildir, review.campaign_id) == []

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tailor.accounts.principal import Principal
 from tailor.models import ApiKey, Role, utcnow
-from tailor.store.api_keys import add_key, key_by_prefix
+from tailor.store.api_keys import add_key, key_by_prefix, keys_of, revoke_key
 
 _FORMAT = re.compile(r"tlr_([0-9a-f]{12})_[A-Za-z0-9_-]{43}")
 
@@ -63,6 +63,20 @@ async def issue_key(
     )
     await add_key(session=session, key=key)
     return IssuedKey(key=key, secret=secret)
+
+
+async def reissue_key(
+    *, session: AsyncSession, tenant_id: str, role: Role, name: str, created_by: str
+) -> IssuedKey:
+    """A fresh key by this name, the tenant's earlier live keys of that name revoked: for tools
+    (``tailor demo``) that print a new key each run and leave one working."""
+    now = utcnow()
+    for key in await keys_of(session=session, tenant_id=tenant_id):
+        if key.name == name and key.revoked_at is None:
+            await revoke_key(session=session, tenant_id=tenant_id, key_id=key.id, now=now)
+    return await issue_key(
+        session=session, tenant_id=tenant_id, role=role, name=name, created_by=created_by
+    )
 
 
 async def authenticate_key(*, session: AsyncSession, secret: str) -> Principal | None:

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from tailor.accounts.keys import issue_key
+from tailor.accounts.keys import issue_key, reissue_key
 from tailor.accounts.onboarding import TenantExists, TenantSpec, onboard_tenant, parse_sender
 from tailor.cli.processes import StartupError
 from tailor.config import Settings
@@ -150,3 +150,13 @@ async def _revoke(args: argparse.Namespace, db: Database) -> int:
         )
     Console(stderr=True).print(f"Key {key.id} ({key.name}) revoked.")
     return 0
+
+
+async def tool_key(db: Database, *, tenant_id: str, role: Role, name: str) -> str:
+    """The secret of a fresh key for a command that calls the API (``tailor demo``, the trigger
+    bench); the key the same command made on its last run stops working."""
+    async with db.session() as session:
+        issued = await reissue_key(
+            session=session, tenant_id=tenant_id, role=role, name=name, created_by=CLI_ACTOR
+        )
+    return issued.secret

@@ -35,12 +35,13 @@ from rich.table import Table
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+from tailor.cli.accounts import tool_key
 from tailor.cli.bench import RssSampler
 from tailor.cli.processes import StartupError
 from tailor.cli.stack import HOST, LocalStack, Ports
 from tailor.config import Settings
 from tailor.db import Database, migrate
-from tailor.demo.seed import issue_demo_key, seed_demo
+from tailor.demo.seed import seed_demo
 from tailor.journeys.definitions import JourneySpec, RuleSpec, SendStep, journey_workflow_id
 from tailor.models import Role
 from tailor.store.consent import consenting_contacts
@@ -317,7 +318,7 @@ async def _measure(
     db = Database(settings.resolved_database_url)
     try:
         tenant_id, people = await _prepare(db, WARMUP + events, console)
-        key = await issue_demo_key(db, role=Role.INGEST, name="tailor bench trigger")
+        key = await tool_key(db, tenant_id=tenant_id, role=Role.INGEST, name="tailor bench trigger")
     finally:
         await db.dispose()
     client = await connect(settings)

@@ -18,12 +18,14 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from tailor.cli.accounts import tool_key
 from tailor.cli.demo_events import drive_journeys
 from tailor.cli.processes import StartupError
 from tailor.cli.stack import HOST, LocalStack, Ports
 from tailor.config import Settings
 from tailor.db import Database, migrate
-from tailor.demo.seed import issue_demo_key, seed_demo
+from tailor.demo.seed import seed_demo
+from tailor.models import Role
 from tailor.temporal.client import connect
 
 
@@ -137,7 +139,7 @@ async def _seed(settings: Settings, contacts: int, console: Console) -> tuple[in
             total = (
                 await conn.exec_driver_sql("SELECT count(*) FROM contact WHERE tenant_id = 'demo'")
             ).scalar_one()
-        key = await issue_demo_key(db)
+        key = await tool_key(db, tenant_id="demo", role=Role.ADMIN, name="tailor demo")
         return seeded.template_version_id, int(total), key
     finally:
         await db.dispose()

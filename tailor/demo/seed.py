@@ -10,11 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from tailor.accounts.keys import issue_key
 from tailor.db import Database
 from tailor.demo.data import DEMO_TEMPLATE, DEMO_TENANT, demo_catalog, demo_contacts
-from tailor.models import ConsentStatus, Product, Role, Tenant, utcnow
-from tailor.store.api_keys import keys_of, revoke_key
+from tailor.models import ConsentStatus, Product, Tenant, utcnow
 from tailor.store.catalog import add_missing_products
 from tailor.store.imports import import_contacts
 from tailor.store.templates import add_version, get_or_create_template, list_versions
@@ -128,20 +126,3 @@ async def seed_demo(
     if batch:
         await flush()
     return SeededTenant(tenant_id, version_id, contacts, consenting)
-
-
-async def issue_demo_key(
-    db: Database, *, role: Role = Role.ADMIN, name: str = "tailor demo"
-) -> str:
-    """A fresh key of the demo tenant, its earlier ones of the same name revoked: each run of
-    ``tailor demo`` prints one working key, and the keys of runs before stop working."""
-    async with db.session() as session:
-        for key in await keys_of(session=session, tenant_id=DEMO_TENANT["id"]):
-            if key.name == name and key.revoked_at is None:
-                await revoke_key(
-                    session=session, tenant_id=key.tenant_id, key_id=key.id, now=utcnow()
-                )
-        issued = await issue_key(
-            session=session, tenant_id=DEMO_TENANT["id"], role=role, name=name, created_by="cli"
-        )
-    return issued.secret
