@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Query
@@ -83,10 +83,11 @@ def after_time(cursor: str | None) -> TimeKey | None:
         raise InvalidInput("cursor", _BAD)
     try:
         at = datetime.fromisoformat(key[0])
-    except ValueError as exc:
+        if at.tzinfo is None:
+            raise ValueError("no offset")
+        at = at.astimezone(UTC)  # OverflowError at the ends of the calendar
+    except (ValueError, OverflowError) as exc:
         raise InvalidInput("cursor", _BAD) from exc
-    if at.tzinfo is None:
-        raise InvalidInput("cursor", _BAD)
     return TimeKey(at, key[1])
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import AwareDatetime
@@ -74,6 +75,13 @@ async def submit(
     )
 
 
+def _utc(field: str, value: datetime | None) -> datetime | None:
+    try:
+        return None if value is None else value.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 9999-12-31T23:00:00-05:00
+        raise InvalidInput(field, "is out of range") from exc
+
+
 @router.get("", response_model=Page[CampaignListItem])
 async def list_all(
     session: SessionDep,
@@ -87,6 +95,8 @@ async def list_all(
 ) -> Page[CampaignListItem]:
     """The tenant's campaigns, newest first; ``created_after`` (inclusive) and
     ``created_before`` (exclusive) take ISO 8601 with an offset, e.g. ``2025-01-31T00:00:00Z``."""
+    created_after = _utc("created_after", created_after)
+    created_before = _utc("created_before", created_before)
     if created_after is not None and created_before is not None:
         if created_after >= created_before:
             raise InvalidInput("created_before", "must be later than created_after")

@@ -19,6 +19,7 @@ from api.schemas.contacts import (
     ContactsUpserted,
     ContactUpserted,
 )
+from tailor.errors import InvalidInput
 from tailor.journeys.definitions import journey_workflow_id
 from tailor.models import ConsentStatus
 from tailor.store.campaigns import active_campaign_ids
@@ -83,6 +84,8 @@ async def list_all(
     cursor: Cursor = None,
 ) -> Page[ContactListItem]:
     """The tenant's contacts, newest first: who they are and their consent, not the profile."""
+    if email is not None and "\x00" in email:  # PostgreSQL text cannot hold it: no such address
+        raise InvalidInput("email", "must not contain NUL characters")
     rows = await list_contacts(session=session, tenant_id=tenant.id, after=after_id(cursor),
                                limit=limit + 1, email=email, consent=consent)  # fmt: skip
     return page(rows, limit=limit, item=ContactListItem.model_validate,
