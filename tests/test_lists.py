@@ -234,6 +234,8 @@ def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode()
 
 
+LISTS = ("/v1/campaigns", "/v1/contacts", "/v1/templates", "/v1/ab-tests", "/v1/products",
+         "/v1/journeys/runs", "/v1/reviews", "/v1/dead-letters")  # fmt: skip
 NOT_CURSORS = [
     "not-a-cursor",
     "%%%",
@@ -252,8 +254,7 @@ NOT_CURSORS = [
 async def test_a_malformed_cursor_is_422_naming_it(db: Database, http: httpx.AsyncClient) -> None:
     await seed_demo(db, contacts=1)
     headers = await key_headers(db, "demo", "admin")
-    for path in ("/v1/campaigns", "/v1/contacts", "/v1/templates", "/v1/ab-tests",
-                 "/v1/journeys/runs", "/v1/reviews", "/v1/dead-letters"):  # fmt: skip
+    for path in LISTS:
         for cursor in NOT_CURSORS:
             answer = await http.get(path, params={"cursor": cursor}, headers=headers)
             assert answer.status_code == 422, (path, cursor, answer.text)
