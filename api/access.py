@@ -41,6 +41,7 @@ ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[Role] | None]] = {
     ("POST", "/v1/unsubscribe/{token}"): None,
     # Contacts
     ("POST", "/v1/contacts"): MARKET,
+    ("GET", "/v1/contacts"): READ,
     ("GET", "/v1/contacts/{contact_id}"): READ,
     ("POST", "/v1/contacts/{contact_id}/consent"): MARKET,
     # Events
@@ -59,12 +60,14 @@ ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[Role] | None]] = {
     ("GET", "/v1/dead-letters"): READ,
     ("POST", "/v1/dead-letters/{dead_letter_id}/replay"): MARKET,
     # Templates
+    ("GET", "/v1/templates"): READ,
     ("POST", "/v1/templates"): MARKET,
     ("GET", "/v1/templates/default"): READ,
     ("PUT", "/v1/templates/default"): MARKET,
     ("POST", "/v1/templates/{template_id}/versions"): MARKET,
     ("GET", "/v1/templates/{template_id}"): READ,
     # Campaigns
+    ("GET", "/v1/campaigns"): READ,
     ("POST", "/v1/campaigns"): MARKET,
     ("GET", "/v1/campaigns/{campaign_id}"): READ,
     ("POST", "/v1/campaigns/{campaign_id}/pause"): MARKET,
@@ -73,6 +76,7 @@ ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[Role] | None]] = {
     ("GET", "/v1/campaigns/{campaign_id}/sends"): READ,
     ("GET", "/v1/sends/{send_id}/explain"): READ,
     # A/B tests
+    ("GET", "/v1/ab-tests"): READ,
     ("POST", "/v1/ab-tests"): MARKET,
     ("GET", "/v1/ab-tests/{test_id}"): READ,
     ("POST", "/v1/ab-tests/{test_id}/decide"): MARKET,

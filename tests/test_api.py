@@ -204,9 +204,9 @@ async def test_campaign_runs_to_completion_through_the_api(api: Api) -> None:
     assert done["generation"]["by_generator"] == {"rules": done["counts"]["sent"]}
     assert done["generation"]["llm_calls"] == 0 and done["generation"]["cost_usd"] == 0
 
-    listed = (await api.http.get(f"/v1/campaigns/{started['id']}/sends?limit=1000")).json()
-    assert listed["count"] == 40
-    sent_one = next(s for s in listed["data"] if s["status"] == "sent")
+    listed = (await api.http.get(f"/v1/campaigns/{started['id']}/sends?limit=200")).json()
+    assert len(listed["items"]) == 40 and listed["next_cursor"] is None
+    sent_one = next(s for s in listed["items"] if s["status"] == "sent")
     why = (await api.http.get(f"/v1/sends/{sent_one['id']}/explain")).json()
     assert why["explain"]["generator"] == {"tier": "rules"}
     assert why["explain"]["plan"][-1] == "deliver:smtp" and why["explain"]["rules"]
@@ -341,7 +341,7 @@ async def test_a_template_that_cannot_render_falls_back_to_the_tenant_default(ap
     assert done["status"] == "completed"
     assert done["counts"]["sent"] + done["counts"]["suppressed"] == 40
     sends = (await api.http.get(f"/v1/campaigns/{done['id']}/sends")).json()
-    first_sent = next(s for s in sends["data"] if s["status"] == "sent")
+    first_sent = next(s for s in sends["items"] if s["status"] == "sent")
     why = (await api.http.get(f"/v1/sends/{first_sent['id']}/explain")).json()
     assert any(rule.startswith("template:tenant-default") for rule in why["explain"]["rules"])
     assert "loyalty_tier" in " ".join(why["explain"]["rules"]), "the reason is recorded"

@@ -208,7 +208,7 @@ async def test_the_audit_log_is_for_the_tenants_admins_filtered_and_paged(
     seen, cursor, pages = [], None, 0
     while True:
         page = await audit(limit=2, **({"cursor": cursor} if cursor else {}))
-        assert page["limit"] == 2 and len(page["items"]) <= 2
+        assert len(page["items"]) <= 2
         seen += [e["id"] for e in page["items"]]
         pages += 1
         cursor = page["next_cursor"]

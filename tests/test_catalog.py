@@ -39,9 +39,9 @@ class Shop:
         items: list[dict[str, Any]] = []
         cursor: str | None = None
         while True:
-            params: dict[str, str | int] = {"limit": 1000}
+            params: dict[str, str | int] = {"limit": 200}
             if cursor is not None:
-                params["after"] = cursor
+                params["cursor"] = cursor
             page = await self.client.get(
                 "/v1/products", params=params, headers=headers or self.admin
             )
@@ -95,14 +95,14 @@ async def test_a_1000_product_csv_reads_back_page_by_page(shop: Shop) -> None:
     pages: list[list[dict[str, Any]]] = []
     cursor: str | None = None
     while True:
-        params: dict[str, str | int] = {"limit": 300, **({"after": cursor} if cursor else {})}
+        params: dict[str, str | int] = {"limit": 150, **({"cursor": cursor} if cursor else {})}
         page = (await shop.client.get("/v1/products", params=params, headers=shop.admin)).json()
         pages.append(page["items"])
         cursor = page["next_cursor"]
         if cursor is None:
             break
     listed = [p for page in pages for p in page]
-    assert all(len(page) == 300 for page in pages[:-1]) and 0 < len(pages[-1]) <= 300
+    assert all(len(page) == 150 for page in pages[:-1]) and 0 < len(pages[-1]) <= 150
     assert len(listed) == len({p["sku"] for p in listed}) == len(before) + 1000
     bulk = {p["sku"]: p for p in listed if p["sku"].startswith("BULK-")}
     assert len(bulk) == 1000
@@ -286,6 +286,6 @@ async def test_analysts_only_read_and_other_tenants_see_nothing(shop: Shop) -> N
 
 
 async def test_a_cursor_not_from_the_list_is_refused(shop: Shop) -> None:
-    answer = await shop.client.get("/v1/products?after=abc", headers=shop.admin)
+    answer = await shop.client.get("/v1/products?cursor=abc", headers=shop.admin)
     assert answer.status_code == 422
-    assert answer.json()["detail"][0]["field"] == "after"
+    assert answer.json()["detail"][0]["field"] == "cursor"

@@ -257,7 +257,7 @@ async def test_failed_trigger_processing_is_dead_lettered_and_replayed(
         assert answer.status_code == 200, answer.text
 
     listed = (await journeys.http.get("/v1/dead-letters")).json()
-    (letter,) = listed["data"]
+    (letter,) = listed["items"]
     assert (letter["event"], letter["contact_id"], letter["status"]) == (
         "signed.up",
         contact_id,
@@ -270,7 +270,7 @@ async def test_failed_trigger_processing_is_dead_lettered_and_replayed(
     assert replayed.json()["started"] == ["welcome"]
     end = await journeys.end(journeys.handle("welcome", contact_id))
     assert end.emails_sent == 3
-    assert (await journeys.http.get("/v1/dead-letters")).json()["count"] == 0
+    assert (await journeys.http.get("/v1/dead-letters")).json()["items"] == []
 
 
 async def test_a_running_journey_keeps_its_version(journeys: Journeys) -> None:

@@ -63,7 +63,7 @@ class Review:
             "/v1/reviews", params={"status": "pending", "campaign_id": self.campaign_id},
         )  # fmt: skip
         assert answer.status_code == 200, answer.text
-        data: list[dict[str, Any]] = answer.json()["data"]
+        data: list[dict[str, Any]] = answer.json()["items"]
         return data
 
 

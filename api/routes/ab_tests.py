@@ -9,7 +9,9 @@ from fastapi import APIRouter, HTTPException, Request, status
 
 from api.audit import audit_target
 from api.deps import DatabaseDep, GatewayDep, SessionDep, SettingsDep, TenantDep
-from api.schemas.ab_tests import AbTestIn, AbTestStarted, AbWinnerIn
+from api.paging import Cursor, Limit, after_time, page, time_cursor
+from api.schemas.ab_tests import AbTestIn, AbTestListItem, AbTestStarted, AbWinnerIn
+from api.schemas.base import Page
 from tailor.errors import InvalidInput, NotFound
 from tailor.models import AbTest, AbTestStatus
 from tailor.store.ab_tests import (
@@ -17,6 +19,7 @@ from tailor.store.ab_tests import (
     create_ab_test,
     delete_ab_test,
     get_ab_test,
+    list_ab_tests,
     variant_counts,
 )
 from tailor.store.templates import get_version
@@ -78,6 +81,21 @@ async def submit(
         status_url=f"{settings.public_url}/v1/ab-tests/{test.id}",
         temporal_ui_url=settings.temporal_ui_workflow_url(test.workflow_id),
     )
+
+
+@router.get("", response_model=Page[AbTestListItem])
+async def list_all(
+    session: SessionDep,
+    tenant: TenantDep,
+    status: AbTestStatus | None = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[AbTestListItem]:
+    """The tenant's A/B tests, newest first."""
+    rows = await list_ab_tests(session=session, tenant_id=tenant.id, after=after_time(cursor),
+                               limit=limit + 1, status=status)  # fmt: skip
+    return page(rows, limit=limit, item=AbTestListItem.model_validate,
+                cursor=lambda t: time_cursor(t.created_at, t.id))  # fmt: skip
 
 
 @router.get("/{test_id}")

@@ -2,19 +2,24 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, HTTPException, Request, status
+from pydantic import AwareDatetime
 
 from api.audit import audit_target
 from api.deps import ControlDep, DatabaseDep, GatewayDep, SessionDep, SettingsDep, TenantDep
-from api.schemas.campaigns import CampaignIn, CampaignPublic, CampaignStarted
+from api.paging import Cursor, Limit, after_time, page, time_cursor
+from api.schemas.base import Page
+from api.schemas.campaigns import CampaignIn, CampaignListItem, CampaignPublic, CampaignStarted
 from tailor.errors import InvalidInput, NotFound
-from tailor.models import Campaign, CampaignStatus
+from tailor.models import Campaign, CampaignKind, CampaignStatus
 from tailor.store.campaigns import (
     ACTIVE,
     create_campaign,
     delete_campaign,
     get_campaign,
+    list_campaigns,
     send_counts,
     set_campaign_status,
 )
@@ -68,6 +73,39 @@ async def submit(
         status_url=f"{settings.public_url}/v1/campaigns/{campaign.id}",
         temporal_ui_url=settings.temporal_ui_workflow_url(campaign.workflow_id),
     )
+
+
+def _utc(field: str, value: datetime | None) -> datetime | None:
+    try:
+        return None if value is None else value.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 9999-12-31T23:00:00-05:00
+        raise InvalidInput(field, "is out of range") from exc
+
+
+@router.get("", response_model=Page[CampaignListItem])
+async def list_all(
+    session: SessionDep,
+    tenant: TenantDep,
+    status: CampaignStatus | None = None,
+    kind: CampaignKind | None = None,
+    created_after: AwareDatetime | None = None,
+    created_before: AwareDatetime | None = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[CampaignListItem]:
+    """The tenant's campaigns, newest first; ``created_after`` (inclusive) and
+    ``created_before`` (exclusive) take ISO 8601 with an offset, e.g. ``2025-01-31T00:00:00Z``."""
+    created_after = _utc("created_after", created_after)
+    created_before = _utc("created_before", created_before)
+    if created_after is not None and created_before is not None:
+        if created_after >= created_before:
+            raise InvalidInput("created_before", "must be later than created_after")
+    rows = await list_campaigns(
+        session=session, tenant_id=tenant.id, after=after_time(cursor), limit=limit + 1,
+        status=status, kind=kind, created_after=created_after, created_before=created_before,
+    )  # fmt: skip
+    return page(rows, limit=limit, item=CampaignListItem.model_validate,
+                cursor=lambda c: time_cursor(c.created_at, c.id))  # fmt: skip
 
 
 @router.get("/{campaign_id}", response_model=CampaignPublic)

@@ -4,14 +4,14 @@ removal. An upload is validated in full first: one wrong row and nothing is appl
 from __future__ import annotations
 
 import logging
-from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 
 from api.deps import SessionDep, TenantDep
-from api.schemas.catalog import ProductPage, ProductPublic, ProductsIn, ProductsUpserted
+from api.paging import Cursor, Limit, after_id, id_cursor, page
+from api.schemas.base import Page
+from api.schemas.catalog import ProductPublic, ProductsIn, ProductsUpserted
 from tailor.catalog.rows import COLUMNS, ProductRow, rows_from_csv, rows_from_json
-from tailor.errors import InvalidInput
 from tailor.models import Product, utcnow
 from tailor.store.catalog import product_page, remove_product, upsert_products
 
@@ -93,32 +93,15 @@ def _public(product: Product) -> ProductPublic:
     )
 
 
-def _after_id(cursor: str | None) -> int:
-    """The id a cursor stands for: clients treat it as opaque; it is the last id of a page."""
-    if cursor is None:
-        return 0
-    if not cursor.isascii() or not cursor.isdigit() or len(cursor) > 18:
-        raise InvalidInput("after", "is not a cursor from this list (pass next_cursor as is)")
-    return int(cursor)
-
-
-@router.get("", response_model=ProductPage)
+@router.get("", response_model=Page[ProductPublic])
 async def list_products(
-    session: SessionDep,
-    tenant: TenantDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    after: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
-) -> ProductPage:
-    """The products on sale (removed ones are left out), oldest first, a page at a time."""
-    page = await product_page(
-        session=session, tenant_id=tenant.id, after_id=_after_id(after), limit=limit + 1
+    session: SessionDep, tenant: TenantDep, limit: Limit = 50, cursor: Cursor = None
+) -> Page[ProductPublic]:
+    """The products on sale (removed ones are left out), newest first, a page at a time."""
+    rows = await product_page(
+        session=session, tenant_id=tenant.id, after=after_id(cursor), limit=limit + 1
     )
-    more = len(page) > limit
-    items = page[:limit]
-    return ProductPage(
-        items=[_public(p) for p in items],
-        next_cursor=str(items[-1].id) if more else None,
-    )
+    return page(rows, limit=limit, item=_public, cursor=lambda p: id_cursor(p.id or 0))
 
 
 @router.delete("/{sku}", status_code=204, response_class=Response)

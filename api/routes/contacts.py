@@ -1,25 +1,30 @@
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 
 from api.audit import audit_detail
 from api.deps import FeatureCacheDep, GatewayDep, SessionDep, TenantDep
+from api.paging import Cursor, Limit, after_id, id_cursor, page
+from api.schemas.base import Page
 from api.schemas.contacts import (
     ConsentIn,
     ConsentPublic,
     ConsentRecorded,
+    ContactListItem,
     ContactPublic,
     ContactsIn,
     ContactsUpserted,
     ContactUpserted,
 )
+from tailor.errors import InvalidInput
 from tailor.journeys.definitions import journey_workflow_id
 from tailor.models import ConsentStatus
 from tailor.store.campaigns import active_campaign_ids
 from tailor.store.consent import consent_history, record_consent
-from tailor.store.contacts import get_contact, upsert_contacts
+from tailor.store.contacts import ConsentState, get_contact, list_contacts, upsert_contacts
 from tailor.store.journeys import journey_keys
 
 log = logging.getLogger(__name__)
@@ -63,6 +68,28 @@ async def upsert(
     return ContactsUpserted(
         data=data, count=len(data), created=created, updated=len(data) - created
     )
+
+
+@router.get("", response_model=Page[ContactListItem])
+async def list_all(
+    session: SessionDep,
+    tenant: TenantDep,
+    email: Annotated[
+        str | None, Query(min_length=1, max_length=320, description="The whole address, any case.")
+    ] = None,
+    consent: Annotated[
+        ConsentState | None, Query(description="The newest consent ledger row's status, or none.")
+    ] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[ContactListItem]:
+    """The tenant's contacts, newest first: who they are and their consent, not the profile."""
+    if email is not None and "\x00" in email:  # PostgreSQL text cannot hold it: no such address
+        raise InvalidInput("email", "must not contain NUL characters")
+    rows = await list_contacts(session=session, tenant_id=tenant.id, after=after_id(cursor),
+                               limit=limit + 1, email=email, consent=consent)  # fmt: skip
+    return page(rows, limit=limit, item=ContactListItem.model_validate,
+                cursor=lambda c: id_cursor(c.id))  # fmt: skip
 
 
 @router.get("/{contact_id}", response_model=ContactPublic)

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Request
 
 from api.audit import audit_target
 from api.deps import SessionDep, TenantDep, TriggersDep
+from api.paging import Cursor, Limit, after_id, after_time, id_cursor, page, time_cursor
+from api.schemas.base import Page
 from api.schemas.journeys import (
     DeadLetterPublic,
-    DeadLettersPublic,
     JourneyPublic,
     JourneyRunPublic,
-    JourneyRunsPublic,
     JourneysPublic,
     ReplayPublic,
     TriggerRulePublic,
@@ -68,17 +68,20 @@ async def builtins(session: SessionDep, tenant: TenantDep) -> JourneysPublic:
     return JourneysPublic(data=data, count=len(data))
 
 
-@router.get("/journeys/runs", response_model=JourneyRunsPublic)
+@router.get("/journeys/runs", response_model=Page[JourneyRunPublic])
 async def runs(
     session: SessionDep,
     tenant: TenantDep,
     contact_id: int | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> JourneyRunsPublic:
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[JourneyRunPublic]:
+    """Journey runs, newest first (by when they started)."""
     found = await list_runs(session=session, tenant_id=tenant.id, contact_id=contact_id,
-                            limit=limit)  # fmt: skip
-    data = [JourneyRunPublic.model_validate(r, from_attributes=True) for r in found]
-    return JourneyRunsPublic(data=data, count=len(data))
+                            after=after_time(cursor), limit=limit + 1)  # fmt: skip
+    return page(found, limit=limit,
+                item=lambda r: JourneyRunPublic.model_validate(r, from_attributes=True),
+                cursor=lambda r: time_cursor(r.started_at, r.id))  # fmt: skip
 
 
 @router.get("/trigger-rules", response_model=TriggerRulesPublic)
@@ -97,18 +100,19 @@ async def new_rule(
     return TriggerRulePublic.model_validate(rule, from_attributes=True)
 
 
-@router.get("/dead-letters", response_model=DeadLettersPublic)
+@router.get("/dead-letters", response_model=Page[DeadLetterPublic])
 async def dead_letters(
     session: SessionDep,
     tenant: TenantDep,
     status: Literal["open", "replayed"] | None = "open",
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> DeadLettersPublic:
-    """Events whose trigger processing failed (default: those not yet replayed)."""
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[DeadLetterPublic]:
+    """Events whose trigger processing failed, newest first (default: not yet replayed)."""
     found = await list_dead_letters(session=session, tenant_id=tenant.id, status=status,
-                                    limit=limit)  # fmt: skip
-    data = [_dead_letter(f.letter, f.event) for f in found]
-    return DeadLettersPublic(data=data, count=len(data))
+                                    after=after_id(cursor), limit=limit + 1)  # fmt: skip
+    return page(found, limit=limit, item=lambda f: _dead_letter(f.letter, f.event),
+                cursor=lambda f: id_cursor(f.letter.id or 0))  # fmt: skip
 
 
 @router.post("/dead-letters/{dead_letter_id}/replay", response_model=ReplayPublic)

@@ -9,6 +9,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from api.deps import DatabaseDep, GatewayDep, SessionDep, TenantDep
+from api.paging import Cursor, Limit, after_id, id_cursor, page
+from api.schemas.base import Page
 from api.schemas.reviews import ReviewApproval, ReviewDecided, ReviewPublic, ReviewRejection
 from tailor.errors import InvalidInput
 from tailor.models import ReviewItem, ReviewStatus, Tenant, utcnow
@@ -31,25 +33,25 @@ def _public(item: ReviewItem, held: int) -> ReviewPublic:
     return ReviewPublic.model_validate({**item.model_dump(), "held_recipients": held})
 
 
-@router.get("")
+@router.get("", response_model=Page[ReviewPublic])
 async def list_reviews(
     session: SessionDep,
     tenant: TenantDep,
     db: DatabaseDep,
     status: Annotated[ReviewStatus | None, Query(description="e.g. pending")] = None,
     campaign_id: str | None = None,
-    after: Annotated[int, Query(ge=0, description="Keyset cursor: the last id you have.")] = 0,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> dict[str, Any]:
-    """Flagged messages, oldest first, with how many recipients each one holds."""
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[ReviewPublic]:
+    """Flagged messages, newest first, with how many recipients each one holds."""
     items = await tenant_reviews(
         session=session, tenant_id=tenant.id, status=status, campaign_id=campaign_id,
-        after=after, limit=limit,
+        after=after_id(cursor), limit=limit + 1,
     )  # fmt: skip
     async with db.read() as conn:
-        held = await held_counts(conn, review_ids=[i.id or 0 for i in items])
-    data = [_public(item, held.get(item.id or 0, 0)) for item in items]
-    return {"data": data, "count": len(data), "next_after": data[-1].id if data else None}
+        held = await held_counts(conn, review_ids=[i.id or 0 for i in items[:limit]])
+    return page(items, limit=limit, item=lambda i: _public(i, held.get(i.id or 0, 0)),
+                cursor=lambda i: id_cursor(i.id or 0))  # fmt: skip
 
 
 @router.get("/{review_id}", response_model=ReviewPublic)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from api.deps import SessionDep, TenantDep
+from api.paging import Cursor, Limit, after_id, id_cursor, page
+from api.schemas.base import Page
+from api.schemas.sends import SendPublic
 from tailor.models import Send
 from tailor.store.campaigns import get_campaign
 from tailor.store.sends import campaign_sends, get_send
@@ -14,35 +17,24 @@ from tailor.store.sends import campaign_sends, get_send
 router = APIRouter(tags=["sends"])
 
 
-def _public(send: Send) -> dict[str, Any]:
-    return {
-        "id": send.id,
-        "campaign_id": send.campaign_id,
-        "contact_id": send.contact_id,
-        "status": send.status,
-        "generator": send.generator,
-        "message_id": send.message_id,
-        "error": send.error,
-        "sent_at": send.sent_at,
-    }
-
-
-@router.get("/v1/campaigns/{campaign_id}/sends")
+@router.get("/v1/campaigns/{campaign_id}/sends", response_model=Page[SendPublic])
 async def list_sends(
     campaign_id: str,
     session: SessionDep,
     tenant: TenantDep,
-    after: Annotated[int, Query(ge=0, description="Keyset cursor: the last send id you have.")] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> dict[str, Any]:
-    await get_campaign(session=session, campaign_id=campaign_id, tenant_id=tenant.id)
-    sends = await campaign_sends(session=session, campaign_id=campaign_id, after=after, limit=limit)
-    data = [_public(send) for send in sends]
-    return {"data": data, "count": len(data), "next_after": data[-1]["id"] if data else None}
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[SendPublic]:
+    """The campaign's sends, newest first."""
+    await get_campaign(session=session, campaign_id=campaign_id, tenant_id=tenant.id)  # or 404
+    sends = await campaign_sends(session=session, tenant_id=tenant.id, campaign_id=campaign_id,
+                                 after=after_id(cursor), limit=limit + 1)  # fmt: skip
+    return page(sends, limit=limit, item=SendPublic.model_validate,
+                cursor=lambda s: id_cursor(s.id or 0))  # fmt: skip
 
 
 @router.get("/v1/sends/{send_id}/explain")
 async def explain(send_id: int, session: SessionDep, tenant: TenantDep) -> dict[str, Any]:
     """The plan, tier, model, prompt version, scores and verdicts behind one email."""
-    send = await get_send(session=session, send_id=send_id, tenant_id=tenant.id)
-    return {**_public(send), "explain": send.explain}
+    send: Send = await get_send(session=session, send_id=send_id, tenant_id=tenant.id)
+    return {**SendPublic.model_validate(send).model_dump(), "explain": send.explain}

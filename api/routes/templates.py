@@ -6,9 +6,12 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from api.audit import audit_target
 from api.deps import SessionDep, TenantDep
+from api.paging import Cursor, Limit, after_id, id_cursor, page
+from api.schemas.base import Page
 from api.schemas.templates import (
     DefaultTemplate,
     TemplateIn,
+    TemplateListItem,
     TemplatePublic,
     TemplateVersionIn,
     TemplateVersionPublic,
@@ -20,6 +23,7 @@ from tailor.store.templates import (
     create_template,
     get_template,
     get_version,
+    list_templates,
     list_versions,
     template_id_named,
 )
@@ -49,6 +53,17 @@ async def _public(session: SessionDep, template: Template) -> TemplatePublic:
         name=template.name,
         versions=[TemplateVersionPublic.model_validate(v, from_attributes=True) for v in versions],
     )
+
+
+@router.get("", response_model=Page[TemplateListItem])
+async def list_all(
+    session: SessionDep, tenant: TenantDep, limit: Limit = 50, cursor: Cursor = None
+) -> Page[TemplateListItem]:
+    """The tenant's templates, newest first, each with its newest version's id."""
+    rows = await list_templates(session=session, tenant_id=tenant.id, after=after_id(cursor),
+                                limit=limit + 1)  # fmt: skip
+    return page(rows, limit=limit, item=TemplateListItem.model_validate,
+                cursor=lambda t: id_cursor(t.id))  # fmt: skip
 
 
 @router.post("", response_model=TemplatePublic, status_code=201)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.schemas.base import Strict
 from tailor.store.segments import Segment
@@ -53,3 +54,18 @@ class AbTestStarted(BaseModel):
 
 class AbWinnerIn(Strict):
     variant: str = Field(min_length=1, max_length=16)
+
+
+class AbTestListItem(BaseModel):
+    """An A/B test in ``GET /v1/ab-tests``: ``GET /v1/ab-tests/{id}`` has cells and counts."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    status: str
+    metric: str
+    variants: list[str] = Field(description="The variants' keys.")
+    winner: str | None
+    created_at: datetime
+    decided_at: datetime | None

@@ -1,4 +1,4 @@
-"""The bases schemas share: requests refuse unknown fields, and lists come a page at a time."""
+"""What every schema shares: requests refuse unknown fields, and every list answers one page."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ class Strict(BaseModel):
 
 
 class Page(BaseModel, Generic[T]):
-    """One page of a list. Pass ``next_cursor`` back as ``cursor`` for the next page; it is
-    null on the last one."""
+    """One page of a list, newest first. Ask for the next with ``?cursor=<next_cursor>`` (and
+    the same filters); ``next_cursor`` is null on the last page."""
 
     items: list[T]
-    next_cursor: str | None = Field(description="Opaque; null on the last page.")
-    limit: int
+    next_cursor: str | None = Field(
+        description="Opaque: pass it back as `cursor` for the next page; null when no more."
+    )

@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from api.schemas.base import Strict
 from tailor.personalise.prompts import DEFAULT_PROMPT, PROMPTS
@@ -71,3 +78,18 @@ class CampaignPublic(BaseModel):
         None, description="Live workflow progress (query), while it runs."
     )
     temporal_ui_url: str
+
+
+class CampaignListItem(BaseModel):
+    """A campaign in ``GET /v1/campaigns``: ``GET /v1/campaigns/{id}`` has its counts."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    kind: str
+    status: str
+    template_version_id: int
+    start_at: datetime | None
+    created_at: datetime
+    completed_at: datetime | None

@@ -64,10 +64,3 @@ class ProductPublic(BaseModel):
     category: str
     price: str = Field(description="In the shop's currency units", examples=["19.99"])
     url: str
-
-
-class ProductPage(BaseModel):
-    items: list[ProductPublic]
-    next_cursor: str | None = Field(
-        description="Pass as `after` for the next page; null on the last page."
-    )

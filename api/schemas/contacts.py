@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, EmailStr, Field, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
 from api.schemas.base import Strict
 
@@ -107,3 +107,17 @@ class ConsentRecorded(BaseModel):
     stopped_journeys: list[str] = Field(
         default_factory=list, description="Running journeys of the contact, stopped."
     )
+
+
+class ContactListItem(BaseModel):
+    """A contact in ``GET /v1/contacts``: who, and consent; ``GET /v1/contacts/{id}`` has the
+    profile and the ledger."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    email: str
+    first_name: str | None
+    last_name: str | None
+    consent: str = Field(description="granted, revoked, suppressed, or none (no ledger row)")
+    created_at: datetime

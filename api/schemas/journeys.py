@@ -36,11 +36,6 @@ class JourneyRunPublic(BaseModel):
     ended_at: datetime | None
 
 
-class JourneyRunsPublic(BaseModel):
-    data: list[JourneyRunPublic]
-    count: int
-
-
 class TriggerRulePublic(BaseModel):
     id: int
     event: str
@@ -65,11 +60,6 @@ class DeadLetterPublic(BaseModel):
     status: str
     created_at: datetime
     replayed_at: datetime | None
-
-
-class DeadLettersPublic(BaseModel):
-    data: list[DeadLetterPublic]
-    count: int
 
 
 class ReplayPublic(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.schemas.base import Strict
 
@@ -49,3 +49,15 @@ class TemplatePublic(BaseModel):
     id: int
     name: str
     versions: list[TemplateVersionPublic]
+
+
+class TemplateListItem(BaseModel):
+    """A template in ``GET /v1/templates``: ``GET /v1/templates/{id}`` has its versions."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    created_at: datetime
+    latest_version_id: int | None = Field(description="Its newest version; null: none yet.")
+    versions: int

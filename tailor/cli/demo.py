@@ -184,7 +184,7 @@ async def _run_campaign(
 async def _example_send(http: httpx.AsyncClient, campaign_id: str) -> dict[str, Any] | None:
     """One sent email's "why this email", to show what shaped it."""
     sends = (await http.get(f"/v1/campaigns/{campaign_id}/sends", params={"limit": 50})).json()
-    sent = next((s for s in sends.get("data", []) if s["status"] == "sent"), None)
+    sent = next((s for s in sends.get("items", []) if s["status"] == "sent"), None)
     if sent is None:
         return None
     why: dict[str, Any] = (await http.get(f"/v1/sends/{sent['id']}/explain")).json()

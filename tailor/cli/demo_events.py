@@ -59,6 +59,18 @@ def _stream(people: list[ContactAddress], seed: int = 11) -> list[dict[str, Any]
     return calls
 
 
+async def _all_runs(http: httpx.AsyncClient) -> list[dict[str, Any]]:
+    """Every journey run of the tenant, page by page."""
+    runs: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"limit": 200}
+    while True:
+        page = (await http.get("/v1/journeys/runs", params=params)).json()
+        runs += page["items"]
+        if page["next_cursor"] is None:
+            return runs
+        params["cursor"] = page["next_cursor"]
+
+
 async def drive_journeys(api: str, key: str, settings: Settings, people: int,
                          console: Console) -> dict[str, Any]:  # fmt: skip
     """Install the built-in journeys, identify ``people`` shoppers, stream their events and
@@ -92,11 +104,7 @@ async def drive_journeys(api: str, key: str, settings: Settings, people: int,
         # Until every sign-up's welcome journey has recorded its run and sent its first email
         # (it goes at once): a run records itself a moment after its event is accepted.
         while True:
-            runs = [
-                r for r in (await http.get("/v1/journeys/runs",
-                                           params={"limit": 500})).json()["data"]
-                if r["contact_id"] in ids
-            ]  # fmt: skip
+            runs = [r for r in await _all_runs(http) if r["contact_id"] in ids]
             welcome = [r for r in runs if r["journey_key"] == "welcome"]
             done = len(welcome) >= len(signed_up) and all(r["emails_sent"] for r in welcome)
             if done or time.monotonic() > deadline:

@@ -30,6 +30,7 @@ from tailor.models import (
     utcnow,
 )
 from tailor.store.campaigns import DELIVERED, create_campaign
+from tailor.store.keyset import TimeKey, older_than
 from tailor.store.segments import BUCKETS
 
 
@@ -126,6 +127,51 @@ async def get_ab_test(
     if test is None or (tenant_id is not None and test.tenant_id != tenant_id):
         raise NotFound("A/B test", test_id)
     return test
+
+
+@dataclass(frozen=True)
+class AbTestSummary:
+    """An A/B test as a list shows it: its variants' keys, not their cells or counts."""
+
+    id: str
+    name: str
+    status: str
+    metric: str
+    variants: list[str]
+    winner: str | None
+    created_at: datetime
+    decided_at: datetime | None
+
+
+async def list_ab_tests(
+    *,
+    session: AsyncSession,
+    tenant_id: str,
+    after: TimeKey | None,
+    limit: int,
+    status: AbTestStatus | None = None,
+) -> list[AbTestSummary]:
+    """A keyset page of the tenant's A/B tests, newest first (``tailor.store.keyset``)."""
+    where = [
+        col(AbTest.tenant_id) == tenant_id,
+        older_than(col(AbTest.created_at), col(AbTest.id), after),
+    ]
+    if status is not None:
+        where.append(col(AbTest.status) == status.value)
+    rows = await session.execute(
+        select(AbTest)
+        .where(*where)
+        .order_by(col(AbTest.created_at).desc(), col(AbTest.id).desc())
+        .limit(limit)
+    )
+    return [
+        AbTestSummary(
+            id=t.id, name=t.name, status=t.status, metric=t.metric,
+            variants=[str(v["key"]) for v in t.variants], winner=t.winner,
+            created_at=t.created_at, decided_at=t.decided_at,
+        )
+        for t in rows.scalars()
+    ]  # fmt: skip
 
 
 async def variant_counts(conn: AsyncConnection, *, test: AbTest) -> list[VariantCounts]:

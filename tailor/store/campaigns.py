@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from tailor.models import (
     SendStatus,
     utcnow,
 )
+from tailor.store.keyset import TimeKey, older_than
 from tailor.store.segments import segment_filter
 
 ACTIVE = (CampaignStatus.SCHEDULED, CampaignStatus.RUNNING, CampaignStatus.PAUSED)
@@ -149,3 +151,55 @@ async def set_campaign_status(
     writes its own with ``set_status``)."""
     campaign.status = status
     await session.flush()
+
+
+@dataclass(frozen=True)
+class CampaignSummary:
+    """A campaign as a list shows it: no segment, no counts."""
+
+    id: str
+    name: str
+    kind: str
+    status: str
+    template_version_id: int
+    start_at: datetime | None
+    created_at: datetime
+    completed_at: datetime | None
+
+
+async def list_campaigns(
+    *,
+    session: AsyncSession,
+    tenant_id: str,
+    after: TimeKey | None,
+    limit: int,
+    status: CampaignStatus | None = None,
+    kind: CampaignKind | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+) -> list[CampaignSummary]:
+    """A keyset page of the tenant's campaigns, newest first (``tailor.store.keyset``);
+    created in [created_after, created_before) when those are given."""
+    where = [
+        col(Campaign.tenant_id) == tenant_id,
+        older_than(col(Campaign.created_at), col(Campaign.id), after),
+    ]
+    if status is not None:
+        where.append(col(Campaign.status) == status.value)
+    if kind is not None:
+        where.append(col(Campaign.kind) == kind.value)
+    if created_after is not None:
+        where.append(col(Campaign.created_at) >= created_after)
+    if created_before is not None:
+        where.append(col(Campaign.created_at) < created_before)
+    rows = await session.execute(
+        select(  # type: ignore[call-overload]
+            Campaign.id, Campaign.name, Campaign.kind, Campaign.status,
+            Campaign.template_version_id, Campaign.start_at, Campaign.created_at,
+            Campaign.completed_at,
+        )
+        .where(*where)
+        .order_by(col(Campaign.created_at).desc(), col(Campaign.id).desc())
+        .limit(limit)
+    )  # fmt: skip
+    return [CampaignSummary(*row) for row in rows.all()]

@@ -19,6 +19,7 @@ from sqlmodel import col, select
 
 from tailor.errors import NotFound
 from tailor.models import Product
+from tailor.store.keyset import below
 
 #: The columns an upsert writes, besides the tenant and ``removed_at``.
 PRODUCT_FIELDS = ("sku", "name", "category", "price_cents", "url")
@@ -115,18 +116,18 @@ async def upsert_products(
 
 
 async def product_page(
-    *, session: AsyncSession, tenant_id: str, after_id: int, limit: int
+    *, session: AsyncSession, tenant_id: str, after: int | None, limit: int
 ) -> list[Product]:
-    """Up to ``limit`` products on sale with an id above ``after_id``, by id: a keyset page,
-    steady while products are added or removed between pages."""
+    """A keyset page of the products on sale, newest first (``tailor.store.keyset``), steady
+    while products are added or removed between pages."""
     rows = await session.execute(
         select(Product)
         .where(
             col(Product.tenant_id) == tenant_id,
             col(Product.removed_at).is_(None),
-            col(Product.id) > after_id,
+            below(col(Product.id), after),
         )
-        .order_by(col(Product.id))
+        .order_by(col(Product.id).desc())
         .limit(limit)
     )
     return list(rows.scalars())

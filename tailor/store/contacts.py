@@ -2,13 +2,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
+from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from tailor.errors import NotFound
-from tailor.models import Contact, utcnow
+from tailor.models import ConsentRecord, ConsentStatus, Contact, utcnow
+from tailor.store.keyset import below
 
 # Columns a caller may set on a contact; id, tenant and timestamps are the store's.
 PROFILE_FIELDS = (
@@ -84,3 +88,67 @@ async def find_contact(*, session: AsyncSession, contact_id: int) -> Contact:
     if contact is None:
         raise NotFound("contact", contact_id)
     return contact
+
+
+class ConsentState(StrEnum):
+    """A contact's consent now: the status of their newest ledger row, or none without one."""
+
+    GRANTED = ConsentStatus.GRANTED.value
+    REVOKED = ConsentStatus.REVOKED.value
+    SUPPRESSED = ConsentStatus.SUPPRESSED.value
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class ContactSummary:
+    """A contact as a list shows it: who, and whether we may write to them; not the profile."""
+
+    id: int
+    email: str
+    first_name: str | None
+    last_name: str | None
+    consent: ConsentState
+    created_at: datetime
+
+
+async def list_contacts(
+    *,
+    session: AsyncSession,
+    tenant_id: str,
+    after: int | None,
+    limit: int,
+    email: str | None = None,
+    consent: ConsentState | None = None,
+) -> list[ContactSummary]:
+    """A keyset page of the tenant's contacts, newest first (``tailor.store.keyset``).
+    ``email`` matches whole addresses, whatever their case; ``consent`` the current state."""
+    # The newest ledger row decides, as in ``tailor.store.consent.current_consent``; the
+    # (contact_id, id) index makes this one index probe per contact.
+    current = (
+        select(ConsentRecord.status)
+        .where(col(ConsentRecord.contact_id) == col(Contact.id))
+        .order_by(col(ConsentRecord.id).desc())
+        .limit(1)
+        .correlate(Contact)
+        .scalar_subquery()
+    )
+    where = [col(Contact.tenant_id) == tenant_id, below(col(Contact.id), after)]
+    if email is not None:
+        where.append(func.lower(col(Contact.email)) == email.strip().lower())
+    if consent == ConsentState.NONE:
+        where.append(current.is_(None))
+    elif consent is not None:
+        where.append(current == consent.value)
+    rows = await session.execute(
+        select(  # type: ignore[call-overload]
+            Contact.id, Contact.email, Contact.first_name, Contact.last_name, current,
+            Contact.created_at,
+        )
+        .where(*where)
+        .order_by(col(Contact.id).desc())
+        .limit(limit)
+    )  # fmt: skip
+    return [
+        ContactSummary(ident, address, first, last, ConsentState(state or "none"), created)
+        for ident, address, first, last, state, created in rows.all()
+    ]

@@ -38,6 +38,7 @@ from tailor.models import (
     utcnow,
 )
 from tailor.store.campaigns import DELIVERED
+from tailor.store.keyset import TimeKey, below, older_than
 from tailor.store.templates import get_version
 
 
@@ -251,12 +252,22 @@ async def finish_run(
 
 
 async def list_runs(
-    *, session: AsyncSession, tenant_id: str, contact_id: int | None, limit: int
+    *,
+    session: AsyncSession,
+    tenant_id: str,
+    contact_id: int | None,
+    after: TimeKey | None,
+    limit: int,
 ) -> list[JourneyRun]:
-    query = select(JourneyRun).where(col(JourneyRun.tenant_id) == tenant_id)
+    """A keyset page of the tenant's journey runs, newest first (``tailor.store.keyset``)."""
+    query = select(JourneyRun).where(
+        col(JourneyRun.tenant_id) == tenant_id,
+        older_than(col(JourneyRun.started_at), col(JourneyRun.id), after),
+    )
     if contact_id is not None:
         query = query.where(col(JourneyRun.contact_id) == contact_id)
-    rows = await session.execute(query.order_by(col(JourneyRun.started_at).desc()).limit(limit))
+    newest = (col(JourneyRun.started_at).desc(), col(JourneyRun.id).desc())
+    rows = await session.execute(query.order_by(*newest).limit(limit))
     runs = list(rows.scalars())
     # A running journey's emails so far are its delivered sends (their occurrence is the run).
     running = [r.id for r in runs if r.status == JourneyStatus.RUNNING]
@@ -325,16 +336,17 @@ class FailedEvent:
 
 
 async def list_dead_letters(
-    *, session: AsyncSession, tenant_id: str, status: str | None, limit: int
+    *, session: AsyncSession, tenant_id: str, status: str | None, after: int | None, limit: int
 ) -> list[FailedEvent]:
+    """A keyset page of the tenant's dead letters, newest first (``tailor.store.keyset``)."""
     query = (
         select(DeadLetter, Event)
         .join(Event, col(Event.id) == col(DeadLetter.event_id))
-        .where(col(DeadLetter.tenant_id) == tenant_id)
+        .where(col(DeadLetter.tenant_id) == tenant_id, below(col(DeadLetter.id), after))
     )
     if status is not None:
         query = query.where(col(DeadLetter.status) == status)
-    rows = await session.execute(query.order_by(col(DeadLetter.id)).limit(limit))
+    rows = await session.execute(query.order_by(col(DeadLetter.id).desc()).limit(limit))
     return [FailedEvent(d, e) for d, e in rows.all()]
 
 

@@ -23,6 +23,7 @@ from sqlmodel import col
 
 from tailor.errors import NotFound, TailorError
 from tailor.models import ReviewItem, ReviewStatus, Send, SendStatus, utcnow
+from tailor.store.keyset import below
 
 
 class AlreadyDecided(TailorError):
@@ -249,16 +250,16 @@ async def tenant_reviews(
     tenant_id: str,
     status: ReviewStatus | None = None,
     campaign_id: str | None = None,
-    after: int = 0,
+    after: int | None = None,
     limit: int = 50,
 ) -> list[ReviewItem]:
-    """A keyset page of the tenant's reviews: ids above ``after``, oldest first."""
-    where = [col(ReviewItem.tenant_id) == tenant_id, col(ReviewItem.id) > after]
+    """A keyset page of the tenant's reviews, newest first (``tailor.store.keyset``)."""
+    where = [col(ReviewItem.tenant_id) == tenant_id, below(col(ReviewItem.id), after)]
     if status is not None:
         where.append(col(ReviewItem.status) == status.value)
     if campaign_id is not None:
         where.append(col(ReviewItem.campaign_id) == campaign_id)
     rows = await session.execute(
-        select(ReviewItem).where(*where).order_by(col(ReviewItem.id)).limit(limit)
+        select(ReviewItem).where(*where).order_by(col(ReviewItem.id).desc()).limit(limit)
     )
     return list(rows.scalars())

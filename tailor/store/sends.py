@@ -34,6 +34,7 @@ from tailor.models import (
     utcnow,
 )
 from tailor.store.campaigns import DELIVERED
+from tailor.store.keyset import below
 from tailor.store.segments import segment_filter
 
 
@@ -330,13 +331,19 @@ async def mark_sent(conn: AsyncConnection, *, accepted: Sequence[Accepted]) -> N
 
 
 async def campaign_sends(
-    *, session: AsyncSession, campaign_id: str, after: int, limit: int
+    *, session: AsyncSession, tenant_id: str, campaign_id: str, after: int | None, limit: int
 ) -> list[Send]:
-    """A keyset page of the campaign's sends: ids above ``after``, ascending."""
+    """A keyset page of the campaign's sends, newest first (``tailor.store.keyset``); none
+    if the campaign is another tenant's."""
     rows = await session.execute(
         select(Send)
-        .where(col(Send.campaign_id) == campaign_id, col(Send.id) > after)
-        .order_by(col(Send.id))
+        .join(Campaign, col(Campaign.id) == col(Send.campaign_id))
+        .where(
+            col(Send.campaign_id) == campaign_id,
+            col(Campaign.tenant_id) == tenant_id,
+            below(col(Send.id), after),
+        )
+        .order_by(col(Send.id).desc())
         .limit(limit)
     )
     return list(rows.scalars())

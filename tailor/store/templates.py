@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from tailor.errors import NotFound
 from tailor.models import Template, TemplateVersion
+from tailor.store.keyset import below
 
 
 async def get_or_create_template(*, session: AsyncSession, tenant_id: str, name: str) -> Template:
@@ -103,3 +107,41 @@ async def create_template(*, session: AsyncSession, tenant_id: str, name: str) -
     session.add(template)
     await session.flush()
     return template
+
+
+@dataclass(frozen=True)
+class TemplateSummary:
+    """A template as a list shows it: its newest version's id, not the versions' text."""
+
+    id: int
+    name: str
+    created_at: datetime
+    latest_version_id: int | None  # None: no version yet
+    versions: int
+
+
+async def list_templates(
+    *, session: AsyncSession, tenant_id: str, after: int | None, limit: int
+) -> list[TemplateSummary]:
+    """A keyset page of the tenant's templates, newest first (``tailor.store.keyset``)."""
+    page = (
+        await session.execute(
+            select(col(Template.id), col(Template.name), col(Template.created_at))
+            .where(col(Template.tenant_id) == tenant_id, below(col(Template.id), after))
+            .order_by(col(Template.id).desc())
+            .limit(limit)
+        )
+    ).all()
+    # Versions only append, so the highest version id is the newest version.
+    versions = {
+        template_id: (latest, count)
+        for template_id, latest, count in await session.execute(
+            select(col(TemplateVersion.template_id), func.max(TemplateVersion.id), func.count())
+            .where(col(TemplateVersion.template_id).in_([row.id for row in page]))
+            .group_by(col(TemplateVersion.template_id))
+        )
+    }
+    return [
+        TemplateSummary(ident or 0, name, created_at, *versions.get(ident or 0, (None, 0)))
+        for ident, name, created_at in page
+    ]
