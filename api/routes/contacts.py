@@ -6,9 +6,9 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from api.audit import audit_detail
-from api.deps import FeatureCacheDep, GatewayDep, SessionDep, TenantDep
+from api.deps import CallerDep, FeatureCacheDep, GatewayDep, SessionDep, TenantDep
 from api.paging import Cursor, Limit, after_id, id_cursor, page
-from api.schemas.base import Page
+from api.schemas.base import Page, RowId
 from api.schemas.contacts import (
     ConsentIn,
     ConsentPublic,
@@ -19,6 +19,7 @@ from api.schemas.contacts import (
     ContactsUpserted,
     ContactUpserted,
 )
+from tailor.accounts.notes import with_note
 from tailor.errors import InvalidInput
 from tailor.journeys.definitions import journey_workflow_id
 from tailor.models import ConsentStatus
@@ -31,16 +32,28 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
 
 
+# The ledger's source column: a caller's deprecated ``recorded_by`` note must fit in it.
+_SOURCE_LIMIT = 100
+
+
 @router.post("", response_model=ContactsUpserted)
 async def upsert(
     body: ContactsIn,
     request: Request,
     session: SessionDep,
     tenant: TenantDep,
+    caller: CallerDep,
     features: FeatureCacheDep,
 ) -> ContactsUpserted:
-    """Insert or update up to 10,000 contacts by email, all or nothing."""
-    rows = [c.model_dump(exclude={"consent"}) for c in body.contacts]
+    """Insert or update up to 10,000 contacts by email, all or nothing.
+
+    An update changes only the fields the contact names: `{"email": ..., "first_name": "Ada"}`
+    keeps the contact's last name, timezone, categories and the rest as they are (send `null`
+    to clear a name). A new contact gets the documented defaults for the fields it leaves out.
+    A `consent` given here is recorded as the caller's key, like `POST .../consent`.
+    """
+    # Only what the request set: a default must not overwrite what an earlier upsert stored.
+    rows = [c.model_dump(exclude={"consent"}, exclude_unset=True) for c in body.contacts]
     results = await upsert_contacts(session=session, tenant_id=tenant.id, contacts=rows)
     for contact, result in zip(body.contacts, results, strict=True):
         if contact.consent is not None:
@@ -49,10 +62,12 @@ async def upsert(
                 tenant_id=tenant.id,
                 contact_id=result.id,
                 status=ConsentStatus(contact.consent.status),
-                source=contact.consent.source,
+                source=with_note(
+                    contact.consent.source, contact.consent.recorded_by, limit=_SOURCE_LIMIT
+                ),
                 method=contact.consent.method,
                 wording_version=contact.consent.wording_version,
-                recorded_by=contact.consent.recorded_by,
+                recorded_by=caller.actor,
             )
     # Invalidate after the commit: a send reading before it would cache the old profile again.
     await session.commit()
@@ -93,7 +108,7 @@ async def list_all(
 
 
 @router.get("/{contact_id}", response_model=ContactPublic)
-async def read(contact_id: int, session: SessionDep, tenant: TenantDep) -> ContactPublic:
+async def read(contact_id: RowId, session: SessionDep, tenant: TenantDep) -> ContactPublic:
     contact = await get_contact(session=session, tenant_id=tenant.id, contact_id=contact_id)
     history = await consent_history(session=session, contact_id=contact_id)
     return ContactPublic(
@@ -105,24 +120,28 @@ async def read(contact_id: int, session: SessionDep, tenant: TenantDep) -> Conta
 
 @router.post("/{contact_id}/consent", response_model=ConsentRecorded)
 async def change_consent(
-    contact_id: int,
+    contact_id: RowId,
     body: ConsentIn,
     session: SessionDep,
     tenant: TenantDep,
+    caller: CallerDep,
     gateway: GatewayDep,
 ) -> ConsentRecorded:
     """Append to the consent ledger. A revocation is committed before this answers and is
-    signalled to every running campaign, so no email reaches the contact afterwards."""
+    signalled to every running campaign, so no email reaches the contact afterwards.
+
+    The row's `recorded_by` is the caller's key id (or token subject); a `recorded_by` in the
+    body is deprecated and kept only as a note after the source."""
     await get_contact(session=session, tenant_id=tenant.id, contact_id=contact_id)
     record = await record_consent(
         session=session,
         tenant_id=tenant.id,
         contact_id=contact_id,
         status=ConsentStatus(body.status),
-        source=body.source,
+        source=with_note(body.source, body.recorded_by, limit=_SOURCE_LIMIT),
         method=body.method,
         wording_version=body.wording_version,
-        recorded_by=body.recorded_by,
+        recorded_by=caller.actor,
     )
     campaigns = await active_campaign_ids(session=session, tenant_id=tenant.id)
     # Every journey the person may be on, by its deterministic id (one that is not running

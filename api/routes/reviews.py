@@ -8,10 +8,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
-from api.deps import DatabaseDep, GatewayDep, SessionDep, TenantDep
+from api.deps import CallerDep, DatabaseDep, GatewayDep, SessionDep, TenantDep
 from api.paging import Cursor, Limit, after_id, id_cursor, page
-from api.schemas.base import Page
+from api.schemas.base import TEXT_ID_PATTERN, Page, RowId
 from api.schemas.reviews import ReviewApproval, ReviewDecided, ReviewPublic, ReviewRejection
+from tailor.accounts.notes import with_note
 from tailor.errors import InvalidInput
 from tailor.models import ReviewItem, ReviewStatus, Tenant, utcnow
 from tailor.personalise.evaluator import check_edit
@@ -27,6 +28,12 @@ from tailor.store.reviews import (
 )
 
 router = APIRouter(prefix="/v1/reviews", tags=["reviews"])
+_NOTE_LIMIT = 1000  # the review_item.note column
+
+
+def _note(body: ReviewRejection) -> str | None:
+    """The reviewer's note, with a stated (deprecated, unverified) reviewer name labelled."""
+    return with_note(body.note or "", body.reviewer, limit=_NOTE_LIMIT) or None
 
 
 def _public(item: ReviewItem, held: int) -> ReviewPublic:
@@ -39,7 +46,7 @@ async def list_reviews(
     tenant: TenantDep,
     db: DatabaseDep,
     status: Annotated[ReviewStatus | None, Query(description="e.g. pending")] = None,
-    campaign_id: str | None = None,
+    campaign_id: Annotated[str | None, Query(max_length=64, pattern=TEXT_ID_PATTERN)] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[ReviewPublic]:
@@ -56,7 +63,7 @@ async def list_reviews(
 
 @router.get("/{review_id}", response_model=ReviewPublic)
 async def read_review(
-    review_id: int, session: SessionDep, tenant: TenantDep, db: DatabaseDep
+    review_id: RowId, session: SessionDep, tenant: TenantDep, db: DatabaseDep
 ) -> ReviewPublic:
     item = await get_review(session=session, tenant_id=tenant.id, review_id=review_id)
     async with db.read() as conn:
@@ -119,40 +126,44 @@ async def _decided(
 
 @router.post("/{review_id}/approve", response_model=ReviewDecided)
 async def approve(
-    review_id: int,
+    review_id: RowId,
     body: ReviewApproval,
     request: Request,
     session: SessionDep,
     tenant: TenantDep,
+    caller: CallerDep,
     gateway: GatewayDep,
     db: DatabaseDep,
 ) -> ReviewDecided:
     """Send this content (or the edited version) to every recipient it holds. An edit is
-    checked like the model's words: catalog prices only, no links, no past dates, no PII."""
+    checked like the model's words: catalog prices only, no links, no past dates, no PII.
+    `decided_by` is the caller's key id; a `reviewer` in the body is only kept in the note."""
     item = await get_review(session=session, tenant_id=tenant.id, review_id=review_id)
     final = await _checked_edit(request, session, tenant, item, body)
     conn = await session.connection()
     await decide(
-        conn, review_id=review_id, status=ReviewStatus.APPROVED, reviewer=body.reviewer,
-        note=body.note, final_content=final, edited=final is not None,
+        conn, review_id=review_id, status=ReviewStatus.APPROVED, reviewer=caller.actor,
+        note=_note(body), final_content=final, edited=final is not None,
     )  # fmt: skip
     return await _decided(review_id, session, tenant, gateway, db)
 
 
 @router.post("/{review_id}/reject", response_model=ReviewDecided)
 async def reject(
-    review_id: int,
+    review_id: RowId,
     body: ReviewRejection,
     session: SessionDep,
     tenant: TenantDep,
+    caller: CallerDep,
     gateway: GatewayDep,
     db: DatabaseDep,
 ) -> ReviewDecided:
-    """Do not send this content: its recipients get the rules-tier email instead."""
+    """Do not send this content: its recipients get the rules-tier email instead. `decided_by`
+    is the caller's key id; a `reviewer` in the body is only kept in the note."""
     await get_review(session=session, tenant_id=tenant.id, review_id=review_id)  # or 404
     conn = await session.connection()
     await decide(
-        conn, review_id=review_id, status=ReviewStatus.REJECTED, reviewer=body.reviewer,
-        note=body.note,
+        conn, review_id=review_id, status=ReviewStatus.REJECTED, reviewer=caller.actor,
+        note=_note(body),
     )  # fmt: skip
     return await _decided(review_id, session, tenant, gateway, db)

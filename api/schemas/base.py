@@ -1,16 +1,33 @@
-"""What every schema shares: requests refuse unknown fields, and every list answers one page."""
+"""The bases schemas share: requests refuse unknown fields, lists come a page at a time, ids are
+bounded to ids a row can have, and single-line text holds no line breaks or control characters."""
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import Path
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from tailor.models.base import MAX_ROW_ID
+
+__all__ = [
+    "MAX_ROW_ID",
+    "ONE_LINE_PATTERN",
+    "TEXT_ID_PATTERN",
+    "OneLine",
+    "Page",
+    "RowId",
+    "RowIdField",
+    "Strict",
+    "TextId",
+]
 
 T = TypeVar("T")
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Infinity and NaN are not numbers any column or rate can hold.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Page(BaseModel, Generic[T]):
@@ -21,3 +38,23 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = Field(
         description="Opaque: pass it back as `cursor` for the next page; null when no more."
     )
+
+
+#: An integer id in a path: anything no row can have (0, negative, past the column's range)
+#: answers 422 here, before the store sees it.
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="A row id.")]
+#: The same, in a request body.
+RowIdField = Annotated[int, Field(ge=1, le=MAX_ROW_ID)]
+#: The alphabet Tailor mints text ids in (cmp_..., ab_..., jrn_..., ab-<test>-<variant>).
+TEXT_ID_PATTERN = r"^[A-Za-z0-9_-]+$"
+#: A text id in a path (campaign, A/B test): at most the 64 characters of its column.
+TextId = Annotated[str, Path(min_length=1, max_length=64, pattern=TEXT_ID_PATTERN)]
+
+
+#: Text that may end up in an email header or a one-line display. Line breaks would start a
+#: header of their own where the value lands in one (CRLF injection); other control characters
+#: (C0, DEL, C1, Unicode line and paragraph separators) have no place in a name or subject
+#: either. Format characters (RTL marks, emoji joiners) are text and stay. A pattern rather than
+#: a validator: length limits on the field still say "characters", and OpenAPI shows it.
+ONE_LINE_PATTERN = r"^[^\x00-\x1F\x7F-\x9F\u2028\u2029]*$"
+OneLine = Annotated[str, StringConstraints(pattern=ONE_LINE_PATTERN)]

@@ -7,22 +7,36 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
-from api.schemas.base import Strict
+from api.schemas.base import OneLine, Strict
 
 
 class ConsentIn(Strict):
+    """A consent change. Who recorded it is the caller's key (or token subject), never a value
+    the request states."""
+
     status: Literal["granted", "revoked"]
-    source: str = Field(min_length=1, max_length=100, examples=["signup-form"])
-    method: str = Field(min_length=1, max_length=100, examples=["double-opt-in"])
-    wording_version: str = Field(min_length=1, max_length=100, examples=["newsletter-v2"])
-    recorded_by: str = Field("api", min_length=1, max_length=200)
+    source: OneLine = Field(min_length=1, max_length=100, examples=["signup-form"])
+    method: OneLine = Field(min_length=1, max_length=100, examples=["double-opt-in"])
+    wording_version: OneLine = Field(min_length=1, max_length=100, examples=["newsletter-v2"])
+    recorded_by: OneLine | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="Deprecated: the ledger records the caller's key as who recorded it. A value "
+        "given here is kept only as an unverified note after the source: "
+        '"signup-form (note: ...)", cut to the source\'s 100 characters.',
+        json_schema_extra={"deprecated": True},
+    )
 
 
 class ContactIn(Strict):
+    """A contact by email. For an existing contact only the fields named are changed (send
+    ``null`` to clear a name); a new contact gets the defaults below for the rest."""
+
     email: EmailStr
-    external_id: str | None = Field(None, max_length=200)
-    first_name: str | None = Field(None, max_length=100)
-    last_name: str | None = Field(None, max_length=100)
+    external_id: OneLine | None = Field(None, max_length=200)
+    first_name: OneLine | None = Field(None, max_length=100)
+    last_name: OneLine | None = Field(None, max_length=100)
     timezone: str = Field("UTC", max_length=64)
     locale: str = Field("en", max_length=16)
     device: Literal["mobile", "desktop", "tablet"] = "desktop"

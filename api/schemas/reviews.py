@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from api.schemas.base import Strict
+from api.schemas.base import OneLine, Strict
 
 
 class EmailEdits(Strict):
@@ -20,15 +20,25 @@ class EmailEdits(Strict):
     cta_text: str | None = Field(None, min_length=2, max_length=60)
 
 
-class ReviewApproval(Strict):
-    reviewer: str = Field(min_length=1, max_length=200, examples=["maria@shop.example"])
-    note: str | None = Field(None, max_length=1000)
-    edits: EmailEdits | None = None
+_REVIEWER = Field(
+    None,
+    min_length=1,
+    max_length=200,
+    description="Deprecated: the decision is recorded as the caller's key (`decided_by`). A "
+    'value given here is kept only as an unverified note after `note`: "... (note: ...)".',
+    json_schema_extra={"deprecated": True},
+)
 
 
 class ReviewRejection(Strict):
-    reviewer: str = Field(min_length=1, max_length=200, examples=["maria@shop.example"])
+    """A decision. Who decided is the caller's key (or token subject), never a stated name."""
+
+    reviewer: OneLine | None = _REVIEWER
     note: str | None = Field(None, max_length=1000)
+
+
+class ReviewApproval(ReviewRejection):
+    edits: EmailEdits | None = None
 
 
 class ReviewPublic(BaseModel):

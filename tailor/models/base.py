@@ -9,6 +9,11 @@ import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field
 
+# The largest id a row can have: every integer primary key is an INTEGER column, which
+# PostgreSQL keeps in 32 bits (SQLite's are 64-bit, but never get past this in practice). An id
+# beyond it cannot name a row, and PostgreSQL refuses to even compare with it.
+MAX_ROW_ID = 2**31 - 1
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC on every backend (SQLite keeps no offset, so we restore it)."""

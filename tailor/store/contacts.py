@@ -42,7 +42,9 @@ async def upsert_contacts(
 ) -> list[UpsertedContact]:
     """Insert or update contacts by (tenant, email); returns them in input order.
 
-    Runs inside the caller's transaction, so a failure leaves nothing half-written.
+    A dict names only the fields to set: on an existing contact the others keep their stored
+    values; a new contact gets the table's defaults for them. Runs inside the caller's
+    transaction, so a failure leaves nothing half-written.
     """
     emails = [c["email"].lower() for c in contacts]
     existing: dict[str, Contact] = {}
