@@ -19,6 +19,7 @@ from fastapi import Query
 
 from api.schemas.base import Page
 from tailor.errors import InvalidInput
+from tailor.models.base import MAX_ROW_ID
 from tailor.store.keyset import TimeKey
 
 R = TypeVar("R")
@@ -67,8 +68,11 @@ def after_id(cursor: str | None) -> int | None:
     if cursor is None:
         return None
     key = _decode(cursor)
-    # bool is an int to Python; a cursor never holds one.
-    if not (isinstance(key, list) and len(key) == 1 and type(key[0]) is int and key[0] > 0):
+    # bool is an int to Python; a cursor never holds one. Past MAX_ROW_ID no row has the id
+    # (PostgreSQL would refuse to compare it with the INTEGER column: a 500, not a 422).
+    if not (
+        isinstance(key, list) and len(key) == 1 and type(key[0]) is int and 0 < key[0] <= MAX_ROW_ID
+    ):
         raise InvalidInput("cursor", _BAD)
     ident: int = key[0]
     return ident

@@ -11,7 +11,7 @@ from api.audit import audit_target
 from api.deps import DatabaseDep, GatewayDep, SessionDep, SettingsDep, TenantDep
 from api.paging import Cursor, Limit, after_time, page, time_cursor
 from api.schemas.ab_tests import AbTestIn, AbTestListItem, AbTestStarted, AbWinnerIn
-from api.schemas.base import Page
+from api.schemas.base import Page, TextId
 from tailor.errors import InvalidInput, NotFound
 from tailor.models import AbTest, AbTestStatus
 from tailor.store.ab_tests import (
@@ -100,7 +100,7 @@ async def list_all(
 
 @router.get("/{test_id}")
 async def read(
-    test_id: str, session: SessionDep, tenant: TenantDep, gateway: GatewayDep, db: DatabaseDep
+    test_id: TextId, session: SessionDep, tenant: TenantDep, gateway: GatewayDep, db: DatabaseDep
 ) -> dict[str, Any]:
     """The test, each variant's delivered emails and engagement, and the decision."""
     test = await get_ab_test(session=session, test_id=test_id, tenant_id=tenant.id)
@@ -136,7 +136,7 @@ async def _active(session: SessionDep, tenant: TenantDep, test_id: str) -> AbTes
 
 @router.post("/{test_id}/decide", status_code=status.HTTP_202_ACCEPTED)
 async def decide_now(
-    test_id: str, session: SessionDep, tenant: TenantDep, gateway: GatewayDep
+    test_id: TextId, session: SessionDep, tenant: TenantDep, gateway: GatewayDep
 ) -> dict[str, str]:
     """Stop the window early and decide on the data so far (the default if inconclusive)."""
     test = await _active(session, tenant, test_id)
@@ -146,7 +146,7 @@ async def decide_now(
 
 @router.post("/{test_id}/winner", status_code=status.HTTP_202_ACCEPTED)
 async def choose_winner(
-    test_id: str, body: AbWinnerIn, session: SessionDep, tenant: TenantDep, gateway: GatewayDep
+    test_id: TextId, body: AbWinnerIn, session: SessionDep, tenant: TenantDep, gateway: GatewayDep
 ) -> dict[str, str]:
     """Pick the winner by hand; its rollout starts at once."""
     test = await _active(session, tenant, test_id)
@@ -159,7 +159,7 @@ async def choose_winner(
 
 @router.post("/{test_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
 async def cancel(
-    test_id: str, session: SessionDep, tenant: TenantDep, gateway: GatewayDep
+    test_id: TextId, session: SessionDep, tenant: TenantDep, gateway: GatewayDep
 ) -> dict[str, str]:
     test = await get_ab_test(session=session, test_id=test_id, tenant_id=tenant.id)
     if test.status not in ACTIVE:

@@ -10,7 +10,7 @@ from pydantic import AwareDatetime
 from api.audit import audit_target
 from api.deps import ControlDep, DatabaseDep, GatewayDep, SessionDep, SettingsDep, TenantDep
 from api.paging import Cursor, Limit, after_time, page, time_cursor
-from api.schemas.base import Page
+from api.schemas.base import Page, TextId
 from api.schemas.campaigns import CampaignIn, CampaignListItem, CampaignPublic, CampaignStarted
 from tailor.errors import InvalidInput, NotFound
 from tailor.models import Campaign, CampaignKind, CampaignStatus
@@ -110,7 +110,7 @@ async def list_all(
 
 @router.get("/{campaign_id}", response_model=CampaignPublic)
 async def read(
-    campaign_id: str,
+    campaign_id: TextId,
     session: SessionDep,
     tenant: TenantDep,
     gateway: GatewayDep,
@@ -169,7 +169,7 @@ async def _steer(
 
 @router.post("/{campaign_id}/pause")
 async def pause(
-    campaign_id: str, session: SessionDep, tenant: TenantDep, control: ControlDep
+    campaign_id: TextId, session: SessionDep, tenant: TenantDep, control: ControlDep
 ) -> dict[str, str]:
     """Hold new chunks; chunks already sending finish."""
     campaign = await get_campaign(session=session, campaign_id=campaign_id, tenant_id=tenant.id)
@@ -180,14 +180,14 @@ async def pause(
 
 @router.post("/{campaign_id}/resume")
 async def resume(
-    campaign_id: str, session: SessionDep, tenant: TenantDep, control: ControlDep
+    campaign_id: TextId, session: SessionDep, tenant: TenantDep, control: ControlDep
 ) -> dict[str, str]:
     return await _steer(campaign_id, session, tenant, control.resume, CampaignStatus.RUNNING)
 
 
 @router.post("/{campaign_id}/cancel")
 async def cancel(
-    campaign_id: str, session: SessionDep, tenant: TenantDep, control: ControlDep
+    campaign_id: TextId, session: SessionDep, tenant: TenantDep, control: ControlDep
 ) -> dict[str, str]:
     """Stop the campaign; the workflow marks it cancelled once in-flight chunks stop."""
     return await _steer(campaign_id, session, tenant, control.cancel, None)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 
 from api.audit import audit_target
 from api.deps import SessionDep, TenantDep, TriggersDep
 from api.paging import Cursor, Limit, after_id, after_time, id_cursor, page, time_cursor
-from api.schemas.base import Page
+from api.schemas.base import MAX_ROW_ID, Page, RowId
 from api.schemas.journeys import (
     DeadLetterPublic,
     JourneyPublic,
@@ -72,7 +72,7 @@ async def builtins(session: SessionDep, tenant: TenantDep) -> JourneysPublic:
 async def runs(
     session: SessionDep,
     tenant: TenantDep,
-    contact_id: int | None = None,
+    contact_id: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[JourneyRunPublic]:
@@ -117,7 +117,7 @@ async def dead_letters(
 
 @router.post("/dead-letters/{dead_letter_id}/replay", response_model=ReplayPublic)
 async def replay(
-    dead_letter_id: int, session: SessionDep, tenant: TenantDep, triggers: TriggersDep
+    dead_letter_id: RowId, session: SessionDep, tenant: TenantDep, triggers: TriggersDep
 ) -> ReplayPublic:
     """Process the event again. Safe to repeat: journeys ignore an event id they have seen."""
     failed = await get_dead_letter(session=session, tenant_id=tenant.id,

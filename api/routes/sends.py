@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from api.deps import SessionDep, TenantDep
 from api.paging import Cursor, Limit, after_id, id_cursor, page
-from api.schemas.base import Page
+from api.schemas.base import Page, RowId, TextId
 from api.schemas.sends import SendPublic
 from tailor.models import Send
 from tailor.store.campaigns import get_campaign
@@ -19,7 +19,7 @@ router = APIRouter(tags=["sends"])
 
 @router.get("/v1/campaigns/{campaign_id}/sends", response_model=Page[SendPublic])
 async def list_sends(
-    campaign_id: str,
+    campaign_id: TextId,
     session: SessionDep,
     tenant: TenantDep,
     limit: Limit = 50,
@@ -34,7 +34,7 @@ async def list_sends(
 
 
 @router.get("/v1/sends/{send_id}/explain")
-async def explain(send_id: int, session: SessionDep, tenant: TenantDep) -> dict[str, Any]:
+async def explain(send_id: RowId, session: SessionDep, tenant: TenantDep) -> dict[str, Any]:
     """The plan, tier, model, prompt version, scores and verdicts behind one email."""
     send: Send = await get_send(session=session, send_id=send_id, tenant_id=tenant.id)
     return {**SendPublic.model_validate(send).model_dump(), "explain": send.explain}

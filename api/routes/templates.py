@@ -1,13 +1,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request
-from jinja2 import TemplateSyntaxError
-from jinja2.sandbox import SandboxedEnvironment
 
 from api.audit import audit_target
 from api.deps import SessionDep, TenantDep
 from api.paging import Cursor, Limit, after_id, id_cursor, page
-from api.schemas.base import Page
+from api.schemas.base import Page, RowId
 from api.schemas.templates import (
     DefaultTemplate,
     TemplateIn,
@@ -18,6 +16,7 @@ from api.schemas.templates import (
 )
 from tailor.errors import InvalidInput, NotFound
 from tailor.models import Template
+from tailor.personalise.sandbox import TemplateSandbox, TemplateSyntaxError, unsafe_reference
 from tailor.store.templates import (
     add_version,
     create_template,
@@ -30,7 +29,7 @@ from tailor.store.templates import (
 from tailor.store.tenants import set_default_template_version
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"])
-_env = SandboxedEnvironment()
+_env = TemplateSandbox()
 PARTS = ("subject", "preheader", "body", "cta_text", "cta_url")
 
 
@@ -38,11 +37,13 @@ def _check(body: TemplateVersionIn) -> dict[str, str]:
     parts = {part: getattr(body, part) for part in PARTS}
     for part, source in parts.items():
         try:
-            _env.parse(source)
+            unsafe = unsafe_reference(_env, source)
         except TemplateSyntaxError as exc:
             raise InvalidInput(
                 part, f"template syntax error on line {exc.lineno}: {exc.message}"
             ) from exc
+        if unsafe is not None:
+            raise InvalidInput(part, unsafe)
     return parts
 
 
@@ -109,7 +110,7 @@ async def set_default(
 
 @router.post("/{template_id}/versions", response_model=TemplateVersionPublic, status_code=201)
 async def create_version(
-    template_id: int,
+    template_id: RowId,
     body: TemplateVersionIn,
     request: Request,
     session: SessionDep,
@@ -122,6 +123,6 @@ async def create_version(
 
 
 @router.get("/{template_id}", response_model=TemplatePublic)
-async def read(template_id: int, session: SessionDep, tenant: TenantDep) -> TemplatePublic:
+async def read(template_id: RowId, session: SessionDep, tenant: TenantDep) -> TemplatePublic:
     template = await get_template(session=session, tenant_id=tenant.id, template_id=template_id)
     return await _public(session, template)

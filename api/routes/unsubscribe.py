@@ -6,8 +6,9 @@ GET never unsubscribes: link scanners and mail previews fetch links on their own
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Path
 from fastapi.responses import HTMLResponse
 
 from api.deps import GatewayDep, SessionDep, SettingsDep
@@ -20,10 +21,12 @@ from tailor.store.journeys import journey_keys
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/unsubscribe", tags=["unsubscribe"])
+# <campaign id>.<contact id>.<32 hex>: well under 200 characters.
+Token = Annotated[str, Path(min_length=1, max_length=200)]
 
 
 @router.get("/{token}", response_class=HTMLResponse)
-async def confirm_page(token: str, settings: SettingsDep) -> str:
+async def confirm_page(token: Token, settings: SettingsDep) -> str:
     if verify_unsubscribe_token(settings.unsubscribe_secret, token) is None:
         raise HTTPException(404, "unknown unsubscribe link")
     return (
@@ -36,7 +39,7 @@ async def confirm_page(token: str, settings: SettingsDep) -> str:
 
 @router.post("/{token}")
 async def one_click(
-    token: str, session: SessionDep, settings: SettingsDep, gateway: GatewayDep
+    token: Token, session: SessionDep, settings: SettingsDep, gateway: GatewayDep
 ) -> dict[str, str]:
     parsed = verify_unsubscribe_token(settings.unsubscribe_secret, token)
     if parsed is None:

@@ -7,13 +7,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api.schemas.base import Strict
+from api.schemas.base import RowIdField, Strict
 from tailor.store.segments import Segment
 
 
 class AbVariantIn(Strict):
     key: str = Field(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9_-]+$")
-    template_version_id: int = Field(ge=1)
+    template_version_id: RowIdField
 
 
 class AbTestIn(Strict):
@@ -27,7 +27,7 @@ class AbTestIn(Strict):
     threshold: float = Field(
         0.95, ge=0.8, lt=1, description="Probability to beat all that declares a winner."
     )
-    min_sent_per_variant: int = Field(200, ge=1)
+    min_sent_per_variant: int = Field(200, ge=1, le=10_000_000)
     window_hours: float = Field(24, gt=0, le=24 * 14, description="Engagement window.")
     default_variant: str | None = Field(
         None, description="Sent when the test is inconclusive; default: the first variant."

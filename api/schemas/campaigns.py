@@ -14,14 +14,14 @@ from pydantic import (
     model_validator,
 )
 
-from api.schemas.base import Strict
+from api.schemas.base import RowIdField, Strict
 from tailor.personalise.prompts import DEFAULT_PROMPT, PROMPTS
 from tailor.store.segments import Segment
 
 
 class CampaignIn(Strict):
     name: str = Field(min_length=1, max_length=200)
-    template_version_id: int = Field(ge=1)
+    template_version_id: RowIdField
     segment: Segment = Field(default_factory=Segment)
     prompt_version: str = Field(
         DEFAULT_PROMPT, description=f"LLM prompt version, one of {sorted(PROMPTS)}"

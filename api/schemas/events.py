@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from api.schemas.base import Strict
+from api.schemas.base import TEXT_ID_PATTERN, RowIdField, Strict
 from tailor.store.events import normalise_event_name
 
 
@@ -133,8 +133,8 @@ class EngagementIn(Strict):
     message_id: str | None = Field(
         None, max_length=300, description="The email's Message-ID header (what pixels carry)."
     )
-    campaign_id: str | None = Field(None, max_length=64)
-    contact_id: int | None = Field(None, ge=1)
+    campaign_id: str | None = Field(None, max_length=64, pattern=TEXT_ID_PATTERN)
+    contact_id: RowIdField | None = None
     occurred_at: AwareDatetime | None = None
 
     @model_validator(mode="after")

@@ -6,15 +6,17 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.schemas.base import Strict
+from api.schemas.base import OneLine, RowIdField, Strict
 
 
 class TemplateVersionIn(Strict):
-    subject: str = Field(min_length=1, max_length=300)
-    preheader: str = Field("", max_length=300)
+    # One-line parts end up in headers (subject) or a single line of the email: a line break
+    # there is refused, never passed on (CRLF header injection).
+    subject: OneLine = Field(min_length=1, max_length=300)
+    preheader: OneLine = Field("", max_length=300)
     body: str = Field(min_length=1, max_length=100_000)
-    cta_text: str = Field(min_length=1, max_length=100)
-    cta_url: str = Field(min_length=1, max_length=500)
+    cta_text: OneLine = Field(min_length=1, max_length=100)
+    cta_url: OneLine = Field(min_length=1, max_length=500)
 
     @field_validator("cta_url")
     @classmethod
@@ -25,13 +27,13 @@ class TemplateVersionIn(Strict):
 
 
 class DefaultTemplate(Strict):
-    template_version_id: int | None = Field(
+    template_version_id: RowIdField | None = Field(
         description="A version of one of your templates; null removes the default."
     )
 
 
 class TemplateIn(TemplateVersionIn):
-    name: str = Field(min_length=1, max_length=200)
+    name: OneLine = Field(min_length=1, max_length=200)
 
 
 class TemplateVersionPublic(BaseModel):

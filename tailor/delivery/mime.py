@@ -40,6 +40,12 @@ def check_header_values(*values: str) -> None:
             raise HeaderInjection("line break in a header value")
 
 
+def display_name(name: str) -> str:
+    """A sender name as one line: a line break in a tenant's ``from_name`` is whitespace in the
+    From header, never the start of a header of its own."""
+    return " ".join(name.split())
+
+
 def _header_value(value: str) -> str:
     check_header_values(value)
     if value.isascii():
@@ -59,7 +65,7 @@ def render_message(
     message_id = parts.headers["Message-ID"]
     boundary = "=_tailor_" + hashlib.sha1(message_id.encode()).hexdigest()[:24]
     headers = [
-        ("From", formataddr((from_name, from_email), charset="utf-8")),
+        ("From", formataddr((display_name(from_name), from_email), charset="utf-8")),
         ("To", to_email),
         ("Subject", parts.subject),
         ("Date", format_datetime(sent_at)),

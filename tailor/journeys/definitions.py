@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tailor.models.base import MAX_ROW_ID
+
 # Goals the rules tier has copy for (``JOURNEY_COPY`` in ``tailor/personalise/rules.py``); a send
 # step names one.
 GOALS = (
@@ -57,7 +59,10 @@ class SendStep(_Strict):
     name: str = Field(min_length=1, max_length=60, examples=["welcome-1"])
     goal: Literal[GOALS]  # type: ignore[valid-type]
     template_version_id: int | None = Field(
-        None, description="Template to render; default: the tenant's default template."
+        None,
+        ge=1,
+        le=MAX_ROW_ID,
+        description="Template to render; default: the tenant's default template.",
     )
     send_time: Literal["now", "best_hour"] = Field(
         "now", description="best_hour: wait for the reader's best local hour to send."
@@ -100,7 +105,9 @@ class RuleSpec(_Strict):
     # Start only once the event happened this many times in 7 days (e.g. 3 visits).
     min_count: int = Field(1, ge=1, le=1000)
     # Start only when the person's order count is one of these (milestones: 1st, 5th order).
-    order_count_in: list[int] = Field(default_factory=list, max_length=20)
+    order_count_in: list[Annotated[int, Field(ge=1, le=MAX_ROW_ID)]] = Field(
+        default_factory=list, max_length=20
+    )
 
     def conditions(self) -> dict[str, Any]:
         return self.model_dump(exclude={"event", "journey_key"})

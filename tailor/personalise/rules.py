@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from jinja2 import StrictUndefined, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
 
 from tailor.models import Contact, Product, TemplateVersion
+from tailor.personalise.sandbox import TemplateSandbox
 
 HIGH_ENGAGEMENT = 70
 LOW_ENGAGEMENT = 30
@@ -135,19 +135,22 @@ class Catalog:
 
 class RuleBasedExecutor:
     def __init__(self) -> None:
-        self._env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+        self._env = TemplateSandbox(undefined=StrictUndefined, autoescape=False)
         self._compiled: dict[tuple[int, str], object] = {}
 
     def _render(self, version: TemplateVersion, part: str, context: dict[str, object]) -> str:
         key = (version.id or 0, part)
-        template = self._compiled.get(key)
-        if template is None:
-            template = self._env.from_string(getattr(version, part))
-            self._compiled[key] = template
         try:
+            template = self._compiled.get(key)
+            if template is None:
+                template = self._env.from_string(getattr(version, part))
+                self._compiled[key] = template
             return template.render(context).strip()  # type: ignore[attr-defined, no-any-return]
-        except TemplateError as exc:
+        except TemplateError as exc:  # a sandbox refusal (SecurityError) is one too
             raise TemplateRenderError(f"template {part}: {exc}") from exc
+        except (ArithmeticError, LookupError, TypeError, ValueError) as exc:
+            # A template is code its author wrote: ``{{ 1 / 0 }}`` fails like a bad variable.
+            raise TemplateRenderError(f"template {part}: {type(exc).__name__}: {exc}") from exc
 
     def personalise(
         self,

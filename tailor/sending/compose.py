@@ -11,7 +11,13 @@ from html import escape
 
 from rag.retriever import Retrieval
 from tailor.delivery.dispatch import Envelope
-from tailor.delivery.mime import HeaderInjection, MailParts, check_header_values, render_message
+from tailor.delivery.mime import (
+    HeaderInjection,
+    MailParts,
+    check_header_values,
+    display_name,
+    render_message,
+)
 from tailor.delivery.providers.base import OutgoingEmail
 from tailor.models import Contact
 from tailor.personalise.context import CampaignContext
@@ -75,7 +81,7 @@ class Composer:
             campaign_id=ctx.campaign_id,
             to_email=contact.email,
             from_email=ctx.tenant.from_email,
-            from_name=ctx.tenant.from_name,
+            from_name=display_name(ctx.tenant.from_name),  # providers put it in From
             subject=parts.subject,
             text=parts.text,
             html=parts.html,
