@@ -4,8 +4,9 @@ removal. An upload is validated in full first: one wrong row and nothing is appl
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Path, Request, Response
 
 from api.deps import SessionDep, TenantDep
 from api.paging import Cursor, Limit, after_id, id_cursor, page
@@ -17,6 +18,8 @@ from tailor.store.catalog import product_page, remove_product, upsert_products
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/products", tags=["catalog"])
+# As products are upserted (api/schemas/catalog.py): the SKU column holds 64 characters.
+Sku = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 
 #: A full CSV upload (10,000 rows of the longest fields) fits with room to spare.
 MAX_CSV_BYTES = 10 * 1024 * 1024
@@ -105,7 +108,7 @@ async def list_products(
 
 
 @router.delete("/{sku}", status_code=204, response_class=Response)
-async def remove(sku: str, session: SessionDep, tenant: TenantDep) -> Response:
+async def remove(sku: Sku, session: SessionDep, tenant: TenantDep) -> Response:
     """Take a product off sale: it is no longer listed, recommended or accepted as a price in
     generated copy. Its row stays, as past emails name it; upserting its SKU brings it back."""
     await remove_product(session=session, tenant_id=tenant.id, sku=sku, now=utcnow())

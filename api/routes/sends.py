@@ -26,9 +26,10 @@ async def list_sends(
     cursor: Cursor = None,
 ) -> Page[SendPublic]:
     """The campaign's sends, newest first."""
+    after = after_id(cursor)  # a bad cursor is a 422 whichever campaign it names
     await get_campaign(session=session, campaign_id=campaign_id, tenant_id=tenant.id)  # or 404
     sends = await campaign_sends(session=session, tenant_id=tenant.id, campaign_id=campaign_id,
-                                 after=after_id(cursor), limit=limit + 1)  # fmt: skip
+                                 after=after, limit=limit + 1)  # fmt: skip
     return page(sends, limit=limit, item=SendPublic.model_validate,
                 cursor=lambda s: id_cursor(s.id or 0))  # fmt: skip
 
