@@ -14,6 +14,8 @@ from temporalio.client import Client
 from api.access import roles_for
 from api.audit import AuditMiddleware
 from api.deps import TemporalGateway, authorize
+from api.limits import BodySizeLimit
+from api.rate_limit import limit_rate
 from api.routes import (
     ab_tests,
     audit,
@@ -35,6 +37,7 @@ from api.routes import (
 )
 from tailor import __version__
 from tailor.accounts.oidc import OidcVerifier
+from tailor.accounts.rate_limit import request_limiter
 from tailor.config import Settings
 from tailor.db import Database
 from tailor.errors import InvalidInput, NotFound
@@ -59,7 +62,9 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
         app.state.triggers = TriggerAgent(app.state.db, app.state.temporal.journeys)
         app.state.features = FeatureCache.from_settings(settings)
         app.state.oidc = OidcVerifier.from_settings(settings)
+        app.state.rate_limiter = request_limiter(settings)
         yield
+        await app.state.rate_limiter.close()
         if app.state.features is not None:
             await app.state.features.close()
         await app.state.db.dispose()
@@ -71,7 +76,15 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
         "unsubscribe pages and signed hooks takes `Authorization: Bearer <API key>`; the key "
         "says the tenant and the role.",
         lifespan=lifespan,
-        dependencies=[Depends(authorize)],
+        # The rate limit counts callers authorize has let in (api/rate_limit.py says why).
+        dependencies=[Depends(authorize), Depends(limit_rate)],
+    )
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.api_max_body_bytes,
+        batch_max_bytes=settings.api_max_batch_body_bytes,
+        # The CSV upload streams and checks its own, larger limit (10,000 rows of long fields).
+        route_max_bytes={"/v1/products/csv": catalog.MAX_CSV_BYTES},
     )
 
     # Every mutating call leaves one audit entry, whatever its outcome (api/audit.py).

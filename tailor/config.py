@@ -44,6 +44,24 @@ class Settings(BaseSettings):
     public_url: str = Field(
         "http://127.0.0.1:8000", description="Base URL recipients reach (unsubscribe links)."
     )
+    api_rate_per_min: int = Field(
+        1200, ge=1, description="Requests a minute each API key (or token subject) may make."
+    )
+    api_rate_burst: int | None = Field(
+        None,
+        ge=1,
+        description="Requests a key may make at once after being idle; default: a minute's "
+        "worth (api_rate_per_min). Past it, requests are spaced at the per-minute rate.",
+    )
+    api_max_body_bytes: int = Field(
+        1024 * 1024, ge=1, description="Largest request body, in bytes (1 MB)."
+    )
+    api_max_batch_body_bytes: int = Field(
+        5 * 1024 * 1024,
+        ge=1,
+        description="Largest body of the batch routes (/v1/batch, /v1/contacts, /v1/products), "
+        "in bytes (5 MB). The catalog CSV upload has its own 10 MB limit.",
+    )
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 2525
