@@ -14,6 +14,7 @@ from temporalio.client import Client
 from api.access import roles_for
 from api.audit import AuditMiddleware
 from api.deps import TemporalGateway, authorize
+from api.idempotency import Replayed, replay_response
 from api.limits import BodySizeLimit
 from api.rate_limit import limit_rate
 from api.routes import (
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
         # The CSV upload streams and checks its own, larger limit (10,000 rows of long fields).
         route_max_bytes={"/v1/products/csv": catalog.MAX_CSV_BYTES},
     )
+    app.add_exception_handler(Replayed, replay_response)
 
     # Every mutating call leaves one audit entry, whatever its outcome (api/audit.py).
     app.add_middleware(AuditMiddleware)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 
 from api.audit import audit_target
 from api.deps import DatabaseDep, GatewayDep, SessionDep, SettingsDep, TenantDep
+from api.idempotency import IdempotencyDep
 from api.paging import Cursor, Limit, after_time, page, time_cursor
 from api.schemas.ab_tests import AbTestIn, AbTestListItem, AbTestStarted, AbWinnerIn
 from api.schemas.base import Page, TextId
@@ -38,6 +39,7 @@ async def submit(
     gateway: GatewayDep,
     settings: SettingsDep,
     db: DatabaseDep,
+    idempotency: IdempotencyDep,
 ) -> AbTestStarted:
     """Start an A/B test: each variant goes to an equal cell of ``test_fraction`` of the
     segment; after the window the winner goes to everyone else."""
@@ -73,7 +75,7 @@ async def submit(
         async with db.write() as conn:  # nothing half-written: no workflow, no test
             await delete_ab_test(conn=conn, test=test)
         raise HTTPException(503, f"could not start the A/B test workflow: {exc}") from exc
-    return AbTestStarted(
+    started = AbTestStarted(
         id=test.id,
         status=test.status,
         workflow_id=test.workflow_id,
@@ -81,6 +83,8 @@ async def submit(
         status_url=f"{settings.public_url}/v1/ab-tests/{test.id}",
         temporal_ui_url=settings.temporal_ui_workflow_url(test.workflow_id),
     )
+    await idempotency.remember(status.HTTP_202_ACCEPTED, started)
+    return started
 
 
 @router.get("", response_model=Page[AbTestListItem])

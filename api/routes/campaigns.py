@@ -9,6 +9,7 @@ from pydantic import AwareDatetime
 
 from api.audit import audit_target
 from api.deps import ControlDep, DatabaseDep, GatewayDep, SessionDep, SettingsDep, TenantDep
+from api.idempotency import IdempotencyDep
 from api.paging import Cursor, Limit, after_time, page, time_cursor
 from api.schemas.base import Page, TextId
 from api.schemas.campaigns import CampaignIn, CampaignListItem, CampaignPublic, CampaignStarted
@@ -38,6 +39,7 @@ async def submit(
     control: ControlDep,
     settings: SettingsDep,
     db: DatabaseDep,
+    idempotency: IdempotencyDep,
 ) -> CampaignStarted:
     """Validate and start a batch campaign. Sending runs in a durable Temporal workflow."""
     try:
@@ -66,13 +68,15 @@ async def submit(
         raise HTTPException(
             503, f"could not start the campaign workflow: {exc}; is the Tailor server running?"
         ) from exc
-    return CampaignStarted(
+    started = CampaignStarted(
         id=campaign.id,
         status=campaign.status,
         workflow_id=campaign.workflow_id,
         status_url=f"{settings.public_url}/v1/campaigns/{campaign.id}",
         temporal_ui_url=settings.temporal_ui_workflow_url(campaign.workflow_id),
     )
+    await idempotency.remember(status.HTTP_202_ACCEPTED, started)
+    return started
 
 
 def _utc(field: str, value: datetime | None) -> datetime | None:

@@ -7,6 +7,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 
 from api.audit import audit_detail
 from api.deps import CallerDep, FeatureCacheDep, GatewayDep, SessionDep, TenantDep
+from api.idempotency import IdempotencyDep
 from api.paging import Cursor, Limit, after_id, id_cursor, page
 from api.schemas.base import Page, RowId
 from api.schemas.contacts import (
@@ -44,6 +45,7 @@ async def upsert(
     tenant: TenantDep,
     caller: CallerDep,
     features: FeatureCacheDep,
+    idempotency: IdempotencyDep,
 ) -> ContactsUpserted:
     """Insert or update up to 10,000 contacts by email, all or nothing.
 
@@ -80,9 +82,11 @@ async def upsert(
     created = sum(d.created for d in data)
     # Counts only: thousands of ids would swamp the entry, and addresses never go in it.
     audit_detail(request, contacts=len(data), created=created)
-    return ContactsUpserted(
+    upserted = ContactsUpserted(
         data=data, count=len(data), created=created, updated=len(data) - created
     )
+    await idempotency.remember(200, upserted)
+    return upserted
 
 
 @router.get("", response_model=Page[ContactListItem])
