@@ -45,7 +45,7 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8000", description="Base URL recipients reach (unsubscribe links)."
     )
     api_rate_per_min: int = Field(
-        1200, ge=1, description="Requests a minute each API key (or token subject) may make."
+        6000, ge=1, description="Requests a minute each API key (or token subject) may make."
     )
     api_rate_burst: int | None = Field(
         None,
