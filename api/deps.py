@@ -97,6 +97,12 @@ async def get_session(db: Annotated[Database, Depends(get_db)]) -> AsyncIterator
         yield session
 
 
+# Committed before the response is sent ("function" scope): by default FastAPI runs the code after
+# a dependency's yield once the response has gone, so a client could be told 201 and then not
+# find what it made, or be told 201 for a write whose commit then fails.
+_Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
 def get_triggers(request: Request) -> TriggerAgent:
     triggers: TriggerAgent = request.app.state.triggers
     return triggers
@@ -203,7 +209,7 @@ async def get_caller(principal: Annotated[Principal | None, Depends(get_principa
 
 
 async def get_tenant(
-    session: Annotated[AsyncSession, Depends(get_session)],
+    session: _Session,
     caller: Annotated[Principal, Depends(get_caller)],
 ) -> Tenant:
     """The caller's tenant: the one its key or token belongs to, never one the request names."""
@@ -216,7 +222,7 @@ async def get_tenant(
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+SessionDep = _Session
 TenantDep = Annotated[Tenant, Depends(get_tenant)]
 CallerDep = Annotated[Principal, Depends(get_caller)]
 ControlDep = Annotated[CampaignControl, Depends(get_control)]

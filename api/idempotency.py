@@ -120,4 +120,6 @@ async def _release(session: AsyncSession, claim_id: int) -> None:
         log.warning("could not release idempotency claim %s (%s)", claim_id, type(exc).__name__)
 
 
-IdempotencyDep = Annotated[IdempotentCreate, Depends(idempotent_create)]
+# Function-scoped like the session it claims the key in: the claim is released, or the answer
+# stored, before the response goes out.
+IdempotencyDep = Annotated[IdempotentCreate, Depends(idempotent_create, scope="function")]
