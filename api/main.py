@@ -16,6 +16,7 @@ from api.audit import AuditMiddleware
 from api.deps import TemporalGateway, authorize
 from api.idempotency import Replayed, replay_response
 from api.limits import BodySizeLimit
+from api.openapi import install as document_errors
 from api.rate_limit import limit_rate
 from api.routes import (
     ab_tests,
@@ -138,6 +139,7 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
         audit,
     ):
         app.include_router(module.router)
+    document_errors(app)
     _check_every_route_has_a_rule(app)
     return app
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from api.audit import audit_target
 from api.deps import DatabaseDep, GatewayDep, SessionDep, SettingsDep, TenantDep
 from api.idempotency import IdempotencyDep
+from api.openapi import problems
 from api.paging import Cursor, Limit, after_time, page, time_cursor
 from api.schemas.ab_tests import AbTestIn, AbTestListItem, AbTestStarted, AbWinnerIn
 from api.schemas.base import Page, TextId
@@ -30,7 +31,12 @@ router = APIRouter(prefix="/v1/ab-tests", tags=["ab-tests"])
 ACTIVE = (AbTestStatus.TESTING, AbTestStatus.ROLLING_OUT)
 
 
-@router.post("", response_model=AbTestStarted, status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "",
+    response_model=AbTestStarted,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problems(503),
+)
 async def submit(
     body: AbTestIn,
     request: Request,
@@ -138,7 +144,9 @@ async def _active(session: SessionDep, tenant: TenantDep, test_id: str) -> AbTes
     return test
 
 
-@router.post("/{test_id}/decide", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/{test_id}/decide", status_code=status.HTTP_202_ACCEPTED, responses=problems(409, 503)
+)
 async def decide_now(
     test_id: TextId, session: SessionDep, tenant: TenantDep, gateway: GatewayDep
 ) -> dict[str, str]:
@@ -148,7 +156,9 @@ async def decide_now(
     return {"id": test.id, "status": "deciding"}
 
 
-@router.post("/{test_id}/winner", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/{test_id}/winner", status_code=status.HTTP_202_ACCEPTED, responses=problems(409, 503)
+)
 async def choose_winner(
     test_id: TextId, body: AbWinnerIn, session: SessionDep, tenant: TenantDep, gateway: GatewayDep
 ) -> dict[str, str]:
@@ -161,7 +171,9 @@ async def choose_winner(
     return {"id": test.id, "status": "rolling_out", "winner": body.variant}
 
 
-@router.post("/{test_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/{test_id}/cancel", status_code=status.HTTP_202_ACCEPTED, responses=problems(409, 503)
+)
 async def cancel(
     test_id: TextId, session: SessionDep, tenant: TenantDep, gateway: GatewayDep
 ) -> dict[str, str]:

@@ -10,6 +10,7 @@ from pydantic import AwareDatetime
 from api.audit import audit_target
 from api.deps import ControlDep, DatabaseDep, GatewayDep, SessionDep, SettingsDep, TenantDep
 from api.idempotency import IdempotencyDep
+from api.openapi import problems
 from api.paging import Cursor, Limit, after_time, page, time_cursor
 from api.schemas.base import Page, TextId
 from api.schemas.campaigns import CampaignIn, CampaignListItem, CampaignPublic, CampaignStarted
@@ -30,13 +31,18 @@ from tailor.store.templates import get_version
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
 
-@router.post("", response_model=CampaignStarted, status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "",
+    response_model=CampaignStarted,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problems(503),
+)
 async def submit(
     body: CampaignIn,
     request: Request,
     session: SessionDep,
     tenant: TenantDep,
-    control: ControlDep,
+    gateway: GatewayDep,
     settings: SettingsDep,
     db: DatabaseDep,
     idempotency: IdempotencyDep,
@@ -46,6 +52,8 @@ async def submit(
         await get_version(session=session, tenant_id=tenant.id, version_id=body.template_version_id)
     except NotFound as exc:
         raise InvalidInput("template_version_id", str(exc)) from exc
+    # Invalid input is told as such (422) before whether Temporal is up (503).
+    control = await gateway.control()
     campaign = await create_campaign(
         session=session,
         tenant_id=tenant.id,
@@ -171,7 +179,7 @@ async def _steer(
     return {"id": campaign.id, "status": campaign.status}
 
 
-@router.post("/{campaign_id}/pause")
+@router.post("/{campaign_id}/pause", responses=problems(409))
 async def pause(
     campaign_id: TextId, session: SessionDep, tenant: TenantDep, control: ControlDep
 ) -> dict[str, str]:
@@ -182,14 +190,14 @@ async def pause(
     return await _steer(campaign_id, session, tenant, control.pause, CampaignStatus.PAUSED)
 
 
-@router.post("/{campaign_id}/resume")
+@router.post("/{campaign_id}/resume", responses=problems(409))
 async def resume(
     campaign_id: TextId, session: SessionDep, tenant: TenantDep, control: ControlDep
 ) -> dict[str, str]:
     return await _steer(campaign_id, session, tenant, control.resume, CampaignStatus.RUNNING)
 
 
-@router.post("/{campaign_id}/cancel")
+@router.post("/{campaign_id}/cancel", responses=problems(409))
 async def cancel(
     campaign_id: TextId, session: SessionDep, tenant: TenantDep, control: ControlDep
 ) -> dict[str, str]:

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Request, Response
 
 from api.deps import SessionDep, TenantDep
+from api.openapi import problems
 from api.paging import Cursor, Limit, after_id, id_cursor, page
 from api.schemas.base import Page
 from api.schemas.catalog import ProductPublic, ProductsIn, ProductsUpserted
@@ -78,6 +79,7 @@ async def _csv_body(request: Request) -> bytes:
             },
         }
     },
+    responses=problems(415),
 )
 async def upload_csv(request: Request, session: SessionDep, tenant: TenantDep) -> ProductsUpserted:
     """A CSV file (UTF-8, header `sku,name,category,price,url` in any order, price like `19.99`)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from fastapi import APIRouter, HTTPException
 
 from api.deps import FeatureCacheDep, SessionDep, TenantDep, TriggersDep
+from api.openapi import problems
 from api.schemas.events import (
     BatchIn,
     EngagementIn,
@@ -131,7 +132,7 @@ _ENGAGEMENT_EVENTS = {
 }
 
 
-@router.post("/events/engagement", response_model=EngagementRecorded)
+@router.post("/events/engagement", response_model=EngagementRecorded, responses=problems(404, 409))
 async def engagement(
     body: EngagementIn,
     session: SessionDep,

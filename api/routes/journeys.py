@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 
 from api.audit import audit_target
 from api.deps import SessionDep, TenantDep, TriggersDep
+from api.openapi import problems
 from api.paging import Cursor, Limit, after_id, after_time, id_cursor, page, time_cursor
 from api.schemas.base import MAX_ROW_ID, Page, RowId
 from api.schemas.journeys import (
@@ -115,7 +116,9 @@ async def dead_letters(
                 cursor=lambda f: id_cursor(f.letter.id or 0))  # fmt: skip
 
 
-@router.post("/dead-letters/{dead_letter_id}/replay", response_model=ReplayPublic)
+@router.post(
+    "/dead-letters/{dead_letter_id}/replay", response_model=ReplayPublic, responses=problems(503)
+)
 async def replay(
     dead_letter_id: RowId, session: SessionDep, tenant: TenantDep, triggers: TriggersDep
 ) -> ReplayPublic:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 
 from api.deps import CallerDep, SessionDep
+from api.openapi import problems
 from api.schemas.accounts import KeyIssued, KeyPublic, TenantIn, TenantOnboarded, TenantPublic
 from tailor.accounts.onboarding import TenantExists, TenantSpec, onboard_tenant
 
 router = APIRouter(prefix="/v1/platform", tags=["platform"])
 
 
-@router.post("/tenants", response_model=TenantOnboarded, status_code=201)
+@router.post("/tenants", response_model=TenantOnboarded, status_code=201, responses=problems(409))
 async def create_tenant(body: TenantIn, session: SessionDep, caller: CallerDep) -> TenantOnboarded:
     """A new tenant and its first admin key (its secret is in this response only)."""
     try:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from api.deps import CallerDep, DatabaseDep, GatewayDep, SessionDep, TenantDep
+from api.openapi import problems
 from api.paging import Cursor, Limit, after_id, id_cursor, page
 from api.schemas.base import TEXT_ID_PATTERN, Page, RowId
 from api.schemas.reviews import ReviewApproval, ReviewDecided, ReviewPublic, ReviewRejection
@@ -124,7 +125,7 @@ async def _decided(
                          message=message)  # fmt: skip
 
 
-@router.post("/{review_id}/approve", response_model=ReviewDecided)
+@router.post("/{review_id}/approve", response_model=ReviewDecided, responses=problems(409))
 async def approve(
     review_id: RowId,
     body: ReviewApproval,
@@ -148,7 +149,7 @@ async def approve(
     return await _decided(review_id, session, tenant, gateway, db)
 
 
-@router.post("/{review_id}/reject", response_model=ReviewDecided)
+@router.post("/{review_id}/reject", response_model=ReviewDecided, responses=problems(409))
 async def reject(
     review_id: RowId,
     body: ReviewRejection,

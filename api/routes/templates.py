@@ -4,6 +4,7 @@ from fastapi import APIRouter, HTTPException, Request
 
 from api.audit import audit_target
 from api.deps import SessionDep, TenantDep
+from api.openapi import problems
 from api.paging import Cursor, Limit, after_id, id_cursor, page
 from api.schemas.base import Page, RowId
 from api.schemas.templates import (
@@ -67,7 +68,7 @@ async def list_all(
                 cursor=lambda t: id_cursor(t.id))  # fmt: skip
 
 
-@router.post("", response_model=TemplatePublic, status_code=201)
+@router.post("", response_model=TemplatePublic, status_code=201, responses=problems(409))
 async def create(
     body: TemplateIn, request: Request, session: SessionDep, tenant: TenantDep
 ) -> TemplatePublic:

@@ -1,5 +1,6 @@
 """The bases schemas share: requests refuse unknown fields, lists come a page at a time, ids are
-bounded to ids a row can have, and single-line text holds no line breaks or control characters."""
+bounded to ids a row can have, single-line text holds no line breaks or control characters, and
+every error answers with one body (``Problem``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ __all__ = [
     "TEXT_ID_PATTERN",
     "OneLine",
     "Page",
+    "Problem",
+    "ProblemDetail",
     "RowId",
     "RowIdField",
     "Strict",
@@ -58,3 +61,20 @@ TextId = Annotated[str, Path(min_length=1, max_length=64, pattern=TEXT_ID_PATTER
 #: a validator: length limits on the field still say "characters", and OpenAPI shows it.
 ONE_LINE_PATTERN = r"^[^\x00-\x1F\x7F-\x9F\u2028\u2029]*$"
 OneLine = Annotated[str, StringConstraints(pattern=ONE_LINE_PATTERN)]
+
+
+class ProblemDetail(BaseModel):
+    """One thing wrong with the request: where (a dotted field path, or ``request``) and what."""
+
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """The body of every error answer (4xx, 5xx): a sentence for a person, and for invalid input
+    (422) the fields at fault."""
+
+    message: str
+    detail: list[ProblemDetail] = Field(
+        default_factory=list, description="Each field at fault (422 only)."
+    )
