@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 
@@ -114,6 +115,19 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
     @app.exception_handler(AlreadyDecided)
     async def _conflict(_: Request, exc: AlreadyDecided) -> JSONResponse:
         return JSONResponse({"message": str(exc)}, status_code=409)
+
+    @app.exception_handler(DBAPIError)
+    async def _unstorable(_: Request, exc: DBAPIError) -> JSONResponse:
+        # A safety net behind the schemas' bounds: SQLSTATE class 22 is a value the database
+        # cannot hold or compare (a NUL character in text, a number past its column), so it is
+        # the request's fault; the request's transaction has rolled back. Anything else is a 500.
+        if str(getattr(exc.orig, "sqlstate", "") or "")[:2] != "22":
+            raise exc
+        message = "a value cannot be stored (text with a NUL character, or a number too large)"
+        return JSONResponse(
+            {"message": message, "detail": [{"field": "request", "message": message}]},
+            status_code=422,
+        )
 
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
