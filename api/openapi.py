@@ -10,6 +10,8 @@ from the route itself, so a route added anywhere is documented without a list to
 - 400 (a body that cannot be decoded) and 413: routes with a request body;
 - 422: routes with parameters or a body;
 - 503: routes that need Temporal to answer (they depend on ``get_control``);
+- 409 (the same ``Idempotency-Key`` still in flight) on routes that take one, whose answers may
+  also be replays (``Idempotent-Replayed: true``);
 - anything a route declares itself with ``responses=problems(409, 503)``.
 """
 
@@ -25,6 +27,7 @@ from fastapi.routing import APIRoute
 
 from api.access import roles_for
 from api.deps import get_control
+from api.idempotency import REPLAYED_HEADER, idempotent_create
 from api.schemas.base import Problem
 
 _REF = "#/components/schemas/{model}"
@@ -60,6 +63,13 @@ _HEADERS: dict[int, dict[str, Any]] = {
 }
 
 
+_REPLAYED = {
+    "description": "`true` when this is the stored answer to an earlier request with the same "
+    "`Idempotency-Key`.",
+    "schema": {"type": "string", "enum": ["true"]},
+}
+
+
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """A route's ``responses=`` for errors it can answer that its shape does not imply (409, or
     503 from a route that reaches Temporal through the gateway)."""
@@ -84,18 +94,25 @@ def document_errors(document: dict[str, Any], routes: Iterable[Any]) -> dict[str
     problem = Problem.model_json_schema(ref_template=_REF)
     schemas.update(problem.pop("$defs", {}))
     schemas["Problem"] = problem
-    needs_temporal = {
-        (method.lower(), route.path_format)
-        for route in _api_routes(routes)
-        if _depends_on(route.dependant, get_control)
-        for method in route.methods
-    }
+    needs_temporal, idempotent = set(), set()
+    for route in _api_routes(routes):
+        for method in route.methods:
+            operation = (method.lower(), route.path_format)
+            if _depends_on(route.dependant, get_control):
+                needs_temporal.add(operation)
+            if _depends_on(route.dependant, idempotent_create):
+                idempotent.add(operation)
     for path, operations in document.get("paths", {}).items():
         for method, operation in operations.items():
             statuses = set(_implied(method, path, operation))
             if (method, path) in needs_temporal:
                 statuses.add(503)
             responses = operation.setdefault("responses", {})
+            if (method, path) in idempotent:
+                statuses.add(409)
+                for status, response in responses.items():
+                    if status.startswith("2"):
+                        response.setdefault("headers", {})[REPLAYED_HEADER] = _REPLAYED
             for status in statuses:
                 responses.setdefault(str(status), {"description": DESCRIPTIONS[status]})
             for status, response in responses.items():
