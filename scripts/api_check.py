@@ -123,6 +123,7 @@ def main() -> int:
             smtp_host="127.0.0.1",
             smtp_port=_free_port(),
             redis_url=None,
+            api_rate_per_min=1_000_000,  # the fuzzer is one fast client; limits are tested apart
             openai_api_key=None,
             anthropic_api_key=None,
         )
