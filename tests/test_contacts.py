@@ -221,3 +221,23 @@ async def test_a_review_decision_needs_no_reviewer_field(client: Client, db: Dat
     assert answer.status_code == 200, answer.text
     assert answer.json()["review"]["decided_by"] == client.key_id
     assert answer.json()["review"]["note"] is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("timezone", "Mars/Olympus_Mons"),  # sends are timed by it: refused here, not at send
+        ("cart_items", ["x" * 65]),  # longer than any SKU the catalog takes
+        ("preferred_categories", ["books\r\nBcc: x@evil.example"]),
+        ("browse_items", [""]),
+    ],
+)
+async def test_a_profile_value_the_rest_of_tailor_cannot_use_is_refused_by_name(
+    client: Client, db: Database, field: str, value: Any
+) -> None:
+    answer = await upsert(client, {"email": "tz@example.com", field: value})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"][0]["field"].startswith(f"contacts.0.{field}")
+    async with db.read_session() as session:
+        found = await session.execute(select(Contact).where(col(Contact.email) == "tz@example.com"))
+        assert found.first() is None

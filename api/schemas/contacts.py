@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from api.schemas.base import OneLine, Strict
+from tailor.accounts.onboarding import timezone_name
 
 
 class ConsentIn(Strict):
@@ -29,6 +38,11 @@ class ConsentIn(Strict):
     )
 
 
+#: What a profile list holds: catalog categories and SKUs, as long as the catalog allows.
+Category = Annotated[OneLine, StringConstraints(min_length=1, max_length=100)]
+Sku = Annotated[OneLine, StringConstraints(min_length=1, max_length=64)]
+
+
 class ContactIn(Strict):
     """A contact by email. For an existing contact only the fields named are changed (send
     ``null`` to clear a name); a new contact gets the defaults below for the rest."""
@@ -37,16 +51,19 @@ class ContactIn(Strict):
     external_id: OneLine | None = Field(None, max_length=200)
     first_name: OneLine | None = Field(None, max_length=100)
     last_name: OneLine | None = Field(None, max_length=100)
-    timezone: str = Field("UTC", max_length=64)
-    locale: str = Field("en", max_length=16)
+    timezone: str = Field("UTC", max_length=64, description="An IANA zone, e.g. Europe/Paris.")
+    locale: OneLine = Field("en", max_length=16)
     device: Literal["mobile", "desktop", "tablet"] = "desktop"
     engagement_score: int = Field(50, ge=0, le=100)
     last_open_at: datetime | None = None
     purchase_frequency: float = Field(0.0, ge=0)
-    preferred_categories: list[str] = Field(default_factory=list, max_length=20)
-    cart_items: list[str] = Field(default_factory=list, max_length=100)
-    browse_items: list[str] = Field(default_factory=list, max_length=100)
+    preferred_categories: list[Category] = Field(default_factory=list, max_length=20)
+    cart_items: list[Sku] = Field(default_factory=list, max_length=100)
+    browse_items: list[Sku] = Field(default_factory=list, max_length=100)
     consent: ConsentIn | None = Field(None, description="Recorded in the consent ledger.")
+
+    # A send's local hour comes from it: an unknown zone would fail at send time, not here.
+    _zone = field_validator("timezone")(timezone_name)
 
     @model_validator(mode="after")
     def _aware(self) -> ContactIn:
