@@ -14,6 +14,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
+from api.access import roles_for
 from api.deps import get_principal
 from tailor.accounts.principal import Principal
 from tailor.accounts.rate_limit import RequestLimiter, RequestRate, bucket_key
@@ -24,8 +25,9 @@ async def limit_rate(
     request: Request, principal: Annotated[Principal | None, Depends(get_principal)]
 ) -> None:
     """Count the request against its caller's limit; 429 with ``Retry-After`` past it."""
-    if principal is None:
-        return
+    route = getattr(request.scope.get("route"), "path", request.url.path)
+    if principal is None or roles_for(request.method, route) is None:
+        return  # public routes are not counted, whoever calls them
     settings: Settings = request.app.state.settings
     limiter: RequestLimiter = request.app.state.rate_limiter
     rate = RequestRate.from_settings(settings)

@@ -63,9 +63,10 @@ async def test_a_key_over_its_rate_gets_429_with_retry_after_and_others_do_not(
         assert "at most 3 a minute" in refused.json()["message"]
         # Another key of the same tenant has a budget of its own.
         assert (await http.get(READ, headers=quiet)).status_code == 200
-        # Public routes are not counted against anyone.
+        # Public routes are not counted against anyone, even a caller over its limit.
         for _ in range(5):
             assert (await http.get("/healthz")).status_code == 200
+            assert (await http.get("/healthz", headers=busy)).status_code == 200
 
 
 async def test_a_burst_setting_lets_that_many_in_at_once(sqlite_db: Database) -> None:
