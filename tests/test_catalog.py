@@ -16,7 +16,7 @@ from tailor.config import Settings
 from tailor.db import Database
 from tailor.demo.seed import seed_demo
 from tailor.models import Contact, TemplateVersion, Tenant, utcnow
-from tailor.personalise.context import CampaignContexts
+from tailor.personalise.context import CONTEXT_TTL_S, CampaignContexts
 from tailor.personalise.evaluator import evaluate
 from tailor.personalise.prompts import ClusterRequest, GeneratedEmail, ProductFact
 from tailor.personalise.rules import RuleBasedExecutor
@@ -225,10 +225,14 @@ async def test_a_removed_product_is_neither_recommended_nor_priced(shop: Shop) -
         body="Hi {{first_name}}, the Wool Fedora is back for $987.65 this week only.",
     )  # fmt: skip
 
+    # The worker's cache of the running campaign's context, on a clock the test moves.
+    clock = [0.0]
+    contexts = CampaignContexts(shop.db, clock=lambda: clock[0])
+
     async def picks_and_violations() -> tuple[str, list[str]]:
         """What the rules recommend, and the evaluator's verdict on an LLM email naming the
         hat's price, with every outdoor product the generator could offer as facts."""
-        ctx = await CampaignContexts(shop.db).get(campaign.id)  # a fresh load of the catalog
+        ctx = await contexts.get(campaign.id)
         body = RuleBasedExecutor().personalise(
             contact=reader, version=version, catalog=ctx.catalog, tenant_name="Northwind",
             now=utcnow(),
@@ -245,6 +249,8 @@ async def test_a_removed_product_is_neither_recommended_nor_priced(shop: Shop) -
     removed = await shop.client.delete("/v1/products/HAT-RM", headers=shop.admin)
 
     assert removed.status_code == 204
+    # The running campaign sees the removal once its cached context is due for a re-read.
+    clock[0] += CONTEXT_TTL_S
     body, violations = await picks_and_violations()
     assert "Wool Fedora" not in body and body.count("|") >= 1, body
     assert violations == ["price $987.65 is not a catalog price"]
@@ -254,6 +260,7 @@ async def test_a_removed_product_is_neither_recommended_nor_priced(shop: Shop) -
     # Upserting the SKU again puts it back on sale.
     back = await shop.client.post("/v1/products", json={"products": [hat]}, headers=shop.admin)
     assert back.json()["updated"] == 1
+    clock[0] += CONTEXT_TTL_S
     body, violations = await picks_and_violations()
     assert "Wool Fedora $987.65" in body and violations == []
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,8 @@ from tailor.store.templates import get_version
 from tailor.store.tenants import get_tenant
 
 TIMEZONES_TTL_S = 300.0
+# How stale a running campaign's view of its tenant (settings, catalog) may be.
+CONTEXT_TTL_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -53,12 +56,22 @@ class CampaignContext:
 
 
 class CampaignContexts:
-    """A small LRU: templates are immutable and a campaign's segment never changes."""
+    """A small LRU of campaign contexts, each read again after ``ttl_s``: templates are immutable
+    and a campaign's segment never changes, but the tenant's settings and catalog do (a removed
+    product must stop being recommended and priced in campaigns already running)."""
 
-    def __init__(self, db: Database, size: int = 64) -> None:
+    def __init__(
+        self,
+        db: Database,
+        size: int = 64,
+        ttl_s: float = CONTEXT_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._db = db
         self._size = size
-        self._cache: OrderedDict[str, CampaignContext] = OrderedDict()
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._cache: OrderedDict[str, tuple[float, CampaignContext]] = OrderedDict()
         self._timezones: dict[str, tuple[float, list[str]]] = {}
 
     async def _zones_of(self, tenant_id: str) -> list[str]:
@@ -103,10 +116,10 @@ class CampaignContexts:
             )  # fmt: skip
 
     async def get(self, campaign_id: str) -> CampaignContext:
-        ctx = self._cache.get(campaign_id)
-        if ctx is not None:
+        cached = self._cache.get(campaign_id)
+        if cached is not None and self._clock() - cached[0] < self._ttl_s:
             self._cache.move_to_end(campaign_id)
-            return ctx
+            return cached[1]
         async with self._db.read_session() as session:
             campaign = await get_campaign(session=session, campaign_id=campaign_id)
             tenant = await get_tenant(session=session, tenant_id=campaign.tenant_id)
@@ -139,7 +152,8 @@ class CampaignContexts:
                 products, tenant.website or f"https://{tenant.from_email.split('@')[-1]}"
             ),
         )
-        self._cache[campaign_id] = ctx
+        self._cache[campaign_id] = (self._clock(), ctx)
+        self._cache.move_to_end(campaign_id)
         if len(self._cache) > self._size:
             self._cache.popitem(last=False)
         return ctx
