@@ -1,0 +1,3 @@
+"""Open and click tracking: signed tokens for the pixel and the click redirect (`tokens.py`),
+the redirect's target chosen only among the links Tailor put in the email (`links.py`), and
+whether a hit came from a person or a machine (`machines.py`). Pure: no I/O."""
