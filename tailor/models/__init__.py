@@ -32,6 +32,7 @@ from tailor.models.journeys import (
     TriggerRule,
 )
 from tailor.models.shop import Product, Template, TemplateVersion, Tenant
+from tailor.models.tracking import EspEvent, TrackingHit
 
 __all__ = [
     "AbTest",
@@ -50,6 +51,7 @@ __all__ = [
     "DeadLetter",
     "DeadLetterStatus",
     "Engagement",
+    "EspEvent",
     "Event",
     "GenerationCache",
     "JourneyDefinition",
@@ -63,6 +65,7 @@ __all__ = [
     "Send",
     "SendStatus",
     "Template",
+    "TrackingHit",
     "TemplateVersion",
     "Tenant",
     "TriggerRule",

@@ -34,6 +34,9 @@ class Contact(SQLModel, table=True):
     locale: str = Field(default="en", max_length=16)
     device: str = Field(default="desktop", max_length=16)
     engagement_score: int = Field(default=50, ge=0, le=100)
+    soft_bounces: int = Field(
+        default=0, ge=0, description="Soft bounces in a row; suppressed after too many."
+    )
     last_open_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     purchase_frequency: float = Field(default=0.0, ge=0, description="Purchases per month.")
     preferred_categories: list[str] = json_field()

@@ -57,6 +57,9 @@ class Campaign(SQLModel, table=True):
     )
     status: str = Field(default=CampaignStatus.RUNNING, max_length=16, index=True)
     workflow_id: str = Field(max_length=200)
+    tracking_enabled: bool = Field(
+        default=True, description="Off: no pixel or tracked links, whatever the tenant's setting."
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
 
@@ -88,6 +91,10 @@ class Send(SQLModel, table=True):
         default=None, foreign_key="review_item.id", description="Held for this review."
     )
     error: str | None = Field(default=None, max_length=1000)
+    # The URLs Tailor put in the email, in order: a click redirect goes only to one of these.
+    links: list[str] | None = Field(default=None, sa_type=sa.JSON, nullable=True)
+    # The furthest a provider has reported it (tailor.delivery.webhooks.events.advance).
+    esp_state: str | None = Field(default=None, max_length=16)
     attempts: int = Field(default=0)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     dispatched_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)

@@ -50,6 +50,9 @@ class Tenant(SQLModel, table=True):
         default="UTC", max_length=64, description="IANA zone for the shop's reports and schedules."
     )
     tracking_enabled: bool = Field(default=True, description="Open and click tracking.")
+    tracking_key_version: int = Field(
+        default=1, ge=1, description="Signs tracking links; the previous version still verifies."
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
 
 
