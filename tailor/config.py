@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_UNSUBSCRIBE_SECRET = "dev-only-unsubscribe-secret-change-me"
+DEV_TRACKING_SECRET = "dev-only-tracking-secret-change-me"
 # Public-key algorithms only: with HS* anyone holding the (public) JWKS could sign a token.
 OIDC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
@@ -155,6 +156,15 @@ class Settings(BaseSettings):
     )
 
     unsubscribe_secret: str = DEV_UNSUBSCRIBE_SECRET
+    tracking_secret: str = Field(
+        DEV_TRACKING_SECRET,
+        description="Signs pixel and redirect tokens (each tenant's key derives from it).",
+    )
+    tracking_url: str | None = Field(
+        None,
+        description="Base URL of the open pixel and click redirect (a tracking domain); "
+        "default: public_url.",
+    )
 
     # LLM tiers. With neither a key nor a base URL, generation is rule-based.
     openai_api_key: str | None = None
@@ -203,6 +213,11 @@ class Settings(BaseSettings):
     )
 
     @property
+    def tracking_base_url(self) -> str:
+        """Where pixel and redirect URLs point, without a trailing slash."""
+        return (self.tracking_url or self.public_url).rstrip("/")
+
+    @property
     def oidc_enabled(self) -> bool:
         return self.oidc_issuer is not None
 
@@ -219,6 +234,10 @@ class Settings(BaseSettings):
         if self.env != "development" and self.unsubscribe_secret == DEV_UNSUBSCRIBE_SECRET:
             raise ValueError(
                 "TAILOR_UNSUBSCRIBE_SECRET must be set to a real secret outside development"
+            )
+        if self.env != "development" and self.tracking_secret == DEV_TRACKING_SECRET:
+            raise ValueError(
+                "TAILOR_TRACKING_SECRET must be set to a real secret outside development"
             )
         return self
 

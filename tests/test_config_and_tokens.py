@@ -13,7 +13,20 @@ from tailor.store.segments import Segment
 def test_production_refuses_the_development_unsubscribe_secret() -> None:
     with pytest.raises(ValidationError, match="TAILOR_UNSUBSCRIBE_SECRET"):
         Settings(env="production")
-    assert Settings(env="production", unsubscribe_secret="s3cret-from-vault").env == "production"
+    with pytest.raises(ValidationError, match="TAILOR_TRACKING_SECRET"):
+        Settings(env="production", unsubscribe_secret="s3cret-from-vault")
+    settings = Settings(
+        env="production", unsubscribe_secret="s3cret-from-vault", tracking_secret="another"
+    )
+    assert settings.env == "production"
+
+
+def test_tracking_urls_default_to_the_public_url() -> None:
+    assert Settings(public_url="https://mail.shop.test/").tracking_base_url == (
+        "https://mail.shop.test"
+    )
+    settings = Settings(public_url="https://a.test", tracking_url="https://t.shop.test")
+    assert settings.tracking_base_url == "https://t.shop.test"
 
 
 def test_database_defaults_to_sqlite_under_home() -> None:
