@@ -22,17 +22,12 @@ from api.schemas.events import (
     SegmentCall,
     TrackIn,
 )
+from tailor.engagement.record import engage
 from tailor.journeys.triggers import TriggerAgent
 from tailor.models import utcnow
 from tailor.profiles.cache import FeatureCache
-from tailor.store.ab_tests import record_engagement
 from tailor.store.campaigns import DELIVERED
-from tailor.store.events import (
-    IncomingEvent,
-    apply_system_event_features,
-    record_events,
-    record_system_event,
-)
+from tailor.store.events import IncomingEvent, record_events
 from tailor.store.sends import find_send
 
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -125,13 +120,6 @@ def _incoming(call: SegmentCall) -> IncomingEvent:
     )
 
 
-_ENGAGEMENT_EVENTS = {
-    "open": "email.opened",
-    "click": "email.clicked",
-    "conversion": "email.converted",
-}
-
-
 @router.post("/events/engagement", response_model=EngagementRecorded, responses=problems(404, 409))
 async def engagement(
     body: EngagementIn,
@@ -154,26 +142,15 @@ async def engagement(
         raise HTTPException(404, "no email of this tenant matches; check message_id or campaign_id")
     if send.status not in DELIVERED:
         raise HTTPException(409, f"that email was not delivered (it is {send.status})")
-    occurred_at = body.occurred_at or utcnow()
-    conn = await session.connection()
-    first = await record_engagement(
-        conn, tenant_id=tenant.id, send=send, metric=body.type, occurred_at=occurred_at
+    first = await engage(
+        session,
+        triggers=triggers,
+        features=features,
+        tenant_id=tenant.id,
+        send=send,
+        metric=body.type,
+        occurred_at=body.occurred_at or utcnow(),
     )
-    name = _ENGAGEMENT_EVENTS[body.type]
-    stored = None
-    if first:
-        stored = await record_system_event(
-            session=session, tenant_id=tenant.id, contact_id=send.contact_id, name=name,
-            message_id=f"engagement:{send.id}:{body.type}", occurred_at=occurred_at,
-        )  # fmt: skip
-        await apply_system_event_features(
-            session=session, contact_id=send.contact_id, name=name, occurred_at=occurred_at
-        )
-    await session.commit()
-    if features is not None and first:
-        await features.invalidate([send.contact_id])
-    if stored is not None:
-        await triggers.on_events(tenant.id, [stored])
     return EngagementRecorded(
         recorded=first, campaign_id=send.campaign_id, contact_id=send.contact_id, type=body.type
     )
