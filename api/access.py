@@ -39,6 +39,11 @@ ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[Role] | None]] = {
     # Unsubscribe pages: the signed token in the path is the credential.
     ("GET", "/v1/unsubscribe/{token}"): None,
     ("POST", "/v1/unsubscribe/{token}"): None,
+    # Open pixel and click redirect: the signed token in the path is the credential.
+    ("GET", "/t/o/{token}"): None,
+    ("HEAD", "/t/o/{token}"): None,
+    ("GET", "/t/c/{token}"): None,
+    ("HEAD", "/t/c/{token}"): None,
     # Contacts
     ("POST", "/v1/contacts"): MARKET,
     ("GET", "/v1/contacts"): READ,

@@ -35,6 +35,7 @@ from api.routes import (
     sends,
     templates,
     tenant_settings,
+    tracking,
     unsubscribe,
     usage,
 )
@@ -43,6 +44,7 @@ from tailor.accounts.oidc import OidcVerifier
 from tailor.accounts.rate_limit import request_limiter
 from tailor.config import Settings
 from tailor.db import Database
+from tailor.engagement.tracker import Tracker
 from tailor.errors import InvalidInput, NotFound
 from tailor.journeys.triggers import TriggerAgent
 from tailor.profiles.cache import FeatureCache
@@ -66,7 +68,15 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
         app.state.features = FeatureCache.from_settings(settings)
         app.state.oidc = OidcVerifier.from_settings(settings)
         app.state.rate_limiter = request_limiter(settings)
+        app.state.tracker = Tracker(
+            app.state.db,
+            secret=settings.tracking_secret,
+            triggers=app.state.triggers,
+            features=app.state.features,
+        )
+        app.state.tracker.start()
         yield
+        await app.state.tracker.stop()
         await app.state.rate_limiter.close()
         if app.state.features is not None:
             await app.state.features.close()
@@ -147,6 +157,7 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
         reviews,
         usage,
         unsubscribe,
+        tracking,
         keys,
         platform,
         catalog,
