@@ -45,6 +45,7 @@ from tailor.sending.pipeline import SendPipeline
 from tailor.temporal.client import connect, ensure_search_attributes
 from tailor.temporal.journeys import JourneyControl
 from tailor.temporal.schedules import ensure_schedules
+from tailor.tracking.urls import TrackingConfig
 from workflows.ab_test import AbTestWorkflow
 from workflows.campaign import CampaignWorkflow
 from workflows.features import DailyFeaturesWorkflow
@@ -105,7 +106,8 @@ def build_worker(
         profiles=profiles,
         exemplars=exemplars,
         composer=Composer(
-            Guardrail(public_url=settings.public_url, secret=settings.unsubscribe_secret)
+            Guardrail(public_url=settings.public_url, secret=settings.unsubscribe_secret),
+            TrackingConfig(settings.tracking_base_url, settings.tracking_secret),
         ),
         steps=plan_steps(settings),
     )

@@ -49,6 +49,12 @@ class CampaignContext:
     send_time: str = "now"  # the campaign's choice: now, best_hour, or a local "HH:00"
     # Added to each send's "why this email" (a journey's run, step and send time).
     explain_extra: dict[str, Any] | None = None
+    campaign_tracking: bool = True  # the campaign's switch (the tenant's is on ``tenant``)
+
+    @property
+    def tracked(self) -> bool:
+        """Open and click tracking: on only when both the tenant's and the campaign's are."""
+        return self.tenant.tracking_enabled and self.campaign_tracking
 
     @property
     def sender_domain(self) -> str:
@@ -147,6 +153,7 @@ class CampaignContexts:
             default_version=default_version,
             goal=campaign.goal,
             send_time=campaign.send_time,
+            campaign_tracking=campaign.tracking_enabled,
             brand=BrandPolicy.of(tenant.brand_policy),
             catalog=Catalog(
                 products, tenant.website or f"https://{tenant.from_email.split('@')[-1]}"

@@ -31,18 +31,26 @@ from tailor.personalise.rules import (
 )
 from tailor.sending.guardrail import Compliance, Guardrail, GuardrailViolation
 from tailor.sending.recipients import Recipient
+from tailor.tracking.urls import EmailLinks, TrackingConfig
 
 
 @dataclass(frozen=True)
 class Composed:
     content: Personalised
     envelope: Envelope
+    links: list[str] | None = None  # the original URLs of its tracked links; None: untracked
 
 
 class Composer:
-    def __init__(self, guardrail: Guardrail) -> None:
+    def __init__(self, guardrail: Guardrail, tracking: TrackingConfig | None = None) -> None:
+        """``tracking``: where pixel and redirect URLs point; None, no email is tracked."""
         self._executor = RuleBasedExecutor()
         self._guardrail = guardrail
+        self._tracking = tracking
+
+    def tracks(self, ctx: CampaignContext) -> bool:
+        """Whether this campaign's emails get an open pixel and click redirects."""
+        return self._tracking is not None and ctx.tracked
 
     def compose(
         self,
@@ -67,11 +75,18 @@ class Composer:
                 unsubscribe_mailbox=f"unsubscribe@{ctx.sender_domain}",
                 disclaimer=ctx.brand.required_disclaimer,
             )
+            links = None
+            if self._tracking is not None and self.tracks(ctx):
+                links = EmailLinks(
+                    self._tracking, ctx.tenant.id, ctx.tenant.tracking_key_version,
+                    recipient.send_id,
+                )  # fmt: skip
             parts = mail_parts(
                 content=content,
                 compliance=compliance,
                 message_id=recipient.message_id,
                 campaign_id=ctx.campaign_id,
+                links=links,
             )
         except (GuardrailViolation, HeaderInjection) as exc:
             return f"guardrail: {exc}"
@@ -87,7 +102,11 @@ class Composer:
             html=parts.html,
             headers=parts.headers,
         )
-        return Composed(content, Envelope(recipient.send_id, recipient.contact_id, email, now))
+        return Composed(
+            content,
+            Envelope(recipient.send_id, recipient.contact_id, email, now),
+            None if links is None else links.links,
+        )
 
     def _rules_tier(
         self,
@@ -122,11 +141,27 @@ def mail_parts(
     compliance: Compliance,
     message_id: str,
     campaign_id: str,
+    links: EmailLinks | None = None,
 ) -> MailParts:
+    """The email's parts. With ``links``, its links (the body's, then the call to action) go
+    through click redirects and the HTML ends with the open pixel; the unsubscribe link and
+    List-Unsubscribe stay direct (an unsubscribe must work without Tailor's tracker, and is
+    never counted as a click)."""
     headers = {"Message-ID": message_id, "X-Tailor-Campaign": campaign_id, **compliance.headers}
     check_header_values(content.subject, *headers.values())
-    text = f"{content.body}\n\n{content.cta_text}: {content.cta_url}\n\n-- \n{compliance.footer}\n"
-    return MailParts(content.subject, text, _html(content, compliance), headers)
+    paragraphs = _paragraphs(content)
+    cta_url = content.cta_url
+    pixel = ""
+    if links is not None:
+        paragraphs = links.rewrite_html(paragraphs)
+        cta_url = links.click(content.cta_url)
+        pixel = (
+            f'<img src="{escape(links.pixel(), quote=True)}" width="1" height="1" alt="" '
+            'style="border:0;display:block">'
+        )
+    text = f"{content.body}\n\n{content.cta_text}: {cta_url}\n\n-- \n{compliance.footer}\n"
+    html = _html(content, compliance, paragraphs=paragraphs, cta_url=cta_url, pixel=pixel)
+    return MailParts(content.subject, text, html, headers)
 
 
 def build_message(
@@ -149,22 +184,27 @@ def build_message(
     )
 
 
-def _html(content: Personalised, compliance: Compliance) -> str:
-    paragraphs = content.body_html or "".join(
+def _paragraphs(content: Personalised) -> str:
+    return content.body_html or "".join(
         f"<p>{escape(p).replace(chr(10), '<br>')}</p>"
         for p in content.body.split("\n\n")
         if p.strip()
     )
+
+
+def _html(
+    content: Personalised, compliance: Compliance, *, paragraphs: str, cta_url: str, pixel: str
+) -> str:
     footer = escape(compliance.footer).replace("\n", "<br>")
     return (
         "<!doctype html><html><body>"
         f'<div style="display:none">{escape(content.preheader)}</div>'
         f"{paragraphs}"
-        f'<p><a href="{escape(content.cta_url, quote=True)}" '
+        f'<p><a href="{escape(cta_url, quote=True)}" '
         'style="background:#1a73e8;color:#fff;padding:10px 18px;text-decoration:none">'
         f"{escape(content.cta_text)}</a></p>"
         f'<hr><p style="font-size:12px;color:#666">{footer}</p>'
-        "</body></html>"
+        f"{pixel}</body></html>"
     )
 
 

@@ -41,6 +41,7 @@ def why_this_email(
     profile: Profile,
     provider: str,
     now: datetime,
+    tracked: bool = False,
 ) -> dict[str, Any]:
     why: dict[str, Any] = {
         "plan": steps,
@@ -78,6 +79,8 @@ def why_this_email(
     if ctx.explain_extra:
         why.update(ctx.explain_extra)
     why["delivery"] = {"provider": provider}  # after any failover
+    # An open pixel and click redirects (off when the tenant or the campaign switched them off).
+    why["tracked"] = tracked
     return why
 
 

@@ -56,6 +56,7 @@ class Accepted:
     provider_message_id: str
     generator: str
     why: dict[str, Any]
+    links: list[str] | None = None  # the URLs behind its tracked links, in order
 
 
 @dataclass(frozen=True)
@@ -313,6 +314,7 @@ async def mark_sent(conn: AsyncConnection, *, accepted: Sequence[Accepted]) -> N
             provider_message_id=bindparam("pmid"),
             generator=bindparam("made_by"),
             explain=bindparam("why"),
+            links=bindparam("tracked_links"),
             sent_at=now,
         ),
         [
@@ -321,6 +323,7 @@ async def mark_sent(conn: AsyncConnection, *, accepted: Sequence[Accepted]) -> N
                 "pmid": a.provider_message_id[:300],
                 "made_by": a.generator,
                 "why": a.why,
+                "tracked_links": a.links,
             }
             for a in accepted
         ],

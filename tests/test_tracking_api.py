@@ -1,0 +1,265 @@
+"""Open pixel and click redirect end to end: a campaign is sent through the real worker, and a
+reader (or a machine) fetches the pixel and follows the links found in the captured email."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select, update
+from sqlmodel import col
+from temporalio.testing import WorkflowEnvironment
+
+from api.main import create_app
+from tailor.db import Database
+from tailor.demo.seed import seed_demo
+from tailor.devtools.smtp_sink import read_outbox
+from tailor.models import Contact, Engagement, Send, TrackingHit, utcnow
+from tailor.tracking.tokens import peek_send_id, sign_click, sign_open
+from tests.conftest import Sink, key_headers, other_tenant_headers, settings_for, task_queue
+from worker import build_worker
+
+TRACKING_URL = "https://t.shop.test"
+BROWSER = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.4 Safari/605.1.15"
+)
+APPLE_MPP = "Mozilla/5.0"
+_PIXEL = re.compile(r'<img src="' + re.escape(TRACKING_URL) + r'/t/o/([A-Za-z0-9_-]+)"')
+_CLICK = re.compile(r'href="' + re.escape(TRACKING_URL) + r'/t/c/([A-Za-z0-9_-]+)"')
+
+
+class Tracked:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        public: httpx.AsyncClient,
+        app: Any,
+        db: Database,
+        sink: Sink,
+    ) -> None:
+        self.http = client
+        self.public = public  # a mail client or browser: no API key
+        self.app = app
+        self.db = db
+        self.sink = sink
+
+    async def send_campaign(self) -> str:
+        async with self.db.read() as conn:
+            version_id = (
+                await conn.exec_driver_sql("SELECT max(id) FROM template_version")
+            ).scalar_one()
+        started = await self.http.post(
+            "/v1/campaigns", json={"name": "Tracked", "template_version_id": version_id}
+        )
+        assert started.status_code == 202, started.text
+        campaign_id: str = started.json()["id"]
+        async with asyncio.timeout(60):
+            while True:
+                body = (await self.http.get(f"/v1/campaigns/{campaign_id}")).json()
+                if body["status"] not in ("running", "paused"):
+                    break
+                await asyncio.sleep(0.1)
+        assert body["status"] == "completed"
+        return campaign_id
+
+    def html_of(self, campaign_id: str) -> list[str]:
+        emails = read_outbox(self.sink.maildir, campaign_id)
+        assert emails
+        out = []
+        for email in emails:
+            part = email.full().get_body(("html",))
+            assert part is not None
+            out.append(part.get_content())
+        return out
+
+    async def fetch(self, url_path: str, agent: str, method: str = "GET") -> httpx.Response:
+        return await self.public.request(method, url_path, headers={"User-Agent": agent})
+
+    async def drained(self) -> None:
+        await self.app.state.tracker.drain()
+
+    async def read_a_while_after_delivery(self, send_id: int) -> None:
+        """The reader opens the email an hour after it arrived (not a scanner on delivery)."""
+        async with self.db.write() as conn:
+            await conn.execute(
+                update(Send)
+                .where(Send.id == send_id)  # type: ignore[arg-type]
+                .values(sent_at=utcnow() - timedelta(hours=1))
+            )
+
+    async def hits(self, send_id: int) -> list[TrackingHit]:
+        async with self.db.read_session() as session:
+            rows = await session.execute(
+                select(TrackingHit).where(TrackingHit.send_id == send_id).order_by(TrackingHit.id)  # type: ignore[arg-type]
+            )
+            return list(rows.scalars())
+
+    async def engagements(self, send_id: int) -> set[str]:
+        async with self.db.read_session() as session:
+            rows = await session.execute(
+                select(col(Engagement.metric)).where(col(Engagement.send_id) == send_id)
+            )
+            return set(rows.scalars())
+
+    async def send_row(self, send_id: int) -> Send:
+        async with self.db.read_session() as session:
+            send = await session.get(Send, send_id)
+            assert send is not None
+            return send
+
+
+@pytest.fixture
+async def tracked(
+    time_skipping_env: WorkflowEnvironment, db: Database, sink: Sink
+) -> AsyncIterator[Tracked]:
+    await seed_demo(db, contacts=6)
+    settings = settings_for(db, sink, temporal_task_queue=task_queue(), tracking_url=TRACKING_URL)
+    app = create_app(settings, temporal_client=time_skipping_env.client)
+    worker = build_worker(time_skipping_env.client, db, settings, settings.temporal_task_queue)
+    async with worker, app.router.lifespan_context(app):
+        headers = await key_headers(db, "demo", "admin")
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            httpx.AsyncClient(
+                transport=transport, base_url="http://tailor", headers=headers
+            ) as client,
+            httpx.AsyncClient(transport=transport, base_url=TRACKING_URL) as public,
+        ):
+            yield Tracked(client, public, app, db, sink)
+
+
+def _path(url_kind: str, token: str) -> str:
+    return f"/t/{url_kind}/{token}"
+
+
+async def test_a_reader_opens_and_clicks_through_the_real_urls(tracked: Tracked) -> None:
+    campaign_id = await tracked.send_campaign()
+    html = tracked.html_of(campaign_id)[0]
+    pixel = _PIXEL.search(html)
+    clicks = _CLICK.findall(html)
+    assert pixel is not None and html.rstrip().endswith("</body></html>")
+    assert html.index(pixel.group(0)) > html.index("<hr>")  # at the end, after the footer
+    assert len(clicks) == 1  # the call to action; the unsubscribe link is not tracked
+    assert "/v1/unsubscribe/" in html
+    send_id = peek_send_id(pixel.group(1))
+    assert send_id is not None and peek_send_id(clicks[0]) == send_id
+    send = await tracked.send_row(send_id)
+    assert send.links and send.links[0].startswith("http")
+    assert send.explain is not None and send.explain["tracked"] is True
+    why = (await tracked.http.get(f"/v1/sends/{send_id}/explain")).json()
+    assert why["explain"]["tracked"] is True
+    await tracked.read_a_while_after_delivery(send_id)
+
+    opened = await tracked.fetch(_path("o", pixel.group(1)), BROWSER)
+    assert opened.status_code == 200 and opened.headers["content-type"] == "image/gif"
+    assert opened.content.startswith(b"GIF89a")
+    assert "no-store" in opened.headers["cache-control"]
+    assert opened.headers["pragma"] == "no-cache"
+    clicked = await tracked.fetch(_path("c", clicks[0]), BROWSER)
+    assert clicked.status_code == 302
+    assert clicked.headers["location"] == send.links[0]
+    await tracked.drained()
+
+    hits = await tracked.hits(send_id)
+    assert [(h.kind, h.human, h.link_index) for h in hits] == [
+        ("open", True, None),
+        ("click", True, 0),
+    ]
+    assert await tracked.engagements(send_id) == {"open", "click"}
+    contact = (await tracked.http.get(f"/v1/contacts/{send.contact_id}")).json()
+    assert contact["last_open_at"] is not None
+    async with tracked.db.read_session() as session:
+        person = await session.get(Contact, send.contact_id)
+        assert person is not None and person.last_click_at is not None
+
+    # A second open counts as a hit, not as another first open.
+    await tracked.fetch(_path("o", pixel.group(1)), BROWSER)
+    await tracked.drained()
+    assert len(await tracked.hits(send_id)) == 3
+    assert await tracked.engagements(send_id) == {"open", "click"}
+
+
+async def test_machine_opens_and_clicks_are_stored_but_not_counted(tracked: Tracked) -> None:
+    campaign_id = await tracked.send_campaign()
+    html = tracked.html_of(campaign_id)[0]
+    pixel = _PIXEL.search(html)
+    clicks = _CLICK.findall(html)
+    assert pixel is not None and clicks
+    send_id = peek_send_id(pixel.group(1))
+    assert send_id is not None
+
+    # Apple Mail Privacy Protection prefetches the image as the email arrives.
+    mpp = await tracked.fetch(_path("o", pixel.group(1)), APPLE_MPP)
+    assert mpp.status_code == 200
+    # The receiving server's link scanner follows the link seconds after delivery.
+    scanner = await tracked.fetch(_path("c", clicks[0]), BROWSER)
+    assert scanner.status_code == 302
+    head = await tracked.fetch(_path("c", clicks[0]), BROWSER, method="HEAD")
+    assert head.status_code == 302
+    await tracked.drained()
+
+    hits = await tracked.hits(send_id)
+    assert [(h.kind, h.human, h.rule) for h in hits] == [
+        ("open", False, "apple-mpp-user-agent"),
+        ("click", False, "scanner-click-on-delivery"),
+        ("click", False, "head-request"),
+    ]
+    assert await tracked.engagements(send_id) == set()
+
+
+async def test_tampered_and_foreign_tokens_record_nothing(tracked: Tracked) -> None:
+    campaign_id = await tracked.send_campaign()
+    html = tracked.html_of(campaign_id)[0]
+    pixel = _PIXEL.search(html)
+    clicks = _CLICK.findall(html)
+    assert pixel is not None and clicks
+    send_id = peek_send_id(pixel.group(1))
+    assert send_id is not None
+    await tracked.read_a_while_after_delivery(send_id)
+
+    def tamper(token: str) -> str:
+        return token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
+
+    bad_pixel = await tracked.fetch(_path("o", tamper(pixel.group(1))), BROWSER)
+    assert bad_pixel.status_code == 200 and bad_pixel.content.startswith(b"GIF89a")
+    assert "no-store" in bad_pixel.headers["cache-control"]
+    junk = await tracked.fetch(_path("o", "not-a-token!"), BROWSER)
+    assert junk.status_code == 200 and junk.content.startswith(b"GIF89a")
+    bad_click = await tracked.fetch(_path("c", tamper(clicks[0])), BROWSER)
+    assert bad_click.status_code == 404 and bad_click.json()["message"]
+
+    # Signed with another tenant's key (right secret, wrong tenant): not this send's.
+    await other_tenant_headers(tracked.db)
+    secret = tracked.app.state.settings.tracking_secret
+    foreign_open = sign_open(secret, "acme", 1, send_id)
+    foreign_click = sign_click(secret, "acme", 1, send_id, 0)
+    assert (await tracked.fetch(_path("c", foreign_click), BROWSER)).status_code == 404
+    assert (await tracked.fetch(_path("o", foreign_open), BROWSER)).status_code == 200
+    # A link index the email does not have is no target either (no open redirect).
+    beyond = sign_click(secret, "demo", 1, send_id, 7)
+    assert (await tracked.fetch(_path("c", beyond), BROWSER)).status_code == 404
+    await tracked.drained()
+
+    assert await tracked.hits(send_id) == []
+    assert await tracked.engagements(send_id) == set()
+
+
+async def test_tracking_off_for_the_tenant_sends_direct_links(tracked: Tracked) -> None:
+    off = await tracked.http.patch("/v1/tenant/settings", json={"tracking_enabled": False})
+    assert off.status_code == 200, off.text
+    campaign_id = await tracked.send_campaign()
+    for html in tracked.html_of(campaign_id):
+        assert "/t/o/" not in html and "/t/c/" not in html and TRACKING_URL not in html
+        assert re.search(r'<a href="https?://', html)
+    async with tracked.db.read_session() as session:
+        sends = (
+            await session.execute(select(Send).where(Send.campaign_id == campaign_id))  # type: ignore[arg-type]
+        ).scalars()
+        sent = [s for s in sends if s.explain is not None]
+    assert sent and all(s.links is None and s.explain["tracked"] is False for s in sent)  # type: ignore[index]
