@@ -166,6 +166,27 @@ class Settings(BaseSettings):
         "default: public_url.",
     )
 
+    # ESP event webhooks (POST /v1/webhooks/<provider>): each route is off until its key is set.
+    sendgrid_webhook_public_key: str | None = Field(
+        None,
+        description="SendGrid's Signed Event Webhook verification key (base64 DER, as its "
+        "settings page shows it); None: /v1/webhooks/sendgrid answers 404.",
+    )
+    mailgun_webhook_signing_key: str | None = Field(
+        None, description="Mailgun's HTTP webhook signing key; None: /v1/webhooks/mailgun is 404."
+    )
+    sns_topic_arns: list[str] = Field(
+        default_factory=list,
+        description="SNS topics whose SES events are accepted; empty: /v1/webhooks/ses is 404 "
+        "(every message refused).",
+    )
+    soft_bounce_limit: int = Field(
+        3, ge=1, description="Soft bounces in a row after which an address is suppressed."
+    )
+    webhook_max_age_s: float = Field(
+        300.0, gt=0, le=3600, description="Signed webhook requests older than this are refused."
+    )
+
     # LLM tiers. With neither a key nor a base URL, generation is rule-based.
     openai_api_key: str | None = None
     llm_base_url: str | None = Field(
