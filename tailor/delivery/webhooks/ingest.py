@@ -1,0 +1,152 @@
+"""Take verified ``EspEvent`` s into the store, in one transaction per request.
+
+For each batch: store every event once (provider event id); for those stored *now* (a duplicate
+changes nothing a second time) find the send by Tailor's send id or Message-ID, move the send's
+``esp_state`` up the ranking of ``events.py``, keep each contact's count of soft bounces in a row
+(a delivery ends the run), and write the consent ledger: a hard bounce, a complaint or
+``soft_bounce_limit`` soft bounces in a row append ``suppressed``, an ESP unsubscribe appends
+``revoked`` (each once: not when the newest row already says so).
+
+Stopping running campaigns relies on the ledger: every send is claimed by a statement that checks
+the contact's newest consent is ``granted`` (``tailor.store.sends.claim_for_dispatch``), so a
+suppressed or revoked address is not mailed again by any campaign or journey, running or later,
+without signalling workflows for each of a thousand events.
+
+Events about no send Tailor knows (another system's mail on the same ESP account) are stored
+without a tenant and change nothing. Opens and clicks are stored; they do not feed engagement
+here (tracked opens and clicks do, through the tracking package).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tailor.db import Database
+from tailor.delivery.webhooks.events import RANK, SUPPRESSING, EspEvent, EventKind, advance
+from tailor.models import ConsentStatus
+from tailor.store.esp_events import (
+    LedgerChange,
+    SendRef,
+    append_consent_changes,
+    count_soft_bounces,
+    find_sends,
+    insert_new_events,
+    raise_esp_states,
+)
+
+METHODS = {EventKind.BOUNCE_HARD: "bounce", EventKind.COMPLAINT: "complaint"}
+
+
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    accepted: int  # stored now
+    duplicates: int  # stored before (or twice in this batch)
+    suppressed: int  # contacts newly suppressed
+    revoked: int  # contacts newly unsubscribed
+
+
+def _send_id(event: EspEvent) -> int | None:
+    value = event.send_id
+    return int(value) if value is not None and value.isdigit() and len(value) < 19 else None
+
+
+async def ingest(db: Database, events: Sequence[EspEvent], *, soft_bounce_limit: int) -> Ingested:
+    if not events:
+        return Ingested(0, 0, 0, 0)
+    async with db.write() as conn:
+        by_id, by_message = await find_sends(
+            conn,
+            send_ids={i for e in events if (i := _send_id(e)) is not None},
+            message_ids={e.message_id for e in events if e.message_id},
+        )
+
+        def send_of(event: EspEvent) -> SendRef | None:
+            found = by_id.get(_send_id(event) or 0)
+            if found is None and event.message_id:
+                found = by_message.get(event.message_id)
+            return found
+
+        located = [(event, send_of(event)) for event in events]
+        rows = [
+            {
+                "tenant_id": send.tenant_id if send else None,
+                "provider": event.provider,
+                "provider_event_id": event.provider_event_id,
+                "send_id": send.id if send else None,
+                "kind": event.kind.value,
+                "reason": event.reason or None,
+                "occurred_at": event.occurred_at,
+            }
+            for event, send in located
+        ]
+        inserted = await insert_new_events(conn, rows=rows)
+        accepted = len(inserted)
+        fresh: list[tuple[EspEvent, SendRef]] = []
+        for event, send in located:
+            key = (event.provider, event.provider_event_id)
+            if send is not None and key in inserted:
+                inserted.discard(key)  # a repeat within the batch applies once
+                fresh.append((event, send))
+        suppressed, revoked = await _apply(conn, fresh, soft_bounce_limit=soft_bounce_limit)
+    return Ingested(accepted, len(events) - accepted, suppressed, revoked)
+
+
+async def _apply(
+    conn: AsyncConnection, fresh: list[tuple[EspEvent, SendRef]], *, soft_bounce_limit: int
+) -> tuple[int, int]:
+    """The effects of events stored now; returns (contacts suppressed, contacts revoked)."""
+    # Send states: fold each send's new events over its state, then one update per target state.
+    states: dict[int, EventKind | None] = {}
+    start: dict[int, EventKind | None] = {}
+    for event, send in fresh:
+        if send.id not in states:
+            current = EventKind(send.esp_state) if send.esp_state in RANK else None
+            states[send.id] = start[send.id] = current
+        states[send.id] = advance(states[send.id], event.kind)
+    targets: dict[EventKind, set[int]] = defaultdict(set)
+    for send_id, state in states.items():
+        if state is not None and state != start[send_id]:
+            targets[state].add(send_id)
+    for state, send_ids in targets.items():
+        below = [kind.value for kind, rank in RANK.items() if rank < RANK[state]]
+        await raise_esp_states(conn, state=state.value, send_ids=send_ids, below=below)
+
+    # Soft bounces in a row, per contact, in the order they happened.
+    runs: dict[int, tuple[bool, int]] = {}
+    for event, send in sorted(fresh, key=lambda pair: pair[0].occurred_at):
+        reset, added = runs.get(send.contact_id, (False, 0))
+        if event.kind is EventKind.DELIVERED:
+            runs[send.contact_id] = (True, 0)
+        elif event.kind is EventKind.BOUNCE_SOFT:
+            runs[send.contact_id] = (reset, added + 1)
+    lengths = await count_soft_bounces(conn, changes=runs)
+
+    changes: list[LedgerChange] = []
+    tenants: dict[int, tuple[str, str]] = {}
+    for event, send in fresh:
+        tenants[send.contact_id] = (send.tenant_id, event.provider)
+        source = f"esp:{event.provider}"
+        if event.kind in SUPPRESSING:
+            status, method = ConsentStatus.SUPPRESSED, METHODS[event.kind]
+        elif event.kind is EventKind.UNSUBSCRIBE:
+            status, method = ConsentStatus.REVOKED, "unsubscribe"
+        else:
+            continue
+        change = LedgerChange(send.tenant_id, send.contact_id, status, source, method, source)
+        changes.append(change)
+    for contact_id, run in lengths.items():
+        if run >= soft_bounce_limit and runs[contact_id][1] > 0:
+            tenant_id, provider = tenants[contact_id]
+            source = f"esp:{provider}"
+            changes.append(
+                LedgerChange(
+                    tenant_id, contact_id, ConsentStatus.SUPPRESSED, source, "soft-bounces", source
+                )
+            )
+    appended = await append_consent_changes(conn, changes=changes)
+    suppressed = sum(1 for c in appended if c.status is ConsentStatus.SUPPRESSED)
+    return suppressed, len(appended) - suppressed
