@@ -44,6 +44,10 @@ ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[Role] | None]] = {
     ("HEAD", "/t/o/{token}"): None,
     ("GET", "/t/c/{token}"): None,
     ("HEAD", "/t/c/{token}"): None,
+    # ESP event webhooks: the provider's signature over the raw body is the credential.
+    ("POST", "/v1/webhooks/sendgrid"): None,
+    ("POST", "/v1/webhooks/mailgun"): None,
+    ("POST", "/v1/webhooks/ses"): None,
     # Contacts
     ("POST", "/v1/contacts"): MARKET,
     ("GET", "/v1/contacts"): READ,

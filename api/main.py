@@ -38,6 +38,7 @@ from api.routes import (
     tracking,
     unsubscribe,
     usage,
+    webhooks,
 )
 from tailor import __version__
 from tailor.accounts.oidc import OidcVerifier
@@ -75,7 +76,9 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
             features=app.state.features,
         )
         app.state.tracker.start()
+        app.state.webhooks = webhooks.WebhookState.from_settings(settings)
         yield
+        await app.state.webhooks.close()
         await app.state.tracker.stop()
         await app.state.rate_limiter.close()
         if app.state.features is not None:
@@ -97,7 +100,11 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
         max_bytes=settings.api_max_body_bytes,
         batch_max_bytes=settings.api_max_batch_body_bytes,
         # The CSV upload streams and checks its own, larger limit (10,000 rows of long fields).
-        route_max_bytes={"/v1/products/csv": catalog.MAX_CSV_BYTES},
+        route_max_bytes={
+            "/v1/products/csv": catalog.MAX_CSV_BYTES,
+            # ESP webhooks post batches (SendGrid: arrays of events), as large as the batch routes.
+            **dict.fromkeys(webhooks.PATHS, settings.api_max_batch_body_bytes),
+        },
     )
     app.add_exception_handler(Replayed, replay_response)
 
@@ -162,6 +169,7 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
         platform,
         catalog,
         audit,
+        webhooks,
     ):
         app.include_router(module.router)
     document_errors(app)
