@@ -21,8 +21,6 @@ from sqlmodel import col
 from tailor.models import Campaign, ConsentRecord, ConsentStatus, Contact, EspEvent, Send, utcnow
 from tailor.store.consent import current_consent
 
-_CHUNK = 500  # rows per statement: well under SQLite's 32,766 bound parameters at 9 columns
-
 
 @dataclass(frozen=True, slots=True)
 class SendRef:
@@ -89,19 +87,20 @@ async def insert_new_events(
     """Store the events not stored before; returns the (provider, provider_event_id) of those
     this call inserted (a duplicate, in the batch or from earlier, is not among them)."""
     unique = list({(r["provider"], r["provider_event_id"]): r for r in rows}.values())
+    if not unique:
+        return set()
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    inserted: set[tuple[str, str]] = set()
+    table = EspEvent.__table__  # type: ignore[attr-defined]  # Core, not ORM: the hot path
+    # One compiled statement, cached, executed with the whole list: SQLAlchemy's
+    # "insertmanyvalues" sends it as multi-row INSERTs and gathers what RETURNING gives back.
+    statement = (
+        dialect.insert(table)
+        .on_conflict_do_nothing(index_elements=["provider", "provider_event_id"])
+        .returning(table.c.provider, table.c.provider_event_id)
+    )
     now = utcnow()
-    for start in range(0, len(unique), _CHUNK):
-        chunk = [{"received_at": now, **row} for row in unique[start : start + _CHUNK]]
-        statement = (
-            dialect.insert(EspEvent)
-            .values(chunk)
-            .on_conflict_do_nothing(index_elements=["provider", "provider_event_id"])
-            .returning(col(EspEvent.provider), col(EspEvent.provider_event_id))
-        )
-        result = await conn.execute(statement)
-        inserted.update((provider, event_id) for provider, event_id in result)
+    result = await conn.execute(statement, [{"received_at": now, **row} for row in unique])
+    inserted = {(provider, event_id) for provider, event_id in result}
     return inserted
 
 
