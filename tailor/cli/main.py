@@ -136,6 +136,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--rag", action="store_true", help="retrieve exemplars on the send path (default off)"
     )
     _add_ports(trigger)
+    hooks = bench_sub.add_parser(
+        "webhooks", help="signed SendGrid event batches into the API: events/s, nothing lost"
+    )
+    hooks.add_argument("--seconds", type=_positive, default=10)
+    hooks.add_argument("--batch", type=_positive, default=1000, help="events per request")
+    hooks.add_argument("--concurrency", type=_positive, default=4, help="clients posting at once")
+    hooks.add_argument("--contacts", type=_positive, default=2000, help="sends the events name")
+    hooks.add_argument(
+        "--database-url", default=None, help="a PostgreSQL URL; default: a fresh SQLite file"
+    )
+    hooks.add_argument("--json", action="store_true", help="last line: one JSON object")
+    hooks.add_argument("--keep", action="store_true", help="keep the bench state folder")
     return parser
 
 
@@ -263,6 +275,10 @@ def main(argv: list[str] | None = None) -> None:
             from tailor.cli.bench_trigger import run_trigger_bench
 
             sys.exit(run_trigger_bench(args))
+        elif args.command == "bench" and args.bench_command == "webhooks":
+            from tailor.cli.bench_webhooks import run_webhooks_bench
+
+            sys.exit(run_webhooks_bench(args))
         elif args.command == "bench":
             from tailor.cli.bench import run_campaign_bench
 
