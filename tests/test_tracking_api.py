@@ -49,13 +49,13 @@ class Tracked:
         self.db = db
         self.sink = sink
 
-    async def send_campaign(self) -> str:
+    async def send_campaign(self, **extra: object) -> str:
         async with self.db.read() as conn:
             version_id = (
                 await conn.exec_driver_sql("SELECT max(id) FROM template_version")
             ).scalar_one()
         started = await self.http.post(
-            "/v1/campaigns", json={"name": "Tracked", "template_version_id": version_id}
+            "/v1/campaigns", json={"name": "Tracked", "template_version_id": version_id, **extra}
         )
         assert started.status_code == 202, started.text
         campaign_id: str = started.json()["id"]
@@ -250,10 +250,16 @@ async def test_tampered_and_foreign_tokens_record_nothing(tracked: Tracked) -> N
     assert await tracked.engagements(send_id) == set()
 
 
-async def test_tracking_off_for_the_tenant_sends_direct_links(tracked: Tracked) -> None:
-    off = await tracked.http.patch("/v1/tenant/settings", json={"tracking_enabled": False})
-    assert off.status_code == 200, off.text
-    campaign_id = await tracked.send_campaign()
+@pytest.mark.parametrize("switch", ["tenant", "campaign"])
+async def test_tracking_off_for_the_tenant_or_the_campaign_sends_direct_links(
+    tracked: Tracked, switch: str
+) -> None:
+    if switch == "tenant":
+        off = await tracked.http.patch("/v1/tenant/settings", json={"tracking_enabled": False})
+        assert off.status_code == 200, off.text
+        campaign_id = await tracked.send_campaign()
+    else:
+        campaign_id = await tracked.send_campaign(tracking=False)
     for html in tracked.html_of(campaign_id):
         assert "/t/o/" not in html and "/t/c/" not in html and TRACKING_URL not in html
         assert re.search(r'<a href="https?://', html)

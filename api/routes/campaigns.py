@@ -63,6 +63,7 @@ async def submit(
         prompt_version=body.prompt_version,
         send_time=body.send_time,
         start_at=body.start_at,
+        tracking_enabled=body.tracking,
     )
     audit_target(request, campaign_id=campaign.id)
     # The workflow reads the campaign row, so it must be committed before the workflow starts.

@@ -37,6 +37,11 @@ class CampaignIn(Strict):
     start_at: AwareDatetime | None = Field(
         None, description="Start later (ISO 8601 with an offset); the campaign waits durably."
     )
+    tracking: bool = Field(
+        True,
+        description="Open pixel and tracked links, when the tenant's tracking is on too; false "
+        "sends this campaign's emails with direct links and no pixel.",
+    )
 
     @model_validator(mode="after")
     def _known_prompt(self) -> CampaignIn:

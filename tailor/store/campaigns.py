@@ -46,6 +46,7 @@ async def create_campaign(
     send_time: str = "now",
     kind: str = CampaignKind.BATCH,
     start_at: datetime | None = None,
+    tracking_enabled: bool = True,
 ) -> Campaign:
     campaign_id = new_campaign_id()
     campaign = Campaign(
@@ -58,6 +59,7 @@ async def create_campaign(
         send_time=send_time,
         kind=kind,
         start_at=start_at,
+        tracking_enabled=tracking_enabled,
         status=CampaignStatus.SCHEDULED if start_at is not None else CampaignStatus.RUNNING,
         workflow_id=workflow_id_for(campaign_id),
     )
