@@ -24,6 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
+
+from tailor.errors import InvalidInput
 
 
 class EventKind(StrEnum):
@@ -94,6 +97,22 @@ def bare_message_id(value: object) -> str | None:
         return None
     bare = value.strip().removeprefix("<").removesuffix(">").strip()
     return bare or None
+
+
+def required_text(data: dict[str, Any], key: str, field: str) -> str:
+    """A non-empty string field of a provider's event; InvalidInput naming ``field`` if not."""
+    value = data.get(key)
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(field, "missing")
+    return value
+
+
+def event_time(value: object, field: str) -> datetime:
+    """An event's Unix-seconds time; InvalidInput naming ``field`` if it is not one."""
+    try:
+        return from_epoch(value)
+    except (ValueError, OverflowError, OSError) as error:
+        raise InvalidInput(field, "not a Unix timestamp") from error
 
 
 def from_epoch(value: object) -> datetime:

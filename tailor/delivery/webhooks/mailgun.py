@@ -22,10 +22,11 @@ from tailor.delivery.webhooks.events import (
     EspEvent,
     EventKind,
     bare_message_id,
-    from_epoch,
+    event_time,
+    required_text,
     short_reason,
 )
-from tailor.delivery.webhooks.refusal import MAX_AGE, MAX_SKEW, WebhookRefused, require_fresh
+from tailor.delivery.webhooks.refusal import MAX_AGE, MAX_SKEW, WebhookRefused, require_fresh_epoch
 from tailor.delivery.webhooks.replay import ReplayGuard
 from tailor.errors import InvalidInput
 
@@ -50,11 +51,7 @@ def verify_signature(
     expected = hmac.new(signing_key.encode(), (timestamp + token).encode(), hashlib.sha256)
     if not hmac.compare_digest(expected.hexdigest(), signature.lower()):
         raise WebhookRefused("bad signature")
-    try:
-        sent_at = from_epoch(timestamp)
-    except (ValueError, OverflowError, OSError) as error:
-        raise WebhookRefused("bad timestamp") from error
-    require_fresh(sent_at, now=now, max_age=max_age)
+    require_fresh_epoch(timestamp, now=now, max_age=max_age)
     return token
 
 
@@ -99,15 +96,9 @@ def parse_event(data: Any) -> EspEvent | None:
         kind = KINDS[name]
     else:
         return None
-    event_id, recipient = data.get("id"), data.get("recipient")
-    if not isinstance(event_id, str) or not event_id:
-        raise InvalidInput(f"{field}.id", "missing")
-    if not isinstance(recipient, str) or not recipient:
-        raise InvalidInput(f"{field}.recipient", "missing")
-    try:
-        occurred_at = from_epoch(data.get("timestamp"))
-    except (ValueError, OverflowError, OSError) as error:
-        raise InvalidInput(f"{field}.timestamp", "not a Unix timestamp") from error
+    event_id = required_text(data, "id", f"{field}.id")
+    recipient = required_text(data, "recipient", f"{field}.recipient")
+    occurred_at = event_time(data.get("timestamp"), f"{field}.timestamp")
     message = data.get("message")
     headers = message.get("headers") if isinstance(message, dict) else None
     message_id = headers.get("message-id") if isinstance(headers, dict) else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
+from tailor.delivery.webhooks.events import from_epoch
 from tailor.errors import TailorError
 
 # The issue's window. Providers' clocks and ours agree to well within it; a request older than
@@ -34,6 +35,17 @@ def require_header(headers: Mapping[str, str], name: str) -> str:
     if not value:
         raise WebhookRefused(f"missing {name} header")
     return value
+
+
+def require_fresh_epoch(
+    timestamp: object, *, now: datetime | None = None, max_age: timedelta = MAX_AGE
+) -> None:
+    """A signed Unix-seconds timestamp within the window; WebhookRefused otherwise."""
+    try:
+        sent_at = from_epoch(timestamp)
+    except (ValueError, OverflowError, OSError) as error:
+        raise WebhookRefused("bad timestamp") from error
+    require_fresh(sent_at, now=now, max_age=max_age)
 
 
 def require_fresh(

@@ -28,10 +28,16 @@ from tailor.delivery.webhooks.events import (
     EspEvent,
     EventKind,
     bare_message_id,
-    from_epoch,
+    event_time,
+    required_text,
     short_reason,
 )
-from tailor.delivery.webhooks.refusal import MAX_AGE, WebhookRefused, require_fresh, require_header
+from tailor.delivery.webhooks.refusal import (
+    MAX_AGE,
+    WebhookRefused,
+    require_fresh_epoch,
+    require_header,
+)
 from tailor.errors import InvalidInput
 
 PROVIDER = "sendgrid"
@@ -77,11 +83,7 @@ def verify(
     except (binascii.Error, ValueError, InvalidSignature) as error:
         raise WebhookRefused("bad signature") from error
     # Only a signed timestamp is worth reading: checking it first would let anyone probe our clock.
-    try:
-        sent_at = from_epoch(timestamp)
-    except (ValueError, OverflowError, OSError) as error:
-        raise WebhookRefused("bad timestamp") from error
-    require_fresh(sent_at, now=now, max_age=max_age)
+    require_fresh_epoch(timestamp, now=now, max_age=max_age)
 
 
 def receive(
@@ -122,15 +124,9 @@ def _event(item: Any, field: str) -> EspEvent | None:
         kind = KINDS[name]
     else:
         return None
-    event_id, recipient = item.get("sg_event_id"), item.get("email")
-    if not isinstance(event_id, str) or not event_id:
-        raise InvalidInput(f"{field}.sg_event_id", "missing")
-    if not isinstance(recipient, str) or not recipient:
-        raise InvalidInput(f"{field}.email", "missing")
-    try:
-        occurred_at = from_epoch(item.get("timestamp"))
-    except (ValueError, OverflowError, OSError) as error:
-        raise InvalidInput(f"{field}.timestamp", "not a Unix timestamp") from error
+    event_id = required_text(item, "sg_event_id", f"{field}.sg_event_id")
+    recipient = required_text(item, "email", f"{field}.email")
+    occurred_at = event_time(item.get("timestamp"), f"{field}.timestamp")
     send_id = item.get("tailor_send_id")
     url = item.get("url")
     return EspEvent(
