@@ -5,6 +5,7 @@ spelling. Request/response schemas live in ``api/schemas/``; payloads that cross
 
 from tailor.models.ab_tests import AbTest, AbTestStatus
 from tailor.models.accounts import ApiKey, AuditEntry, IdempotentRequest, Role
+from tailor.models.analytics import CohortMark, CohortRollup, Conversion, SendRollup
 from tailor.models.audience import ConsentRecord, ConsentStatus, Contact, Event
 from tailor.models.base import UTCDateTime, utcnow
 from tailor.models.campaigns import (
@@ -35,6 +36,10 @@ from tailor.models.shop import Product, Template, TemplateVersion, Tenant
 from tailor.models.tracking import EspEvent, TrackingHit
 
 __all__ = [
+    "SendRollup",
+    "Conversion",
+    "CohortRollup",
+    "CohortMark",
     "AbTest",
     "AbTestStatus",
     "ApiKey",

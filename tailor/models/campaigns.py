@@ -36,6 +36,7 @@ class SendStatus(StrEnum):
     SUPPRESSED = "suppressed"  # no consent at send time
     FAILED = "failed"  # the provider refused it permanently
     HELD = "held"  # its cluster's content awaits human review; nothing was sent
+    HELD_OUT = "held_out"  # in the campaign's control group: deliberately not sent
 
 
 class Campaign(SQLModel, table=True):
@@ -59,6 +60,16 @@ class Campaign(SQLModel, table=True):
     workflow_id: str = Field(max_length=200)
     tracking_enabled: bool = Field(
         default=True, description="Off: no pixel or tracked links, whatever the tenant's setting."
+    )
+    holdout_fraction: float = Field(
+        default=0.0, ge=0, le=0.5, description="Share of the audience kept as a control group."
+    )
+    holdout_treatment: str = Field(
+        default="none", max_length=8, description="none: the control is not mailed; plain: it "
+        "gets the template without AI personalisation (the rules tier).",
+    )  # fmt: skip
+    paused_reason: str | None = Field(
+        default=None, max_length=300, description="Why it was paused, e.g. a complaint rate."
     )
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
@@ -95,6 +106,7 @@ class Send(SQLModel, table=True):
     links: list[str] | None = Field(default=None, sa_type=sa.JSON, nullable=True)
     # The furthest a provider has reported it (tailor.delivery.webhooks.events.advance).
     esp_state: str | None = Field(default=None, max_length=16)
+    control: bool = Field(default=False, description="In the campaign's holdout group.")
     attempts: int = Field(default=0)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     dispatched_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)

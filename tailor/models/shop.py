@@ -50,6 +50,21 @@ class Tenant(SQLModel, table=True):
         default="UTC", max_length=64, description="IANA zone for the shop's reports and schedules."
     )
     tracking_enabled: bool = Field(default=True, description="Open and click tracking.")
+    attribution_click_hours: int = Field(
+        default=120, ge=1, le=2160, description="An order this soon after a click is the email's."
+    )
+    attribution_open_hours: int = Field(
+        default=24, ge=0, le=2160, description="The weaker open-only rule's window; 0 turns it off."
+    )
+    pause_complaint_rate: float = Field(
+        default=0.003, gt=0, le=1, description="A campaign above this complaint rate is paused."
+    )
+    pause_bounce_rate: float = Field(
+        default=0.05, gt=0, le=1, description="A campaign above this bounce rate is paused."
+    )
+    pause_min_sent: int = Field(
+        default=1000, ge=1, description="Emails sent before the pause rates are judged."
+    )
     tracking_key_version: int = Field(
         default=1, ge=1, description="Signs tracking links; the previous version still verifies."
     )
