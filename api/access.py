@@ -105,6 +105,11 @@ ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[Role] | None]] = {
     ("POST", "/v1/reviews/{review_id}/reject"): REVIEW,
     # Usage
     ("GET", "/v1/usage/llm"): READ,
+    ("GET", "/v1/reports/campaigns/{campaign_id}"): READ,
+    ("GET", "/v1/reports/journeys/{journey_key}"): READ,
+    ("GET", "/v1/reports/ab-tests/{test_id}"): READ,
+    ("GET", "/v1/reports/deliverability"): READ,
+    ("GET", "/v1/reports/cohorts"): READ,
     # API keys
     ("GET", "/v1/keys"): ADMINISTER,
     ("POST", "/v1/keys"): ADMINISTER,

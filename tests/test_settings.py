@@ -53,6 +53,11 @@ async def test_anyone_of_the_tenant_reads_the_settings_with_defaults_filled_in(
         "llm_daily_budget_usd": None,
         "effective_llm_daily_budget_usd": 7.5,
         "tracking_enabled": True,
+        "attribution_click_hours": 120,
+        "attribution_open_hours": 24,
+        "pause_complaint_rate": 0.003,
+        "pause_bounce_rate": 0.05,
+        "pause_min_sent": 1000,
     }
     ingest = await key_headers(db, "demo", Role.INGEST)
     assert (await http.get(URL, headers=ingest)).status_code == 403
@@ -70,6 +75,10 @@ async def test_an_admin_changes_only_the_fields_named(
         "daily_email_limit": 50,
         "llm_daily_budget_usd": 0,
         "brand_policy": policy,
+        "attribution_click_hours": 72,
+        "attribution_open_hours": 0,
+        "pause_complaint_rate": 0.001,
+        "pause_min_sent": 500,
     }
     answer = await http.patch(URL, json=change, headers=admin)
     assert answer.status_code == 200, answer.text
@@ -109,6 +118,11 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     ({"from_name": None}, "from_name"),
     ({"postal_address": "   "}, "postal_address"),
     ({"tracking_enabled": "maybe"}, "tracking_enabled"),
+    ({"attribution_click_hours": 0}, "attribution_click_hours"),
+    ({"attribution_open_hours": None}, "attribution_open_hours"),
+    ({"pause_complaint_rate": 0}, "pause_complaint_rate"),
+    ({"pause_bounce_rate": 1.5}, "pause_bounce_rate"),
+    ({"pause_min_sent": 0}, "pause_min_sent"),
     ({"brand_policy": {"max_subject_length": 5}}, "brand_policy.max_subject_length"),
     ({"brand_policy": {"tone": "shouty"}}, "brand_policy.tone"),
     ({"brand_policy": {"tone": None}}, "brand_policy.tone"),

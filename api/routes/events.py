@@ -22,7 +22,8 @@ from api.schemas.events import (
     SegmentCall,
     TrackIn,
 )
-from tailor.engagement.record import engage
+from tailor.engagement.attribution import attribute_orders
+from tailor.engagement.record import credit_conversions, engage
 from tailor.journeys.triggers import TriggerAgent
 from tailor.models import utcnow
 from tailor.profiles.cache import FeatureCache
@@ -94,6 +95,9 @@ async def _ingest(
         session=session, tenant_id=tenant_id, events=[_incoming(call) for call in used]
     )
     stored = recorded.stored
+    attributed = await attribute_orders(
+        await session.connection(), tenant_id=tenant_id, events=stored
+    )
     # Commit first: what trigger processing starts must find the events and features stored.
     await session.commit()
     # Then drop the cached profiles the features changed, before journeys started below read them.
@@ -101,6 +105,9 @@ async def _ingest(
         await features.invalidate(e.contact_id for e in stored if e.contact_id is not None)
     if stored:
         await triggers.on_events(tenant_id, stored)
+    await credit_conversions(
+        session, triggers=triggers, features=features, tenant_id=tenant_id, attributed=attributed
+    )
     return EventsAccepted(
         accepted=len(stored), duplicates=recorded.duplicates, ignored=len(calls) - len(used)
     )

@@ -31,6 +31,11 @@ def _public(tenant: Tenant, settings: Settings) -> TenantSettingsPublic:
         if budget is not None
         else settings.llm_daily_budget_usd,
         tracking_enabled=tenant.tracking_enabled,
+        attribution_click_hours=tenant.attribution_click_hours,
+        attribution_open_hours=tenant.attribution_open_hours,
+        pause_complaint_rate=tenant.pause_complaint_rate,
+        pause_bounce_rate=tenant.pause_bounce_rate,
+        pause_min_sent=tenant.pause_min_sent,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated
@@ -21,15 +22,18 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
-from api.deps import DatabaseDep, SettingsDep
+from api.deps import DatabaseDep, GatewayDep, SettingsDep, TemporalGateway
 from api.openapi import problems
 from api.schemas.webhooks import WebhookCounts
 from tailor.config import Settings
+from tailor.db import Database
 from tailor.delivery.webhooks import mailgun, sendgrid, ses, sns
+from tailor.delivery.webhooks.events import EspEvent
 from tailor.delivery.webhooks.fetch import FetchFailed, SnsHttp
-from tailor.delivery.webhooks.ingest import ingest
+from tailor.delivery.webhooks.ingest import Ingested, ingest
 from tailor.delivery.webhooks.refusal import WebhookRefused
 from tailor.delivery.webhooks.replay import MemoryReplayGuard, RedisReplayGuard, ReplayGuard
+from tailor.temporal.guard import pause_breaching
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -85,13 +89,28 @@ def _refused(error: WebhookRefused) -> JSONResponse:
     return JSONResponse({"message": message, "detail": detail}, status_code=401)
 
 
+async def _ingest(
+    db: Database, gateway: TemporalGateway, events: Sequence[EspEvent], settings: Settings
+) -> Ingested:
+    """Store and apply the events; then pause any campaign a new bounce or complaint pushed
+    over its tenant's limits (``tailor.delivery.guard``)."""
+    done = await ingest(db, events, soft_bounce_limit=settings.soft_bounce_limit)
+    if done.flagged:
+        await pause_breaching(db, gateway.control, done.flagged)
+    return done
+
+
 def _max_age(settings: Settings) -> timedelta:
     return timedelta(seconds=settings.webhook_max_age_s)
 
 
 @router.post("/sendgrid", response_model=WebhookCounts, responses=ERRORS)
 async def sendgrid_events(
-    request: Request, settings: SettingsDep, db: DatabaseDep, state: WebhooksDep
+    request: Request,
+    settings: SettingsDep,
+    db: DatabaseDep,
+    state: WebhooksDep,
+    gateway: GatewayDep,
 ) -> WebhookCounts | JSONResponse:
     """SendGrid's Signed Event Webhook: a JSON array of events."""
     if state.sendgrid_key is None:
@@ -103,13 +122,17 @@ async def sendgrid_events(
         return _refused(error)
     events = sendgrid.parse(body)  # InvalidInput: 422 naming the event at fault
     ignored = len(json.loads(body)) - len(events)
-    done = await ingest(db, events, soft_bounce_limit=settings.soft_bounce_limit)
+    done = await _ingest(db, gateway, events, settings)
     return WebhookCounts(accepted=done.accepted, duplicates=done.duplicates, ignored=ignored)
 
 
 @router.post("/mailgun", response_model=WebhookCounts, responses=ERRORS)
 async def mailgun_event(
-    request: Request, settings: SettingsDep, db: DatabaseDep, state: WebhooksDep
+    request: Request,
+    settings: SettingsDep,
+    db: DatabaseDep,
+    state: WebhooksDep,
+    gateway: GatewayDep,
 ) -> WebhookCounts | JSONResponse:
     """Mailgun's webhook: one event, signed with the webhook signing key; tokens are single-use."""
     if not settings.mailgun_webhook_signing_key:
@@ -125,13 +148,17 @@ async def mailgun_event(
         raise HTTPException(503, "the replay guard (Redis) is unreachable; try again") from error
     if event is None:
         return WebhookCounts(accepted=0, duplicates=0, ignored=1)
-    done = await ingest(db, [event], soft_bounce_limit=settings.soft_bounce_limit)
+    done = await _ingest(db, gateway, [event], settings)
     return WebhookCounts(accepted=done.accepted, duplicates=done.duplicates, ignored=0)
 
 
 @router.post("/ses", response_model=WebhookCounts, responses=ERRORS)
 async def ses_events(
-    request: Request, settings: SettingsDep, db: DatabaseDep, state: WebhooksDep
+    request: Request,
+    settings: SettingsDep,
+    db: DatabaseDep,
+    state: WebhooksDep,
+    gateway: GatewayDep,
 ) -> WebhookCounts | JSONResponse:
     """Amazon SES events published to an SNS topic in ``sns_topic_arns`` (HTTPS subscription;
     none listed: 404, every message refused).
@@ -163,5 +190,5 @@ async def ses_events(
     events = ses.parse(message)
     if not events:
         return WebhookCounts(accepted=0, duplicates=0, ignored=1)
-    done = await ingest(db, events, soft_bounce_limit=settings.soft_bounce_limit)
+    done = await _ingest(db, gateway, events, settings)
     return WebhookCounts(accepted=done.accepted, duplicates=done.duplicates, ignored=0)

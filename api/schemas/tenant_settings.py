@@ -46,10 +46,29 @@ class TenantSettingsPatch(Strict):
         None, ge=0, allow_inf_nan=False, description="Null: the server's default budget."
     )
     tracking_enabled: StrictBool | None = Field(None, description="Open and click tracking.")
+    attribution_click_hours: int | None = Field(
+        None, ge=1, le=2160, description="An order this many hours after a click is the email's."
+    )
+    attribution_open_hours: int | None = Field(
+        None, ge=0, le=2160, description="The weaker open-only rule's window; 0 turns it off."
+    )
+    pause_complaint_rate: float | None = Field(
+        None, gt=0, le=1, allow_inf_nan=False,
+        description="Pause a campaign above this complaint rate (0.003 = 0.3%).",
+    )  # fmt: skip
+    pause_bounce_rate: float | None = Field(
+        None, gt=0, le=1, allow_inf_nan=False,
+        description="Pause a campaign above this hard bounce rate (0.05 = 5%).",
+    )  # fmt: skip
+    pause_min_sent: int | None = Field(
+        None, ge=1, le=10_000_000, description="Emails sent before the pause rates are judged."
+    )
 
     @field_validator(
         "postal_address", "from_name", "from_email", "timezone", "brand_policy",
-        "daily_email_limit", "tracking_enabled", mode="before",
+        "daily_email_limit", "tracking_enabled", "attribution_click_hours",
+        "attribution_open_hours", "pause_complaint_rate", "pause_bounce_rate", "pause_min_sent",
+        mode="before",
     )  # fmt: skip
     @classmethod
     def _not_null(cls, value: Any) -> Any:
@@ -82,3 +101,8 @@ class TenantSettingsPublic(BaseModel):
     llm_daily_budget_usd: float | None = Field(description="Null: the server's default.")
     effective_llm_daily_budget_usd: float
     tracking_enabled: bool
+    attribution_click_hours: int
+    attribution_open_hours: int
+    pause_complaint_rate: float
+    pause_bounce_rate: float
+    pause_min_sent: int

@@ -20,7 +20,9 @@ from tailor.personalise.brand import BrandPolicy
 #: The tenant's columns a settings change may write.
 SETTINGS: Final = frozenset({"postal_address", "from_name", "from_email", "timezone",
                              "brand_policy", "daily_email_limit", "llm_daily_budget_usd",
-                             "tracking_enabled"})  # fmt: skip
+                             "tracking_enabled", "attribution_click_hours",
+                             "attribution_open_hours", "pause_complaint_rate",
+                             "pause_bounce_rate", "pause_min_sent"})  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -8,16 +8,19 @@ one change exactly the same things.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tailor.engagement.attribution import Attributed
 from tailor.journeys.triggers import TriggerAgent
 from tailor.models import Send
 from tailor.profiles.cache import FeatureCache
-from tailor.store.ab_tests import record_engagement
 from tailor.store.events import apply_system_event_features, record_system_event
+from tailor.store.rollups import count_firsts, mark_cohorts
 
+COHORT_METRICS = frozenset({"open", "click"})  # orders mark theirs in attribution
 EVENT_NAMES = {
     "open": "email.opened",
     "click": "email.clicked",
@@ -37,10 +40,12 @@ async def engage(
 ) -> bool:
     """Record ``metric`` for a delivered send and commit; False when it was already recorded
     (only the first of each kind counts, and a repeat changes nothing)."""
+    assert send.id is not None, "engagement of a stored send"
     conn = await session.connection()
-    first = await record_engagement(
-        conn, tenant_id=tenant_id, send=send, metric=metric, occurred_at=occurred_at
-    )
+    # The first of each kind per email is recorded and counted in the report rollups at once.
+    first = bool(await count_firsts(conn, firsts=[(metric, send.id, occurred_at)]))
+    if metric in COHORT_METRICS:
+        await mark_cohorts(conn, marks=[(send.contact_id, metric, occurred_at)])
     name = EVENT_NAMES[metric]
     stored = None
     if first:
@@ -58,3 +63,22 @@ async def engage(
     if stored is not None:
         await triggers.on_events(tenant_id, [stored])
     return first
+
+
+async def credit_conversions(
+    session: AsyncSession,
+    *,
+    triggers: TriggerAgent,
+    features: FeatureCache | None,
+    tenant_id: str,
+    attributed: Sequence[Attributed],
+) -> None:
+    """Pass attributed orders on as each email's conversion (``engage``): the A/B metric, the
+    person's features and an ``email.converted`` event. Call after the orders are committed."""
+    for credit in attributed:
+        send = await session.get(Send, credit.send_id)
+        if send is not None:
+            await engage(
+                session, triggers=triggers, features=features, tenant_id=tenant_id, send=send,
+                metric="conversion", occurred_at=credit.at,
+            )  # fmt: skip

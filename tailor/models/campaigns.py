@@ -120,6 +120,7 @@ class Engagement(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("send_id", "metric", name="uq_engagement_send_metric"),
         sa.Index("ix_engagement_campaign_metric", "campaign_id", "metric"),
+        sa.Index("ix_engagement_contact", "contact_id", "metric", "occurred_at"),  # last touch
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col
 
@@ -224,33 +223,6 @@ async def set_ab_status(
     if rollout_campaign_id is not None:
         values["rollout_campaign_id"] = rollout_campaign_id
     await conn.execute(update(AbTest).where(col(AbTest.id) == test_id).values(**values))
-
-
-async def record_engagement(
-    conn: AsyncConnection,
-    *,
-    tenant_id: str,
-    send: Send,
-    metric: str,
-    occurred_at: datetime,
-) -> bool:
-    """The send's first ``metric``; False when it was already recorded."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = (
-        dialect.insert(Engagement)
-        .values(
-            tenant_id=tenant_id,
-            campaign_id=send.campaign_id,
-            send_id=send.id,
-            contact_id=send.contact_id,
-            metric=metric,
-            occurred_at=occurred_at,
-            received_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=["send_id", "metric"])
-    )
-    result = await conn.execute(statement)
-    return bool(result.rowcount)
 
 
 # --- The API's writes --------------------------------------------------------------------------

@@ -205,3 +205,18 @@ async def list_campaigns(
         .limit(limit)
     )  # fmt: skip
     return [CampaignSummary(*row) for row in rows.all()]
+
+
+async def record_auto_pause(conn: AsyncConnection, *, campaign_id: str, reason: str) -> bool:
+    """A running campaign paused by the deliverability guard, and why; False if it was no longer
+    running or was paused by the guard before."""
+    result = await conn.execute(
+        update(Campaign)
+        .where(
+            col(Campaign.id) == campaign_id,
+            col(Campaign.status) == CampaignStatus.RUNNING.value,
+            col(Campaign.paused_reason).is_(None),
+        )
+        .values(status=CampaignStatus.PAUSED.value, paused_reason=reason[:300])
+    )
+    return bool(result.rowcount)

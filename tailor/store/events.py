@@ -71,6 +71,26 @@ class StoredEvent:
     name: str
     message_id: str
     occurred_at: datetime
+    revenue_cents: int | None = None  # an order's, for attribution
+
+
+ORDER_COMPLETED = "order.completed"
+REVENUE_PROPERTIES = ("revenue", "total", "value")  # Segment's ecommerce spec, in that order
+
+
+def revenue_cents(properties: Mapping[str, Any]) -> int:
+    """An order's revenue in cents: the first numeric of ``revenue``, ``total``, ``value``."""
+    for name in REVENUE_PROPERTIES:
+        value = properties.get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            continue
+        try:
+            amount = float(value)
+        except ValueError:
+            continue
+        if amount == amount and abs(amount) < 1e13:  # not NaN, and fits in cents
+            return round(amount * 100)
+    return 0
 
 
 def message_id_for(event: IncomingEvent) -> str:
@@ -153,6 +173,9 @@ async def record_events(
                 name=event.name,
                 message_id=message_id,
                 occurred_at=occurred_at,
+                revenue_cents=(
+                    revenue_cents(event.properties) if event.name == ORDER_COMPLETED else None
+                ),
             )
         )
     await session.flush()

@@ -371,3 +371,27 @@ async def mark_replayed(conn: AsyncConnection, *, event_id: int) -> None:
         .where(col(DeadLetter.event_id) == event_id)
         .values(status=DeadLetterStatus.REPLAYED, replayed_at=utcnow())
     )
+
+
+@dataclass(frozen=True, slots=True)
+class JourneyEmailCampaign:
+    version: int
+    step: str
+    campaign_id: str
+
+
+async def journey_email_campaigns(
+    *, session: AsyncSession, tenant_id: str, key: str
+) -> list[JourneyEmailCampaign]:
+    """Every version's send steps of a journey and the campaign each sends on, oldest first."""
+    rows = await session.execute(
+        select(JourneyDefinition)
+        .where(col(JourneyDefinition.tenant_id) == tenant_id, col(JourneyDefinition.key) == key)
+        .order_by(col(JourneyDefinition.version))
+    )
+    return [
+        JourneyEmailCampaign(d.version, str(step["name"]), str(step["campaign_id"]))
+        for d in rows.scalars()
+        for step in d.steps
+        if step.get("campaign_id")
+    ]

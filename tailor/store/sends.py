@@ -35,6 +35,7 @@ from tailor.models import (
 )
 from tailor.store.campaigns import DELIVERED
 from tailor.store.keyset import below
+from tailor.store.rollups import count_sends
 from tailor.store.segments import segment_filter
 
 
@@ -209,17 +210,22 @@ async def mark_reconciled(conn: AsyncConnection, *, send_ids: Sequence[int], pro
     """These unclear sends are in the provider's records: sent."""
     if not send_ids:
         return
-    await conn.execute(
+    now = utcnow()
+    result = await conn.execute(
         update(Send)
         .where(col(Send.id).in_(send_ids), col(Send.status) == SendStatus.DISPATCHED.value)
         .values(
             status=SendStatus.SENT.value,
-            sent_at=utcnow(),
+            sent_at=now,
             provider_message_id=f"reconciled:{provider}",
             explain={"reconciled": f"found in {provider}'s records after an "
                                    "attempt ended without its answer"},
         )
+        .returning(col(Send.id))
     )  # fmt: skip
+    await count_sends(
+        conn, counter="sent", send_ids=[i for i in result.scalars() if i is not None], at=now
+    )
 
 
 async def claim_for_dispatch(
@@ -285,24 +291,49 @@ async def mark(
     status: SendStatus,
     from_status: SendStatus,
     error: str | None = None,
-) -> None:
+) -> list[int]:
+    """Move the sends still in ``from_status`` to ``status``; returns those it moved."""
     ids = list(send_ids)
+    moved: list[int] = []
     for start in range(0, len(ids), 1000):
-        await conn.execute(
+        result = await conn.execute(
             update(Send)
             .where(
                 col(Send.id).in_(ids[start : start + 1000]),
                 col(Send.status) == from_status.value,
             )
             .values(status=status.value, error=error)
+            .returning(col(Send.id))
         )
+        moved.extend(i for i in result.scalars() if i is not None)
+    if status in _COUNTED:
+        await count_sends(conn, counter=_COUNTED[status], send_ids=moved, at=utcnow())
+    return moved
+
+
+# Statuses whose reaching is counted in the rollups (``tailor.store.rollups``), and as what.
+_COUNTED = {SendStatus.SENT: "sent", SendStatus.FAILED: "failed", SendStatus.HELD_OUT: "held_out"}
 
 
 async def mark_sent(conn: AsyncConnection, *, accepted: Sequence[Accepted]) -> None:
-    """Record the providers' acceptance of these sends."""
+    """Record the providers' acceptance of these sends, and count those not recorded before."""
     if not accepted:
         return
     now = utcnow()
+    ids = [a.send_id for a in accepted]
+    # The same attempt records its acceptances once, but a retried flush must not count twice:
+    # only sends still dispatched are moved (and counted).
+    dispatched = (
+        (
+            await conn.execute(
+                select(Send.id).where(  # type: ignore[call-overload]
+                    col(Send.id).in_(ids), col(Send.status) == SendStatus.DISPATCHED.value
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
     await conn.execute(
         update(Send)
         .where(
@@ -328,6 +359,7 @@ async def mark_sent(conn: AsyncConnection, *, accepted: Sequence[Accepted]) -> N
             for a in accepted
         ],
     )
+    await count_sends(conn, counter="sent", send_ids=dispatched, at=now)
 
 
 # --- Sends as the API reads them ---------------------------------------------------------------

@@ -41,7 +41,13 @@ from tailor.store.esp_events import (
     insert_new_events,
     raise_esp_states,
 )
+from tailor.store.rollups import count_firsts
 
+COUNTED = frozenset(
+    {EventKind.DELIVERED, EventKind.BOUNCE_HARD, EventKind.BOUNCE_SOFT, EventKind.COMPLAINT,
+     EventKind.UNSUBSCRIBE}
+)  # fmt: skip
+FLAGGING = frozenset({EventKind.BOUNCE_HARD, EventKind.COMPLAINT})
 METHODS = {EventKind.BOUNCE_HARD: "bounce", EventKind.COMPLAINT: "complaint"}
 ATTEMPTS = 3
 RETRYABLE = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
@@ -53,6 +59,8 @@ class Ingested:
     duplicates: int  # stored before (or twice in this batch)
     suppressed: int  # contacts newly suppressed
     revoked: int  # contacts newly unsubscribed
+    # Sends with a new bounce or complaint: their campaigns' rates changed (``delivery.guard``).
+    flagged: frozenset[int] = frozenset()
 
 
 # SQLite has one writer at a time and its busy handler polls with growing sleeps, so concurrent
@@ -125,7 +133,8 @@ async def _ingest_once(
                 inserted.discard(key)  # a repeat within the batch applies once
                 fresh.append((event, send))
         suppressed, revoked = await _apply(conn, fresh, soft_bounce_limit=soft_bounce_limit)
-    return Ingested(accepted, len(events) - accepted, suppressed, revoked)
+    flagged = frozenset(send.id for event, send in fresh if event.kind in FLAGGING)
+    return Ingested(accepted, len(events) - accepted, suppressed, revoked, flagged)
 
 
 async def _apply(
@@ -147,6 +156,13 @@ async def _apply(
     for state, send_ids in targets.items():
         below = [kind.value for kind, rank in RANK.items() if rank < RANK[state]]
         await raise_esp_states(conn, state=state.value, send_ids=send_ids, below=below)
+
+    # The rollups count each email's first report of each kind (opens and clicks count through
+    # engagement, where machines are told apart from people).
+    await count_firsts(
+        conn,
+        firsts=[(e.kind.value, send.id, e.occurred_at) for e, send in fresh if e.kind in COUNTED],
+    )
 
     # Soft bounces in a row, per contact, in the order they happened.
     runs: dict[int, tuple[bool, int]] = {}

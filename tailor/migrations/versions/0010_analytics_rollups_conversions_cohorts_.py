@@ -89,6 +89,9 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('holdout_treatment', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False, server_default='none'))
         batch_op.add_column(sa.Column('paused_reason', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True))
 
+    with op.batch_alter_table('engagement', schema=None) as batch_op:
+        batch_op.create_index('ix_engagement_contact', ['contact_id', 'metric', 'occurred_at'], unique=False)
+
     with op.batch_alter_table('send', schema=None) as batch_op:
         batch_op.add_column(sa.Column('control', sa.Boolean(), nullable=False, server_default=sa.false()))
 
@@ -113,6 +116,9 @@ def downgrade() -> None:
 
     with op.batch_alter_table('send', schema=None) as batch_op:
         batch_op.drop_column('control')
+
+    with op.batch_alter_table('engagement', schema=None) as batch_op:
+        batch_op.drop_index('ix_engagement_contact')
 
     with op.batch_alter_table('campaign', schema=None) as batch_op:
         batch_op.drop_column('paused_reason')
