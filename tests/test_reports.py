@@ -16,9 +16,10 @@ from sqlmodel import col
 from temporalio.client import Client
 
 from api.main import create_app
-from tailor.config import Settings
+from tailor.config import DEV_UNSUBSCRIBE_SECRET, Settings
 from tailor.db import Database
 from tailor.models import Contact, Send, SendStatus, Tenant
+from tailor.sending.unsubscribe import unsubscribe_token
 from tailor.store.reports import sum_rollups
 from tailor.store.rollups import rebuild_campaign
 from tailor.store.sends import Accepted, claim_for_dispatch, mark, mark_sent
@@ -136,13 +137,16 @@ async def test_campaign_report_counts_each_email_once_and_equals_a_rebuild(db: D
         await order(client, headers, s[0], "order-1", 42.50)  # the same order again
         await order(client, headers, s[2], "order-2", 10)  # only opened: the weaker rule
         await order(client, headers, s[3], "order-3", 99)  # neither: not attributed
+        for _ in range(2):  # the footer's unsubscribe link, clicked twice
+            token = unsubscribe_token(DEV_UNSUBSCRIBE_SECRET, m.campaign_id, s[4].contact_id)
+            assert (await client.post(f"/v1/unsubscribe/{token}")).status_code == 200
         got = await report(client, headers, m.campaign_id)
 
     totals = got["totals"]
     assert (totals["sent"], totals["delivered"], totals["bounced"], totals["complained"]) == (
         len(s), 6, 1, 1,
     )  # fmt: skip
-    assert (totals["opened"], totals["clicked"]) == (2, 1)
+    assert (totals["opened"], totals["clicked"], totals["unsubscribed"]) == (2, 1, 1)
     assert (totals["conversions"], totals["revenue"]) == (1, 42.5)
     assert (totals["conversions_open"], totals["revenue_open"]) == (1, 10.0)
     assert totals["reached"] == len(s) - 1

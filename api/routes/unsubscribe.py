@@ -13,11 +13,13 @@ from fastapi.responses import HTMLResponse
 
 from api.deps import GatewayDep, SessionDep, SettingsDep
 from tailor.journeys.definitions import journey_workflow_id
-from tailor.models import ConsentStatus
+from tailor.models import ConsentStatus, utcnow
 from tailor.sending.unsubscribe import verify_unsubscribe_token
 from tailor.store.campaigns import active_campaign_ids, get_campaign
 from tailor.store.consent import record_consent
 from tailor.store.journeys import journey_keys
+from tailor.store.rollups import count_firsts
+from tailor.store.sends import latest_sent
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/unsubscribe", tags=["unsubscribe"])
@@ -56,6 +58,11 @@ async def one_click(
         wording_version="list-unsubscribe",
         recorded_by="recipient",
     )
+    # The report counts it against the email whose link it was (once per email).
+    conn = await session.connection()
+    send_id = await latest_sent(conn, campaign_id=campaign_id, contact_id=contact_id)
+    if send_id is not None:
+        await count_firsts(conn, firsts=[("unsubscribe", send_id, utcnow())])
     campaigns = await active_campaign_ids(session=session, tenant_id=campaign.tenant_id)
     # Every journey the person may be on, by its deterministic id (one that is not running
     # is simply not reached).

@@ -418,3 +418,19 @@ async def find_send(
         )
     ).scalar_one_or_none()
     return send
+
+
+async def latest_sent(conn: AsyncConnection, *, campaign_id: str, contact_id: int) -> int | None:
+    """The newest email of this campaign the contact was sent (a journey's may be several)."""
+    found = await conn.execute(
+        select(Send.id)  # type: ignore[call-overload]
+        .where(
+            col(Send.campaign_id) == campaign_id,
+            col(Send.contact_id) == contact_id,
+            col(Send.status) == SendStatus.SENT.value,
+        )
+        .order_by(col(Send.id).desc())
+        .limit(1)
+    )
+    send_id = found.scalar()
+    return int(send_id) if send_id is not None else None
