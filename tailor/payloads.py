@@ -195,7 +195,7 @@ class JourneySend:
 
 @dataclass(frozen=True)
 class JourneySendResult:
-    outcome: str  # sent, suppressed, failed or throttled
+    outcome: str  # sent, suppressed, failed, throttled or held_out (a control group's)
     retry_after_s: int = 0  # throttled: when the person's next window opens
 
 

@@ -243,3 +243,70 @@ async def test_a_cancelled_test_rolls_nothing_out(
     assert done["winner"] is None and done["rollout_campaign_id"] is None
     again = await ab.http.post(f"/v1/ab-tests/{started['id']}/cancel")
     assert again.status_code == 409
+
+
+async def test_ai_vs_plain_is_one_field_and_the_plain_side_stays_plain_to_the_rollout(
+    ab: AbApi, isolated_time_skipping_env: WorkflowEnvironment
+) -> None:
+    with isolated_time_skipping_env.auto_time_skipping_disabled():
+        started = await ab.ok(
+            "POST",
+            "/v1/ab-tests",
+            json={"name": "Does the AI pay?", "ai_vs_plain": True, "template_version_id": ab.a,
+                  "metric": "click", "test_fraction": 0.5, "min_sent_per_variant": 50,
+                  "window_hours": 48},
+        )  # fmt: skip
+        cells = started["cell_campaign_ids"]
+        assert set(cells) == {"ai", "plain"}
+        await ab.wait_for(started["id"], "waiting")
+        plain = await ab.delivered(cells["plain"])
+        ai = await ab.delivered(cells["ai"])
+        await _click(ab, cells["ai"], ai, 0.3, seed=3)
+        await _click(ab, cells["plain"], plain, 0.1, seed=4)
+        test = await ab.ok("GET", f"/v1/ab-tests/{started['id']}")
+        await ab.ok("POST", f"/v1/ab-tests/{started['id']}/winner", json={"variant": "plain"})
+        done = await ab.wait_for(started["id"], "completed", "failed")
+
+    variants = {v["key"]: v for v in test["variants"]}
+    assert variants["ai"]["generator"] == "auto" and variants["plain"]["generator"] == "rules"
+    assert variants["ai"]["template_version_id"] == variants["plain"]["template_version_id"]
+    lift = variants["ai"]["lift_over_plain"]
+    assert lift["plain_variant"] == "plain" and lift["metric"] == "click"
+    assert lift["treatment_rate"] == pytest.approx(variants["ai"]["rate"], abs=1e-4)
+    assert lift["difference"] > 0 and lift["ci95"][0] < lift["difference"] < lift["ci95"][1]
+    assert "lift_over_plain" not in variants["plain"]
+    async with ab.db.read_session() as session:
+        campaigns = {
+            key: (await session.get(Campaign, campaign_id))
+            for key, campaign_id in [*cells.items(), ("rollout", done["rollout_campaign_id"])]
+        }
+        kinds = {key: c.generator for key, c in campaigns.items() if c is not None}
+        sent = await session.execute(
+            select(Send).where(col(Send.campaign_id) == cells["plain"], col(Send.status) == "sent")
+        )
+        explained = sent.scalars().first()
+    assert kinds == {"ai": "auto", "plain": "rules", "rollout": "rules"}
+    assert explained is not None and explained.explain is not None
+    assert "rules tier only" in explained.explain["generator"]["why"]
+
+
+async def test_bad_ai_vs_plain_tests_are_refused_with_the_field_named(ab: AbApi) -> None:
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"ai_vs_plain": True}, "template_version_id"),
+        ({"ai_vs_plain": True, "template_version_id": ab.a,
+          "variants": [{"key": "A", "template_version_id": ab.a}] * 2}, "ai_vs_plain"),
+        ({"template_version_id": ab.a, "variants": [{"key": "A", "template_version_id": ab.a},
+                                                     {"key": "B", "template_version_id": ab.b}]},
+         "template_version_id"),
+        ({"ai_vs_plain": True, "template_version_id": 99999}, "template_version_id"),
+        ({"ai_vs_plain": True, "template_version_id": ab.a, "default_variant": "A"},
+         "default_variant"),
+        ({"variants": [{"key": "A", "template_version_id": ab.a, "generator": "gpt"},
+                       {"key": "B", "template_version_id": ab.b}]}, "generator"),
+    ]  # fmt: skip
+    for overrides, named in cases:
+        response = await ab.http.post("/v1/ab-tests", json={"name": "x", **overrides})
+        assert response.status_code == 422, (overrides, response.text)
+        assert named in response.text, (overrides, response.text)
+    async with ab.db.read() as conn:
+        assert (await conn.execute(select(func.count()).select_from(Campaign))).scalar_one() == 0

@@ -25,6 +25,7 @@ from tailor.db import Database
 from tailor.demo.seed import seed_demo
 from tailor.devtools.llm_stub import StubLlm
 from tailor.devtools.smtp_sink import read_outbox
+from tailor.holdout import in_control
 from tailor.journeys.definitions import journey_workflow_id
 from tailor.models import Contact, Tenant
 from tailor.payloads import JourneyEnd
@@ -348,3 +349,58 @@ async def test_the_cart_email_is_written_during_the_wait_and_sent_on_time(
         )
         assert why == [("openai",)]
         assert mail["Subject"]
+
+
+async def test_a_journeys_control_group_gets_none_of_its_emails_and_waits_for_no_limit(
+    journeys: Journeys,
+) -> None:
+    """Half the people of a new welcome version are its control group: held out of every
+    step (no email, nothing counted against the daily limit of 1), the rest mailed."""
+    answer = await journeys.http.post(
+        "/v1/journeys",
+        json={
+            "key": "welcome",
+            "name": "Welcome, measured",
+            "steps": [{"type": "send", "name": "hello", "goal": "welcome_1"},
+                      {"type": "send", "name": "picks", "goal": "welcome_2"}],
+            "holdout": {"fraction": 0.5},
+        },
+    )  # fmt: skip
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["holdout"] == {"fraction": 0.5, "treatment": "none"}
+    listed = (await journeys.http.get("/v1/journeys")).json()["data"]
+    assert next(j for j in listed if j["key"] == "welcome")["holdout"]["fraction"] == 0.5
+    async with journeys.db.write() as conn:
+        await conn.execute(update(Tenant).values(daily_email_limit=1))
+    consenting = [
+        c for (c,) in await journeys.rows(
+            "SELECT DISTINCT c.id FROM contact c JOIN consent_record r ON r.contact_id = c.id "
+            "WHERE r.status = 'granted' ORDER BY c.id"
+        )
+    ]  # fmt: skip
+    salt = "journey-demo-welcome-*"  # every step and version of the welcome journey
+    held = next(i for i, c in enumerate(consenting) if in_control(salt, c, 0.5))
+    mailed = next(i for i, c in enumerate(consenting) if not in_control(salt, c, 0.5))
+    control, control_user = await journeys.person(held)
+    treated, treated_user = await journeys.person(mailed)
+
+    await journeys.track(control_user, "Signed Up")
+    await journeys.track(treated_user, "Signed Up")
+    # Within the hour the control person also abandons a cart: that journey has no holdout,
+    # and the two held-out welcome emails do not use up their one email a day.
+    await journeys.track(control_user, "Cart Abandoned", products=[{"sku": "KIT-103"}])
+    await journeys.env.sleep(timedelta(hours=2))
+    assert len(journeys.emails_to(control)) == 1  # the cart reminder, not throttled
+    assert len(journeys.emails_to(treated)) == 1  # hello; picks waits for tomorrow's window
+
+    end = await journeys.handle("welcome", control).result()  # done: nothing to wait for
+    assert (end.status, end.emails_sent) == ("completed", 0)
+    held_out = await journeys.rows(
+        f"SELECT status, control, explain FROM send WHERE contact_id = {control} "
+        "AND campaign_id LIKE 'jrn_%' AND status != 'sent'"
+    )
+    assert [(s, bool(c)) for s, c, _ in held_out] == [("held_out", True)] * 2
+    assert all('"journey": "welcome"' in why and "not mailed" in why for *_, why in held_out)
+    async with journeys.db.write() as conn:  # the limit counts real days: lift it
+        await conn.execute(update(Tenant).values(daily_email_limit=5))
+    assert (await journeys.end(journeys.handle("welcome", treated))).emails_sent == 2

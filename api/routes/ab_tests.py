@@ -14,9 +14,11 @@ from api.openapi import problems
 from api.paging import Cursor, Limit, after_time, page, time_cursor
 from api.schemas.ab_tests import AbTestIn, AbTestListItem, AbTestStarted, AbWinnerIn
 from api.schemas.base import Page, TextId
+from tailor.analytics.lift import Arm, lift
 from tailor.errors import InvalidInput, NotFound
-from tailor.models import AbTest, AbTestStatus
+from tailor.models import AbTest, AbTestStatus, Generator
 from tailor.store.ab_tests import (
+    VariantCounts,
     VariantSpec,
     create_ab_test,
     delete_ab_test,
@@ -49,13 +51,15 @@ async def submit(
 ) -> AbTestStarted:
     """Start an A/B test: each variant goes to an equal cell of ``test_fraction`` of the
     segment; after the window the winner goes to everyone else."""
-    for index, variant in enumerate(body.variants):
+    cells = body.cells()
+    for index, variant in enumerate(cells):
         try:
             await get_version(
                 session=session, tenant_id=tenant.id, version_id=variant.template_version_id
             )
         except NotFound as exc:
-            raise InvalidInput(f"variants.{index}.template_version_id", str(exc)) from exc
+            where = "" if body.ai_vs_plain else f"variants.{index}."
+            raise InvalidInput(f"{where}template_version_id", str(exc)) from exc
     control = await gateway.ab_tests()
     try:
         test = await create_ab_test(
@@ -63,13 +67,13 @@ async def submit(
             tenant_id=tenant.id,
             name=body.name,
             segment=body.segment.model_dump(exclude_none=True),
-            variants=[VariantSpec(v.key, v.template_version_id) for v in body.variants],
+            variants=[VariantSpec(v.key, v.template_version_id, v.generator) for v in cells],
             metric=body.metric,
             test_fraction=body.test_fraction,
             threshold=body.threshold,
             min_sent_per_variant=body.min_sent_per_variant,
             window_s=max(1, round(body.window_hours * 3600)),
-            default_variant=body.default_variant or body.variants[0].key,
+            default_variant=body.default_variant or cells[0].key,
         )
     except ValueError as exc:
         raise InvalidInput("test_fraction", str(exc)) from exc
@@ -130,11 +134,26 @@ async def read(
                 "sent": c.sent,
                 "successes": c.successes,
                 "rate": round(c.successes / c.sent, 4) if c.sent else None,
+                **_lift_over_plain(test, v, c, counts),
             }
             for v, c in zip(test.variants, counts, strict=True)
         ],  # fmt: skip
         "progress": progress,
     }
+
+
+def _lift_over_plain(
+    test: AbTest, variant: dict[str, Any], mine: VariantCounts, counts: list[VariantCounts]
+) -> dict[str, Any]:
+    """An AI variant's lift over the test's plain variant (generator rules), reported as a
+    holdout's is: rates, difference, 95% interval, p-value."""
+    plain = [c for v, c in zip(test.variants, counts, strict=True)
+             if v.get("generator") == Generator.RULES]  # fmt: skip
+    if len(plain) != 1 or variant.get("generator") == Generator.RULES:
+        return {}
+    result = lift(Arm(mine.sent, mine.successes), Arm(plain[0].sent, plain[0].successes))
+    return {"lift_over_plain": {"metric": test.metric, "plain_variant": plain[0].key,
+                                **result.as_dict()}}  # fmt: skip
 
 
 async def _active(session: SessionDep, tenant: TenantDep, test_id: str) -> AbTest:

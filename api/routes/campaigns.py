@@ -15,7 +15,7 @@ from api.paging import Cursor, Limit, after_time, page, time_cursor
 from api.schemas.base import Page, TextId
 from api.schemas.campaigns import CampaignIn, CampaignListItem, CampaignPublic, CampaignStarted
 from tailor.errors import InvalidInput, NotFound
-from tailor.models import Campaign, CampaignKind, CampaignStatus
+from tailor.models import Campaign, CampaignKind, CampaignStatus, Holdout, HoldoutTreatment
 from tailor.store.campaigns import (
     ACTIVE,
     create_campaign,
@@ -64,6 +64,8 @@ async def submit(
         send_time=body.send_time,
         start_at=body.start_at,
         tracking_enabled=body.tracking,
+        holdout=body.holdout,
+        generator=body.generator,
     )
     audit_target(request, campaign_id=campaign.id)
     # The workflow reads the campaign row, so it must be committed before the workflow starts.
@@ -155,13 +157,22 @@ async def read(
                 "completed_at",
                 "start_at",
                 "kind",
+                "generator",
             }
         ),
+        holdout=_holdout(campaign),
         counts=counts,
         generation=generation,
         progress=progress,
         temporal_ui_url=settings.temporal_ui_workflow_url(campaign.workflow_id),
     )
+
+
+def _holdout(campaign: Campaign) -> Holdout | None:
+    if campaign.holdout_fraction <= 0:
+        return None
+    return Holdout(fraction=campaign.holdout_fraction,
+                   treatment=HoldoutTreatment(campaign.holdout_treatment))  # fmt: skip
 
 
 async def _steer(

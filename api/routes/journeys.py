@@ -22,7 +22,7 @@ from api.schemas.journeys import (
     TriggerRulesPublic,
 )
 from tailor.journeys.definitions import JourneySpec, RuleSpec
-from tailor.models import DeadLetterStatus, Event, JourneyDefinition
+from tailor.models import DeadLetterStatus, Event, Holdout, JourneyDefinition
 from tailor.store.events import StoredEvent
 from tailor.store.journeys import (
     create_definition,
@@ -40,7 +40,12 @@ router = APIRouter(prefix="/v1", tags=["journeys"])
 
 
 def _public(definition: JourneyDefinition) -> JourneyPublic:
-    return JourneyPublic.model_validate(definition, from_attributes=True)
+    public = JourneyPublic.model_validate(definition, from_attributes=True)
+    # The journey's holdout is recorded on each of its send steps (and their campaigns).
+    holdout = next((s["holdout"] for s in definition.steps if s.get("holdout")), None)
+    if holdout is None:
+        return public
+    return public.model_copy(update={"holdout": Holdout.model_validate(holdout)})
 
 
 @router.get("/journeys", response_model=JourneysPublic)

@@ -15,6 +15,7 @@ from pydantic import (
 )
 
 from api.schemas.base import RowIdField, Strict
+from tailor.models import Generator, Holdout
 from tailor.personalise.prompts import DEFAULT_PROMPT, PROMPTS
 from tailor.store.segments import Segment
 
@@ -41,6 +42,17 @@ class CampaignIn(Strict):
         True,
         description="Open pixel and tracked links, when the tenant's tracking is on too; false "
         "sends this campaign's emails with direct links and no pixel.",
+    )
+    holdout: Holdout | None = Field(
+        None,
+        description="A random, deterministic control group to measure lift against, e.g. "
+        '{"fraction": 0.05, "treatment": "none"}: 5% of the audience is not mailed ("plain": '
+        "it gets the template without AI personalisation).",
+    )
+    generator: Generator = Field(
+        Generator.AUTO,
+        description="auto: the LLM tiers where configured, then rules; rules: the rules tier "
+        "writes every email.",
     )
 
     @model_validator(mode="after")
@@ -75,6 +87,8 @@ class CampaignPublic(BaseModel):
     start_at: datetime | None = None
     created_at: datetime
     completed_at: datetime | None
+    holdout: Holdout | None = Field(None, description="Its control group, if it keeps one.")
+    generator: str = Field("auto", description="auto: LLM tiers, then rules; rules: rules only.")
     counts: dict[str, int] = Field(description="Sends by status, from the sends table.")
     generation: dict[str, Any] = Field(
         description="Emails by generator (rules, openai, anthropic), LLM calls, cache hits, cost."

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from tailor.models import Holdout
+
 
 class JourneyPublic(BaseModel):
     id: int
@@ -15,6 +17,7 @@ class JourneyPublic(BaseModel):
     name: str
     steps: list[dict[str, Any]]
     exit_on: list[str]
+    holdout: Holdout | None = None  # its control group, when it keeps one
     created_at: datetime
 
 

@@ -15,7 +15,8 @@ class SendPublic(BaseModel):
     id: int
     campaign_id: str
     contact_id: int
-    status: str
+    status: str  # held_out: in the campaign's control group, deliberately not sent
+    control: bool = False  # in the campaign's control group (holdout)
     generator: str | None
     message_id: str
     error: str | None

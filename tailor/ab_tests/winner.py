@@ -11,7 +11,7 @@ from rag.index import ExemplarIndex
 from tailor.ab_tests.looks import load_test
 from tailor.db import Database
 from tailor.errors import NotFound
-from tailor.models import AbTestStatus, CampaignKind
+from tailor.models import AbTestStatus, CampaignKind, Generator
 from tailor.payloads import AbRollout
 from tailor.personalise.pii import PiiScanner
 from tailor.store.ab_tests import cell_slices, set_ab_status, variant_counts
@@ -39,6 +39,8 @@ async def roll_out(db: Database, rollout: AbRollout) -> str:
             template_version_id=variant["template_version_id"],
             segment={**test.segment, "sample": rest},
             kind=CampaignKind.AB_CELL,
+            # The plain variant won an AI vs plain test: the rest get the plain email too.
+            generator=Generator(variant.get("generator", Generator.AUTO)),
         )
         await session.flush()
         conn = await session.connection()

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tailor.models.base import MAX_ROW_ID
+from tailor.models.campaigns import Holdout
 
 # Goals the rules tier has copy for (``JOURNEY_COPY`` in ``tailor/personalise/rules.py``); a send
 # step names one.
@@ -82,6 +83,11 @@ class JourneySpec(_Strict):
     name: str = Field(min_length=1, max_length=150)
     steps: list[Step] = Field(min_length=1, max_length=50)
     exit_on: list[str] = Field(default_factory=list, max_length=20)
+    holdout: Holdout | None = Field(
+        None,
+        description="A control group kept out of the journey's emails (or sent the plain "
+        "ones), to measure its lift: the same people for every step and version.",
+    )
 
     @model_validator(mode="after")
     def _sends_something(self) -> JourneySpec:

@@ -1,6 +1,10 @@
 """A journey's emails: written ahead while the journey waits, then sent through the same send
 pipeline as a campaign chunk, on the step's own campaign row with the journey run as the send's
 occurrence: a retry, a restart or a replayed trigger never sends one run's email twice.
+
+A journey's control group (``tailor/holdout.py``, drawn per journey, so the same people in every
+step and version) is held out of each email (``held_out``: the run goes on and sends nothing,
+with no daily-limit wait), or gets the plain email; nothing is written ahead for either.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ class JourneyEmails:
         if not self.generator.enabled:
             return False
         ctx = await self._context(send)
+        if ctx.rules_only or ctx.holdout.controls([send.contact_id]):
+            return False  # the rules tier writes it at send time (or nothing is sent)
         profiles = await self.profiles.load([send.contact_id])
         if send.contact_id not in profiles:
             return False
@@ -53,11 +59,15 @@ class JourneyEmails:
 
     async def send(self, send: JourneySend, heartbeat: Heartbeat) -> JourneySendResult:
         ctx = await self._context(send)
-        if await self._status(send) in DELIVERED:
+        status = await self._status(send)
+        if status in DELIVERED:
             return JourneySendResult("sent")  # an earlier attempt delivered it
-        retry_after = await self.timing.over_daily_limit(send.tenant_id, send.contact_id)
-        if retry_after is not None:
-            return JourneySendResult("throttled", int(retry_after.total_seconds()) + 1)
+        if status == SendStatus.HELD_OUT:
+            return JourneySendResult("held_out")  # an earlier attempt held it out
+        if not ctx.holdout.withholds(send.contact_id):  # held out: no email, so no wait
+            retry_after = await self.timing.over_daily_limit(send.tenant_id, send.contact_id)
+            if retry_after is not None:
+                return JourneySendResult("throttled", int(retry_after.total_seconds()) + 1)
         journey = {"journey": send.journey_key, "step": send.step, "trigger": send.trigger,
                    "run_id": send.run_id,
                    "send_time": send.send_time_reason or "as soon as due"}  # fmt: skip
@@ -68,6 +78,8 @@ class JourneyEmails:
         status = await self._status(send)
         if status in DELIVERED:
             return JourneySendResult("sent")
+        if status == SendStatus.HELD_OUT:
+            return JourneySendResult("held_out")  # the journey goes on; nothing counted as sent
         return JourneySendResult("suppressed" if status == SendStatus.SUPPRESSED else "failed")
 
     async def _status(self, send: JourneySend) -> str | None:

@@ -36,7 +36,8 @@ class AbTest(SQLModel, table=True):
     min_sent_per_variant: int = Field(ge=1)
     window_s: int = Field(ge=1)
     default_variant: str = Field(max_length=16)
-    variants: list[dict[str, Any]] = json_field()  # key, template_version_id, campaign_id
+    # key, template_version_id, generator (auto, rules; absent before it existed), campaign_id
+    variants: list[dict[str, Any]] = json_field()
     status: str = Field(default=AbTestStatus.TESTING, max_length=16, index=True)
     winner: str | None = Field(default=None, max_length=16)
     decision: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON, nullable=True)

@@ -7,6 +7,8 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict
+from pydantic import Field as Spec
 from sqlmodel import Field, SQLModel
 
 from tailor.models.base import UTCDateTime, json_field, utcnow
@@ -39,6 +41,39 @@ class SendStatus(StrEnum):
     HELD_OUT = "held_out"  # in the campaign's control group: deliberately not sent
 
 
+class HoldoutTreatment(StrEnum):
+    NONE = "none"  # the control group is not mailed
+    PLAIN = "plain"  # it gets the template without AI personalisation: the rules tier
+
+
+class Generator(StrEnum):
+    """Who may write a campaign's emails."""
+
+    AUTO = "auto"  # the LLM tiers where configured, the rules tier otherwise
+    RULES = "rules"  # the rules tier only: the "plain" arm of an AI vs plain test
+
+
+MAX_HOLDOUT_FRACTION = 0.5
+
+
+class Holdout(BaseModel):
+    """A campaign's or journey's control group as its author states it; the campaign row keeps
+    it as ``holdout_fraction`` and ``holdout_treatment``. Membership: ``tailor.holdout``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fraction: float = Spec(
+        ge=0.0001,  # one bucket in 10,000: anything smaller would be an empty control group
+        le=MAX_HOLDOUT_FRACTION,
+        description="Share of the audience kept as a control group, 0.0001 to 0.5 (0.05: 5%).",
+    )
+    treatment: HoldoutTreatment = Spec(
+        HoldoutTreatment.NONE,
+        description="none: the control group is not mailed; plain: it gets the template "
+        "without AI personalisation (the rules tier).",
+    )
+
+
 class Campaign(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=64)
     tenant_id: str = Field(foreign_key="tenant.id", max_length=64, index=True)
@@ -67,6 +102,10 @@ class Campaign(SQLModel, table=True):
     holdout_treatment: str = Field(
         default="none", max_length=8, description="none: the control is not mailed; plain: it "
         "gets the template without AI personalisation (the rules tier).",
+    )  # fmt: skip
+    generator: str = Field(
+        default=Generator.AUTO, max_length=8,
+        description="auto: LLM tiers, then rules; rules: the rules tier only.",
     )  # fmt: skip
     paused_reason: str | None = Field(
         default=None, max_length=300, description="Why it was paused, e.g. a complaint rate."

@@ -14,7 +14,8 @@ from sqlalchemy import ColumnElement
 
 from tailor.db import Database
 from tailor.errors import NotFound
-from tailor.models import TemplateVersion, Tenant
+from tailor.holdout import HoldoutPlan
+from tailor.models import Generator, TemplateVersion, Tenant
 from tailor.personalise.brand import BrandPolicy
 from tailor.personalise.rules import Catalog
 from tailor.send_time import fixed_local_hour
@@ -50,6 +51,14 @@ class CampaignContext:
     # Added to each send's "why this email" (a journey's run, step and send time).
     explain_extra: dict[str, Any] | None = None
     campaign_tracking: bool = True  # the campaign's switch (the tenant's is on ``tenant``)
+    # The control group (``tailor.holdout``): who is in it, and whether they get mail.
+    holdout: HoldoutPlan = HoldoutPlan("")
+    # rules: the rules tier writes every email (the plain arm of an AI vs plain A/B test).
+    generator: Generator = Generator.AUTO
+
+    @property
+    def rules_only(self) -> bool:
+        return self.generator == Generator.RULES
 
     @property
     def tracked(self) -> bool:
@@ -154,6 +163,8 @@ class CampaignContexts:
             goal=campaign.goal,
             send_time=campaign.send_time,
             campaign_tracking=campaign.tracking_enabled,
+            holdout=HoldoutPlan.of(campaign),
+            generator=Generator(campaign.generator),
             brand=BrandPolicy.of(tenant.brand_policy),
             catalog=Catalog(
                 products, tenant.website or f"https://{tenant.from_email.split('@')[-1]}"

@@ -2,7 +2,8 @@
 
 The plan's steps, the template and rules that fired, the guardrail, the exemplars retrieved,
 the tier that wrote it (with its evaluation and any review), where the profile came from, the
-send time chosen, a journey's step, and the provider that delivered it.
+send time chosen, a journey's step, the control group (holdout) it is or is not in, and the
+provider that delivered it.
 """
 
 from __future__ import annotations
@@ -42,7 +43,11 @@ def why_this_email(
     provider: str,
     now: datetime,
     tracked: bool = False,
+    control: bool = False,
 ) -> dict[str, Any]:
+    plain = control or ctx.rules_only  # the LLM tiers were not asked for this email
+    if plain:
+        steps = [_rules_only(step) for step in steps if step != "evaluate"]
     why: dict[str, Any] = {
         "plan": steps,
         "template_version_id": ctx.version.id,
@@ -54,7 +59,13 @@ def why_this_email(
         },
         "retrieved_exemplars": retrieval.explain() if retrieval is not None else [],
     }
-    if written is None or not written.usable:
+    if plain:
+        why["generator"] = {
+            "tier": "rules",
+            "why": "the control group gets the plain template" if control
+            else "the campaign is written by the rules tier only (generator: rules)",
+        }  # fmt: skip
+    elif written is None or not written.usable:
         why["generator"] = {"tier": "rules"}
     else:
         source = "cache" if written.evaluation is None else "generated"
@@ -73,6 +84,8 @@ def why_this_email(
             "edited": written.review.edited,
             "sent": "approved content" if written.usable else "rules-tier email instead",
         }
+    if ctx.holdout.active:
+        why["holdout"] = ctx.holdout.explain(control)
     why["profile"] = profile.explain(now)
     if ctx.send_round is not None:
         why["send_time"] = _send_time(ctx.send_round, profile.contact, ctx.send_time)
@@ -82,6 +95,10 @@ def why_this_email(
     # An open pixel and click redirects (off when the tenant or the campaign switched them off).
     why["tracked"] = tracked
     return why
+
+
+def _rules_only(step: str) -> str:
+    return "personalise:rules" if step.startswith("personalise:") else step
 
 
 def _send_time(send_round: str, contact: Contact, send_time: str) -> dict[str, object]:

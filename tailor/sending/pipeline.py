@@ -1,6 +1,7 @@
 """The send pipeline: one attempt at a set of sends, from their rows to delivered, explained emails.
 
-    send rows ─► reconcile unclear ─► consent screen ─► recipients and profiles
+    send rows ─► reconcile unclear ─► consent screen ─► hold out the control group
+      ─► recipients and profiles
       ─► personalise (clusters, exemplars, LLM tiers, evaluator; rules tier otherwise)
       ─► hold for review ─► compose (guardrail, footer, unsubscribe)
       ─► claim and deliver (consent checked again, providers in failover order)
@@ -9,6 +10,12 @@
 Campaign chunks, released reviews and journey emails all go through it. Every step is
 idempotent on the send rows (one per campaign, contact and occurrence), so a retried attempt
 skips whatever an earlier one settled, and nobody gets an email twice.
+
+A campaign's control group (``tailor/holdout.py``) is fixed on the send rows as they are made
+(``control``). After the consent screen (a person without consent is suppressed, not held out),
+members of a control group that is not mailed become ``held_out``; members of a "plain" control
+group, like every recipient of a rules-only campaign, get the rules tier's email: no LLM call is
+made for them.
 """
 
 from __future__ import annotations
@@ -22,10 +29,10 @@ from datetime import datetime
 from tailor.db import Database
 from tailor.delivery.dispatch import Dispatcher, DispatchReport, Envelope
 from tailor.delivery.smtp import DeliveryUnavailable
-from tailor.models import utcnow
+from tailor.models import HoldoutTreatment, utcnow
 from tailor.personalise.context import CampaignContext
 from tailor.personalise.exemplars import ClusterExemplars, ClusterRetrievals
-from tailor.personalise.generation import ClusterContent, ClusterGenerator, clusters_of
+from tailor.personalise.generation import Cluster, ClusterContent, ClusterGenerator, clusters_of
 from tailor.personalise.rules import Personalised
 from tailor.profiles.loader import ProfileLoader
 from tailor.sending.compose import Composer
@@ -35,7 +42,7 @@ from tailor.sending.explain import why_this_email
 from tailor.sending.outcomes import Outcomes
 from tailor.sending.recipients import Recipient, load_recipients
 from tailor.store.reviews import hold, release_decided, released_sends
-from tailor.store.sends import Accepted, ensure_send_rows
+from tailor.store.sends import Accepted, SendRow, ensure_send_rows, hold_out
 
 # Called with progress while an attempt runs: the activity's heartbeat.
 Heartbeat = Callable[..., None]
@@ -71,7 +78,8 @@ class SendPipeline:
         person) sends the rules-tier email where LLM content awaits review."""
         async with self.db.write() as conn:
             await ensure_send_rows(conn, campaign_id=ctx.campaign_id, contact_ids=contact_ids,
-                                   domain=ctx.sender_domain, occurrence=occurrence)  # fmt: skip
+                                   domain=ctx.sender_domain, occurrence=occurrence,
+                                   control=ctx.holdout.controls(contact_ids))  # fmt: skip
         async with _beating(heartbeat):  # a provider's activity API can be slow (rate limits)
             unclear, unclear_wait_s = await self.dispatcher.reconcile(
                 ctx.campaign_id, contact_ids, occurrence
@@ -79,12 +87,13 @@ class SendPipeline:
         screened = await screen(self.db, campaign_id=ctx.campaign_id, contact_ids=contact_ids,
                                 revoked_contact_ids=revoked_contact_ids,
                                 occurrence=occurrence)  # fmt: skip
-        recipients, waiting = await load_recipients(self.profiles, screened.pending)
+        pending = await self._hold_out(ctx, screened.pending)
+        recipients, waiting = await load_recipients(self.profiles, pending)
         now = utcnow()
         async with _beating(heartbeat):  # retrieval and LLM calls can outlast the heartbeat
             retrievals = await self._retrieve(ctx, recipients, now)
             written = await self.generator.for_contacts(
-                ctx, retrievals.clusters, now, retrievals.by_cluster
+                ctx, _for_the_llm(ctx, recipients, retrievals), now, retrievals.by_cluster
             )
         if review:
             recipients = await self._hold_for_review(recipients, written)
@@ -127,6 +136,20 @@ class SendPipeline:
             await self._send(ctx, recipients, written, retrievals, heartbeat)
             if waiting:
                 raise ProfilesUnavailable(waiting)
+
+    async def _hold_out(self, ctx: CampaignContext, pending: list[SendRow]) -> list[SendRow]:
+        """Mark the consenting members of a control group that is not mailed ``held_out``;
+        the rest go on. Only pending rows are here, so a retry leaves settled ones alone."""
+        if ctx.holdout.treatment != HoldoutTreatment.NONE:
+            return pending
+        withheld = [s.id for s in pending if s.control]
+        if not withheld:
+            return pending
+        why = {"holdout": ctx.holdout.explain(control=True), **(ctx.explain_extra or {})}
+        async with self.db.write() as conn:
+            # The moved ids are what a held-out counter should add (each once, across retries).
+            await hold_out(conn, send_ids=withheld, why=why)
+        return [s for s in pending if not s.control]
 
     async def _retrieve(
         self, ctx: CampaignContext, recipients: list[Recipient], now: datetime
@@ -203,12 +226,12 @@ class SendPipeline:
                 why = why_this_email(
                     ctx, self.steps, content, words, retrievals.of(recipient.contact_id),
                     profile=recipient.profile, provider=provider, now=now,
-                    tracked=links is not None,
+                    tracked=links is not None, control=recipient.control,
                 )  # fmt: skip
                 generator = words.provider if words is not None and words.usable else "rules"
-                outcomes.accepted.append(
-                    Accepted(envelope.send_id, provider_message_id, generator, why, links)
-                )
+                taken = Accepted(envelope.send_id, provider_message_id, generator, why, links,
+                                 control=recipient.control)  # fmt: skip
+                outcomes.accepted.append(taken)
             await outcomes.flush_accepted()
 
         report = await self.dispatcher.dispatch(
@@ -230,6 +253,20 @@ class SendPipeline:
             raise DeliveryUnavailable(
                 f"{len(report.left)} sends found no provider: " + "; ".join(report.unavailable)
             )
+
+
+def _for_the_llm(
+    ctx: CampaignContext, recipients: list[Recipient], retrievals: ClusterRetrievals
+) -> dict[int, Cluster]:
+    """The recipients the LLM tiers may write for, with their clusters: none in a rules-only
+    campaign, and never a member of the control group (it gets the plain email)."""
+    if ctx.rules_only:
+        return {}
+    return {
+        r.contact_id: retrievals.clusters[r.contact_id]
+        for r in recipients
+        if not r.control and r.contact_id in retrievals.clusters
+    }
 
 
 @asynccontextmanager

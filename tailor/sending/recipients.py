@@ -16,6 +16,7 @@ class Recipient:
     contact: Contact
     message_id: str
     profile: Profile
+    control: bool = False  # in the campaign's control group (here: it gets the plain email)
 
     @property
     def contact_id(self) -> int:
@@ -28,7 +29,7 @@ async def load_recipients(
     """Recipients for these sends, and how many wait because their profile is unavailable now."""
     loaded = await profiles.load([s.contact_id for s in sends])
     recipients = [
-        Recipient(s.id, loaded[s.contact_id].contact, s.message_id, loaded[s.contact_id])
+        Recipient(s.id, loaded[s.contact_id].contact, s.message_id, loaded[s.contact_id], s.control)
         for s in sends
         if s.contact_id in loaded
     ]

@@ -25,6 +25,7 @@ from tailor.models import (
     Campaign,
     CampaignKind,
     Engagement,
+    Generator,
     Send,
     utcnow,
 )
@@ -37,6 +38,7 @@ from tailor.store.segments import BUCKETS
 class VariantSpec:
     key: str
     template_version_id: int
+    generator: Generator = Generator.AUTO  # rules: the plain arm of an AI vs plain test
 
 
 @dataclass(frozen=True)
@@ -92,11 +94,13 @@ async def create_ab_test(
             template_version_id=variant.template_version_id,
             segment={**segment, "sample": cell},
             kind=CampaignKind.AB_CELL,
+            generator=variant.generator,
         )
         rows.append(
             {
                 "key": variant.key,
                 "template_version_id": variant.template_version_id,
+                "generator": variant.generator.value,
                 "campaign_id": campaign.id,
             }
         )

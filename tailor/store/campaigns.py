@@ -17,6 +17,9 @@ from tailor.models import (
     CampaignKind,
     CampaignStatus,
     Contact,
+    Generator,
+    Holdout,
+    HoldoutTreatment,
     Send,
     SendStatus,
     utcnow,
@@ -47,6 +50,8 @@ async def create_campaign(
     kind: str = CampaignKind.BATCH,
     start_at: datetime | None = None,
     tracking_enabled: bool = True,
+    holdout: Holdout | None = None,
+    generator: Generator = Generator.AUTO,
 ) -> Campaign:
     campaign_id = new_campaign_id()
     campaign = Campaign(
@@ -60,6 +65,9 @@ async def create_campaign(
         kind=kind,
         start_at=start_at,
         tracking_enabled=tracking_enabled,
+        holdout_fraction=holdout.fraction if holdout is not None else 0.0,
+        holdout_treatment=holdout.treatment if holdout is not None else HoldoutTreatment.NONE,
+        generator=generator,
         status=CampaignStatus.SCHEDULED if start_at is not None else CampaignStatus.RUNNING,
         workflow_id=workflow_id_for(campaign_id),
     )

@@ -27,6 +27,7 @@ from tailor.models import (
     DeadLetter,
     DeadLetterStatus,
     Event,
+    HoldoutTreatment,
     JourneyDefinition,
     JourneyRun,
     JourneyStatus,
@@ -70,7 +71,8 @@ async def create_definition(
     *, session: AsyncSession, tenant_id: str, spec: JourneySpec
 ) -> JourneyDefinition:
     """The next version of a journey. Each send step gets its own campaign row, so its sends
-    are idempotent per run and its analytics read like any campaign's."""
+    are idempotent per run and its analytics read like any campaign's; the journey's holdout is
+    on each of them (and recorded on each send step)."""
     tenant = await session.get(Tenant, tenant_id)
     if tenant is None:
         raise NotFound("tenant", tenant_id)
@@ -87,6 +89,9 @@ async def create_definition(
             campaign_id = step_campaign_id(tenant_id, spec.key, version, step.name)
             data["template_version_id"] = await _template_for(session, tenant, step)
             data["campaign_id"] = campaign_id
+            holdout = spec.holdout
+            if holdout is not None:
+                data["holdout"] = holdout.model_dump(mode="json")
             session.add(
                 Campaign(
                     id=campaign_id,
@@ -96,7 +101,10 @@ async def create_definition(
                     kind=CampaignKind.JOURNEY,
                     goal=step.goal,
                     status=CampaignStatus.RUNNING,
+                    # The holdout's salt (``tailor.holdout.salt_for``): one per journey.
                     workflow_id=f"journey-{tenant_id}-{spec.key}-*",
+                    holdout_fraction=holdout.fraction if holdout else 0.0,
+                    holdout_treatment=holdout.treatment if holdout else HoldoutTreatment.NONE,
                 )
             )
         steps.append(data)

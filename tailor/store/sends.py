@@ -4,7 +4,8 @@ State machine (see docs/architecture.md, "Exactly one email per recipient"):
 
     pending ──(consent ok, committed right before the provider can accept)──► dispatched ──► sent
        │                                                                        │
-       └──► suppressed (no consent)                               failed ◄──────┘ (refused)
+       ├──► suppressed (no consent)                               failed ◄──────┘ (refused)
+       └──► held_out (consenting, in a control group that is not mailed: ``tailor.holdout``)
 
 A send is only ever moved out of ``pending`` by a conditional update that checks both its status
 and the contact's newest consent in the same statement, so two attempts racing on one chunk, or a
@@ -14,7 +15,7 @@ revocation racing a send, cannot both win.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -47,6 +48,7 @@ class SendRow:
     contact_id: int
     status: str
     message_id: str
+    control: bool = False  # in the campaign's control group
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Accepted:
     generator: str
     why: dict[str, Any]
     links: list[str] | None = None  # the URLs behind its tracked links, in order
+    control: bool = False  # in the campaign's control group (its row says so already)
 
 
 @dataclass(frozen=True)
@@ -105,8 +108,11 @@ async def ensure_send_rows(
     contact_ids: Sequence[int],
     domain: str,
     occurrence: str = "",
+    control: Collection[int] = (),
 ) -> None:
-    """Create the missing pending rows for these contacts (a retry finds most already there)."""
+    """Create the missing pending rows for these contacts (a retry finds most already there);
+    those in ``control`` are marked as the campaign's control group. A row's flag is set once,
+    here: a retry never changes it."""
     if not contact_ids:
         return
     existing = set(
@@ -128,6 +134,7 @@ async def ensure_send_rows(
             "occurrence": occurrence,
             "status": SendStatus.PENDING.value,
             "message_id": message_id_for(campaign_id, contact_id, domain, occurrence),
+            "control": contact_id in control,
             "attempts": 0,
             "created_at": now,
         }
@@ -143,13 +150,35 @@ async def sends_for(
 ) -> list[SendRow]:
     """These contacts' sends in a campaign (one occurrence of it)."""
     rows = await conn.execute(
-        select(Send.id, Send.contact_id, Send.status, Send.message_id).where(  # type: ignore[call-overload]
+        select(Send.id, Send.contact_id, Send.status, Send.message_id, Send.control).where(  # type: ignore[call-overload]
             col(Send.campaign_id) == campaign_id,
             col(Send.contact_id).in_(contact_ids),
             col(Send.occurrence) == occurrence,
         )
     )
-    return [SendRow(int(r[0]), int(r[1]), str(r[2]), str(r[3])) for r in rows]
+    return [SendRow(int(r[0]), int(r[1]), str(r[2]), str(r[3]), bool(r[4])) for r in rows]
+
+
+async def hold_out(
+    conn: AsyncConnection, *, send_ids: Sequence[int], why: dict[str, Any]
+) -> list[int]:
+    """Mark these pending control-group sends ``held_out``: deliberately not sent. Returns the
+    ids this call moved, so whatever counts them (rollups) counts each once, however often an
+    attempt is retried."""
+    moved: list[int] = []
+    for start in range(0, len(send_ids), 1000):
+        result = await conn.execute(
+            update(Send)
+            .where(
+                col(Send.id).in_(send_ids[start : start + 1000]),
+                col(Send.status) == SendStatus.PENDING.value,
+                col(Send.control),
+            )
+            .values(status=SendStatus.HELD_OUT.value, explain=why, generator=None)
+            .returning(col(Send.id))
+        )
+        moved.extend(int(i) for i in result.scalars() if i is not None)
+    return moved
 
 
 async def chunk_counts(
