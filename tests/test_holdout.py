@@ -19,6 +19,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
+from tailor.analytics.reports import campaigns_report
 from tailor.db import Database
 from tailor.delivery.smtp import DeliveryUnavailable
 from tailor.demo.seed import seed_demo
@@ -225,6 +226,14 @@ async def test_a_ten_percent_holdout_mails_the_rest_and_holds_the_control_out(
     addresses: dict[int, str] = {int(i): str(e) for i, e in pairs}
     assert not {addresses[c] for c in held_out} & {e.to for e in emails}
     assert all(sends[c]["generator"] is None for c in held_out)
+    # The report's arms: each counted once, in the rollups the lift is read from.
+    async with db.read() as conn:
+        report = await campaigns_report(conn, tenant_id="demo", campaign_ids=[campaign_id])
+    arms = report["holdout"]
+    assert arms["control_group"]["held_out"] == len(held_out)
+    assert arms["control_group"]["sent"] == 0
+    assert arms["treatment_group"]["sent"] == outcome.sent
+    assert arms["lift"]["open"] is None  # a control that got nothing cannot open
 
 
 async def test_a_plain_control_gets_the_rules_tier_while_the_rest_get_the_llm(

@@ -149,7 +149,7 @@ async def ab_test_report(test_id: TextId, session: SessionDep, tenant: TenantDep
         variants.append(
             {
                 "key": v["key"], "campaign_id": v["campaign_id"],
-                "generation": v.get("generation", "ai"), **metrics(counts),
+                "generator": v.get("generator", "auto"), **metrics(counts),
                 "lift_over_default": (
                     None if v["key"] == test.default_variant else lift_between(counts, baseline)
                 ),

@@ -178,6 +178,7 @@ async def hold_out(
             .returning(col(Send.id))
         )
         moved.extend(int(i) for i in result.scalars() if i is not None)
+    await count_sends(conn, counter="held_out", send_ids=moved, at=utcnow())
     return moved
 
 
