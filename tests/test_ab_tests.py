@@ -275,6 +275,14 @@ async def test_ai_vs_plain_is_one_field_and_the_plain_side_stays_plain_to_the_ro
     assert lift["treatment_rate"] == pytest.approx(variants["ai"]["rate"], abs=1e-4)
     assert lift["difference"] > 0 and lift["ci95"][0] < lift["difference"] < lift["ci95"][1]
     assert "lift_over_plain" not in variants["plain"]
+    # The report reads the same test from the rollups: AI over plain, every measure.
+    report = await ab.ok("GET", f"/v1/reports/ab-tests/{started['id']}")
+    assert report["baseline"] == "plain"
+    reported = {v["key"]: v for v in report["variants"]}
+    assert reported["plain"]["lift"] is None
+    assert reported["ai"]["generator"] == "auto" and reported["plain"]["generator"] == "rules"
+    assert reported["ai"]["clicked"] > reported["plain"]["clicked"]
+    assert reported["ai"]["lift"]["click"]["difference"] > 0
     async with ab.db.read_session() as session:
         campaigns = {
             key: (await session.get(Campaign, campaign_id))

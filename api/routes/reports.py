@@ -125,8 +125,8 @@ async def journey_report(
 
 @router.get("/ab-tests/{test_id}", responses=problems(404))
 async def ab_test_report(test_id: TextId, session: SessionDep, tenant: TenantDep) -> dict[str, Any]:
-    """Each variant's test cell, with lift over the default variant (e.g. AI over the plain
-    template), and the winner's rollout."""
+    """Each variant's test cell with its lift over the baseline (the plain variant of an AI vs
+    plain test, else the default variant), and the winner's rollout."""
     test = await get_ab_test(session=session, test_id=test_id, tenant_id=tenant.id)
     campaigns = [str(v["campaign_id"]) for v in test.variants]
     if test.rollout_campaign_id:
@@ -139,10 +139,14 @@ async def ab_test_report(test_id: TextId, session: SessionDep, tenant: TenantDep
         )
     }  # fmt: skip
     empty = total([])
-    baseline = per.get(
-        next(str(v["campaign_id"]) for v in test.variants if v["key"] == test.default_variant),
-        empty,
+    # The baseline is the plain variant of an AI-vs-plain test, else the default variant.
+    plain = [v for v in test.variants if v.get("generator") == "rules"]
+    base = (
+        plain[0]
+        if len(plain) == 1
+        else next(v for v in test.variants if v["key"] == test.default_variant)
     )
+    baseline = per.get(str(base["campaign_id"]), empty)
     variants = []
     for v in test.variants:
         counts = per.get(str(v["campaign_id"]), empty)
@@ -150,9 +154,7 @@ async def ab_test_report(test_id: TextId, session: SessionDep, tenant: TenantDep
             {
                 "key": v["key"], "campaign_id": v["campaign_id"],
                 "generator": v.get("generator", "auto"), **metrics(counts),
-                "lift_over_default": (
-                    None if v["key"] == test.default_variant else lift_between(counts, baseline)
-                ),
+                "lift": None if v is base else lift_between(counts, baseline),
             }
         )  # fmt: skip
     rollout = None
@@ -163,7 +165,8 @@ async def ab_test_report(test_id: TextId, session: SessionDep, tenant: TenantDep
         }
     return {
         "test_id": test.id, "name": test.name, "status": test.status, "metric": test.metric,
-        "default_variant": test.default_variant, "winner": test.winner, "variants": variants,
+        "default_variant": test.default_variant, "baseline": base["key"], "winner": test.winner,
+        "variants": variants,
         "rollout": rollout,
     }  # fmt: skip
 
