@@ -31,6 +31,13 @@ from tailor.models.journeys import (
     JourneyStatus,
     TriggerRule,
 )
+from tailor.models.outbound import (
+    DeliveryStatus,
+    EndpointFormat,
+    EndpointStatus,
+    OutboundDelivery,
+    WebhookEndpoint,
+)
 from tailor.models.shop import Product, Template, TemplateVersion, Tenant
 from tailor.models.tracking import EspEvent, TrackingHit
 
@@ -50,6 +57,9 @@ __all__ = [
     "DEFAULT_PROMPT",
     "DeadLetter",
     "DeadLetterStatus",
+    "DeliveryStatus",
+    "EndpointFormat",
+    "EndpointStatus",
     "Engagement",
     "EspEvent",
     "Event",
@@ -58,6 +68,7 @@ __all__ = [
     "JourneyRun",
     "JourneyStatus",
     "LlmUsage",
+    "OutboundDelivery",
     "PiiIncident",
     "Product",
     "ReviewItem",
@@ -70,5 +81,6 @@ __all__ = [
     "Tenant",
     "TriggerRule",
     "UTCDateTime",
+    "WebhookEndpoint",
     "utcnow",
 ]
