@@ -13,7 +13,8 @@ from fastapi.responses import HTMLResponse
 
 from api.deps import GatewayDep, SessionDep, SettingsDep
 from tailor.journeys.definitions import journey_workflow_id
-from tailor.models import ConsentStatus
+from tailor.models import ConsentStatus, utcnow
+from tailor.outbound import publish, unsubscribe_event
 from tailor.sending.unsubscribe import verify_unsubscribe_token
 from tailor.store.campaigns import active_campaign_ids, get_campaign
 from tailor.store.consent import record_consent
@@ -56,6 +57,9 @@ async def one_click(
         wording_version="list-unsubscribe",
         recorded_by="recipient",
     )
+    await publish(await session.connection(), [unsubscribe_event(
+        tenant_id=campaign.tenant_id, campaign_id=campaign_id, contact_id=contact_id,
+        occurred_at=utcnow())])  # fmt: skip  # the tenant's webhooks, same transaction
     campaigns = await active_campaign_ids(session=session, tenant_id=campaign.tenant_id)
     # Every journey the person may be on, by its deterministic id (one that is not running
     # is simply not reached).

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tailor.journeys.triggers import TriggerAgent
 from tailor.models import Send
+from tailor.outbound import engagement_event, publish
 from tailor.profiles.cache import FeatureCache
 from tailor.store.ab_tests import record_engagement
 from tailor.store.events import apply_system_event_features, record_system_event
@@ -51,6 +52,9 @@ async def engage(
         await apply_system_event_features(
             session=session, contact_id=send.contact_id, name=name, occurred_at=occurred_at
         )
+        await publish(conn, [engagement_event(
+            tenant_id=tenant_id, send_id=send.id or 0, contact_id=send.contact_id, metric=metric,
+            occurred_at=occurred_at)])  # fmt: skip  # the tenant's webhooks, same transaction
     # Commit first: the journeys started below must find the event and features stored.
     await session.commit()
     if features is not None and first:
