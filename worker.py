@@ -17,6 +17,7 @@ from activities.ab_test import AbTestActivities
 from activities.campaign_chunk import ChunkActivities
 from activities.features import FeatureActivities
 from activities.journey import JourneyActivities
+from activities.outbound import OutboundActivities
 from activities.planner import PlannerActivities
 from rag.index import shared_index
 from tailor.config import Settings
@@ -30,6 +31,7 @@ from tailor.journeys.emails import JourneyEmails
 from tailor.journeys.milestones import Milestones
 from tailor.journeys.timing import JourneyTiming
 from tailor.journeys.triggers import TriggerAgent
+from tailor.outbound.delivery import Deliveries, Poster
 from tailor.personalise.context import CampaignContexts
 from tailor.personalise.exemplars import ClusterExemplars
 from tailor.personalise.generation import ClusterGenerator
@@ -44,12 +46,14 @@ from tailor.sending.guardrail import Guardrail
 from tailor.sending.pipeline import SendPipeline
 from tailor.temporal.client import connect, ensure_search_attributes
 from tailor.temporal.journeys import JourneyControl
+from tailor.temporal.outbound import OutboundRelay
 from tailor.temporal.schedules import ensure_schedules
 from tailor.tracking.urls import TrackingConfig
 from workflows.ab_test import AbTestWorkflow
 from workflows.campaign import CampaignWorkflow
 from workflows.features import DailyFeaturesWorkflow
 from workflows.journey import JourneyWorkflow
+from workflows.outbound import OutboundWebhookWorkflow
 
 log = logging.getLogger("tailor.worker")
 
@@ -67,12 +71,22 @@ def build_dispatcher(db: Database, settings: Settings, router: ProviderRouter) -
     )
 
 
+def build_deliveries(db: Database, settings: Settings) -> Deliveries:
+    poster = Poster(
+        server_secret=settings.outbound_secret,
+        allow_private=settings.outbound_private_urls,
+        timeout_s=settings.outbound_timeout_s,
+    )
+    return Deliveries(db, poster, disable_after=settings.outbound_disable_after)
+
+
 def build_worker(
     client: Client,
     db: Database,
     settings: Settings,
     task_queue: str,
     router: ProviderRouter | None = None,
+    deliveries: Deliveries | None = None,
 ) -> Worker:
     router = router or build_router(settings)
     contexts = CampaignContexts(db)
@@ -126,10 +140,17 @@ def build_worker(
     journeys = JourneyActivities(db, journey_emails, timing)
     features = FeatureActivities(DailyFeatures(db, feature_cache), milestones)
     ab_tests = AbTestActivities(db, index, pii)
+    outbound = OutboundActivities(deliveries or build_deliveries(db, settings))
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[CampaignWorkflow, JourneyWorkflow, DailyFeaturesWorkflow, AbTestWorkflow],
+        workflows=[
+            CampaignWorkflow,
+            JourneyWorkflow,
+            DailyFeaturesWorkflow,
+            AbTestWorkflow,
+            OutboundWebhookWorkflow,
+        ],
         activities=[
             planner.plan_campaign,
             planner.next_chunks,
@@ -148,6 +169,9 @@ def build_worker(
             ab_tests.roll_out_winner,
             ab_tests.add_winner_to_corpus,
             ab_tests.finish,
+            outbound.next_batch,
+            outbound.deliver,
+            outbound.dead_letter,
         ],
         max_concurrent_activities=max(settings.chunk_concurrency * 2, 8),
     )
@@ -188,7 +212,14 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         health = asyncio.create_task(router.health_loop())
         stack.callback(health.cancel)
         await _warm_retrieval(settings)
-        worker = build_worker(client, db, settings, settings.temporal_task_queue, router)
+        deliveries = build_deliveries(db, settings)
+        stack.push_async_callback(deliveries.close)
+        worker = build_worker(
+            client, db, settings, settings.temporal_task_queue, router, deliveries
+        )
+        # Wakes the webhook workflows of endpoints with new outbox rows (tailor.temporal.outbound).
+        relay = asyncio.create_task(OutboundRelay(client, db, settings).run(stop))
+        stack.callback(relay.cancel)
         log.info("worker polling %s on %s", settings.temporal_task_queue, settings.temporal_address)
         async with worker:
             await stop.wait()

@@ -16,6 +16,7 @@ from tailor.delivery.providers.http import LookupFailed
 from tailor.delivery.smtp import DeliveryUnavailable
 from tailor.errors import NotFound
 from tailor.journeys.runs import JourneyNotDefined
+from tailor.outbound.delivery import ReceiverFailed
 from tailor.personalise.llm import LlmQuotaExhausted
 from tailor.personalise.rules import TemplateRenderError
 from tailor.sending.errors import AwaitingReconciliation, ProfilesUnavailable, SendsDeferred
@@ -33,12 +34,14 @@ class ErrorType:
     AB_TEST_NOT_FOUND = "AbTestNotFound"
     NOT_FOUND = "NotFound"  # any other id that does not exist
     TEMPLATE_ERROR = "TemplateError"
+    WEBHOOK_UNDELIVERABLE = "WebhookUndeliverable"  # a private address, an unreadable write key
     # Retryable: Temporal backs off and the retry skips every send already settled.
     DELIVERY_UNAVAILABLE = "DeliveryUnavailable"
     DELIVERY_DEFERRED = "DeliveryDeferred"
     PROFILES_UNAVAILABLE = "ProfilesUnavailable"
     LLM_QUOTA_EXHAUSTED = "LlmQuotaExhausted"
     AWAITING_RECONCILIATION = "AwaitingReconciliation"
+    WEBHOOK_REFUSED = "WebhookRefused"  # the endpoint did not take a batch: retried with backoff
 
 
 # Whatever was not found, retrying will not make it exist.
@@ -115,6 +118,14 @@ def awaiting_reconciliation(count: int, wait_s: float) -> ApplicationError:
     )
 
 
+def webhook_failed(exc: ReceiverFailed) -> ApplicationError:
+    # The message is fixed text and a status code (never what the receiver answered).
+    if exc.permanent:
+        return ApplicationError(str(exc), type=ErrorType.WEBHOOK_UNDELIVERABLE, non_retryable=True)
+    delay = timedelta(seconds=exc.retry_after_s) if exc.retry_after_s else None
+    return ApplicationError(str(exc), type=ErrorType.WEBHOOK_REFUSED, next_retry_delay=delay)
+
+
 @contextmanager
 def temporal_failures() -> Iterator[None]:
     """Raise the domain's failures as Temporal's: the mapping every activity shares."""
@@ -136,3 +147,5 @@ def temporal_failures() -> Iterator[None]:
         raise profiles_unavailable(exc.count) from exc
     except AwaitingReconciliation as exc:
         raise awaiting_reconciliation(exc.count, exc.wait_s) from exc
+    except ReceiverFailed as exc:
+        raise webhook_failed(exc) from exc

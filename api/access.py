@@ -114,6 +114,17 @@ ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[Role] | None]] = {
     ("GET", "/v1/keys"): ADMINISTER,
     ("POST", "/v1/keys"): ADMINISTER,
     ("POST", "/v1/keys/{key_id}/revoke"): ADMINISTER,
+    # Outbound webhooks: endpoints (their secrets, where the tenant's data goes) are the
+    # admins'; everyone who reads may see them and their dead letters.
+    ("GET", "/v1/webhook-endpoints"): READ,
+    ("POST", "/v1/webhook-endpoints"): ADMINISTER,
+    ("GET", "/v1/webhook-endpoints/{endpoint_id}"): READ,
+    ("PATCH", "/v1/webhook-endpoints/{endpoint_id}"): ADMINISTER,
+    ("DELETE", "/v1/webhook-endpoints/{endpoint_id}"): ADMINISTER,
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/rotate-secret"): ADMINISTER,
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/test"): ADMINISTER,
+    ("GET", "/v1/webhook-endpoints/{endpoint_id}/dead-letters"): READ,
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/dead-letters/replay"): ADMINISTER,
     # Onboarding
     ("POST", "/v1/platform/tenants"): ONBOARD,
     # Product catalog

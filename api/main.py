@@ -30,6 +30,7 @@ from api.routes import (
     health,
     journeys,
     keys,
+    outbound,
     platform,
     reports,
     reviews,
@@ -172,6 +173,7 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
         catalog,
         audit,
         webhooks,
+        outbound,
     ):
         app.include_router(module.router)
     document_errors(app)

@@ -14,9 +14,11 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +44,10 @@ from tailor.models import (  # noqa: E402
     ReviewStatus,
     Send,
     Tenant,
+    WebhookEndpoint,
     utcnow,
 )
+from tailor.outbound import engagement_event, publish  # noqa: E402
 from tailor.payloads import (  # noqa: E402
     AbTestInput,
     CampaignInput,
@@ -59,11 +63,13 @@ from tailor.store.campaigns import create_campaign  # noqa: E402
 from tailor.store.journeys import install_builtins  # noqa: E402
 from tailor.store.reviews import decide  # noqa: E402
 from tailor.temporal.journeys import JourneyControl  # noqa: E402
+from tailor.temporal.outbound import OutboundRelay  # noqa: E402
 from worker import build_worker  # noqa: E402
 from workflows.ab_test import AbTestWorkflow  # noqa: E402
 from workflows.campaign import CampaignWorkflow  # noqa: E402
 from workflows.features import DailyFeaturesWorkflow  # noqa: E402
 from workflows.journey import JourneyWorkflow  # noqa: E402
+from workflows.outbound import OutboundWebhookWorkflow, outbound_workflow_id  # noqa: E402
 
 OUT = ROOT / "tests" / "histories"
 Handle = WorkflowHandle[CampaignWorkflow, CampaignOutcome]
@@ -298,6 +304,47 @@ async def features_daily(env: WorkflowEnvironment, settings: Settings,
     return handle
 
 
+async def outbound_dead_lettered_then_delivered(
+    env: WorkflowEnvironment, settings: Settings, db: Database
+) -> WorkflowHandle[Any, Any]:
+    """Three events in batches of two to a receiver that refuses its first 15 requests: the
+    first batch spends its retries and is dead-lettered, the second is delivered, then idle."""
+    answered: list[int] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            answered.append(500 if len(answered) < 15 else 200)
+            self.send_response(answered[-1])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint_id = "whe_0123456789abcdef"
+    async with db.session() as session:
+        session.add(WebhookEndpoint(
+            id=endpoint_id, tenant_id="demo", url=f"http://127.0.0.1:{server.server_address[1]}/",
+            event_types=["*"], batch_size=2, created_by="history"))  # fmt: skip
+    async with db.write() as conn:
+        contact_ids = list((await conn.execute(select(col(Contact.id)).limit(3))).scalars())
+        await publish(conn, [
+            engagement_event(tenant_id="demo", send_id=n + 1, contact_id=contact_id or 0,
+                             metric="open", occurred_at=utcnow())
+            for n, contact_id in enumerate(contact_ids)])  # fmt: skip
+    await OutboundRelay(env.client, db, settings).poll_once()
+    await env.sleep(timedelta(days=1))  # signal-with-start runs do not skip time on their own
+    handle = env.client.get_workflow_handle_for(
+        OutboundWebhookWorkflow.run, outbound_workflow_id("demo", endpoint_id)
+    )
+    await handle.result()
+    server.shutdown()
+    return handle
+
+
 JourneyScenario = Callable[
     [WorkflowEnvironment, Settings, Database], Awaitable[WorkflowHandle[Any, Any]]
 ]
@@ -307,6 +354,7 @@ JOURNEY_SCENARIOS: dict[str, JourneyScenario] = {
     "journey_consent_stopped": consent_stopped,
     "journey_milestone_throttled": milestone_throttled,
     "features_daily": features_daily,
+    "outbound_dead_lettered_then_delivered": outbound_dead_lettered_then_delivered,
 }
 
 

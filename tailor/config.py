@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_UNSUBSCRIBE_SECRET = "dev-only-unsubscribe-secret-change-me"
 DEV_TRACKING_SECRET = "dev-only-tracking-secret-change-me"
+DEV_OUTBOUND_SECRET = "dev-only-outbound-secret-change-me"
 # Public-key algorithms only: with HS* anyone holding the (public) JWKS could sign a token.
 OIDC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
@@ -187,6 +188,40 @@ class Settings(BaseSettings):
         300.0, gt=0, le=3600, description="Signed webhook requests older than this are refused."
     )
 
+    # Outbound webhooks: events to the tenant's own URLs (tailor.outbound).
+    outbound_secret: str = Field(
+        DEV_OUTBOUND_SECRET,
+        description="Each endpoint's signing secret derives from it (and seals Segment write "
+        "keys); changing it changes every endpoint's secret.",
+    )
+    outbound_allow_private_urls: bool | None = Field(
+        None,
+        description="Let endpoints be http://localhost or resolve to private, loopback or "
+        "link-local addresses; default: only in development.",
+    )
+    outbound_timeout_s: float = Field(
+        10.0, gt=0, le=60, description="Per delivery request to an endpoint."
+    )
+    outbound_poll_s: float = Field(
+        1.0, gt=0, le=60, description="How often the worker looks for new outbox rows."
+    )
+    outbound_sweep_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="How often the worker wakes every endpoint with pending rows (a safety net "
+        "behind the poll), and prunes settled rows.",
+    )
+    outbound_retention_days: float = Field(
+        7.0, gt=0, description="Delivered and replayed outbox rows are deleted after this long."
+    )
+    outbound_disable_after: int = Field(
+        5,
+        ge=1,
+        description="Dead-lettered batches in a row after which an endpoint is disabled (its "
+        "pending events become dead letters too).",
+    )
+
     # LLM tiers. With neither a key nor a base URL, generation is rule-based.
     openai_api_key: str | None = None
     llm_base_url: str | None = Field(
@@ -239,6 +274,13 @@ class Settings(BaseSettings):
         return (self.tracking_url or self.public_url).rstrip("/")
 
     @property
+    def outbound_private_urls(self) -> bool:
+        """Whether endpoints may reach private addresses (and plain-http loopback)."""
+        if self.outbound_allow_private_urls is None:
+            return self.env == "development"
+        return self.outbound_allow_private_urls
+
+    @property
     def oidc_enabled(self) -> bool:
         return self.oidc_issuer is not None
 
@@ -259,6 +301,10 @@ class Settings(BaseSettings):
         if self.env != "development" and self.tracking_secret == DEV_TRACKING_SECRET:
             raise ValueError(
                 "TAILOR_TRACKING_SECRET must be set to a real secret outside development"
+            )
+        if self.env != "development" and self.outbound_secret == DEV_OUTBOUND_SECRET:
+            raise ValueError(
+                "TAILOR_OUTBOUND_SECRET must be set to a real secret outside development"
             )
         return self
 

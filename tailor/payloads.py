@@ -306,3 +306,45 @@ class AbOutcome:
     status: str
     winner: str | None
     rollout_campaign_id: str | None
+
+
+@dataclass(frozen=True)
+class OutboundRun:
+    """Input of one run of an endpoint's webhook workflow (first, or after continue-as-new)."""
+
+    tenant_id: str
+    endpoint_id: str
+    delivered: int = 0  # totals carried across runs
+    dead_lettered: int = 0
+    batches_per_run: int = 200  # continue-as-new after this many, to bound the history
+
+
+@dataclass(frozen=True)
+class OutboundBatch:
+    """The next outbox rows to post, by id; ``stop`` says the endpoint takes nothing now."""
+
+    endpoint_id: str
+    delivery_ids: list[int]
+    stop: str | None = None  # "deleted" or "disabled"
+
+
+@dataclass(frozen=True)
+class OutboundFailure:
+    """A batch whose retries ran out, and the last failure (fixed text and a status code)."""
+
+    endpoint_id: str
+    delivery_ids: list[int]
+    reason: str
+
+
+@dataclass(frozen=True)
+class OutboundDeadLettered:
+    dead_lettered: int
+    disabled: bool  # the endpoint failed too many batches in a row and was turned off
+
+
+@dataclass(frozen=True)
+class OutboundOutcome:
+    status: str  # idle (nothing left to send), disabled or deleted
+    delivered: int
+    dead_lettered: int

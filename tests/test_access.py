@@ -19,7 +19,12 @@ from tailor.models import Role
 from tests.conftest import key_headers
 
 # A value of the right shape for each path parameter: the gate must answer before lookups.
-SAMPLE_PARAMS = {"key_id": "key_0000000000000000", "sku": "SKU-1", "token": "not-a-token"}
+SAMPLE_PARAMS = {
+    "key_id": "key_0000000000000000",
+    "sku": "SKU-1",
+    "token": "not-a-token",
+    "endpoint_id": "whe_0000000000000000",
+}
 
 
 def _operations(app_paths: dict[str, dict[str, object]]) -> list[tuple[str, str]]:

@@ -15,10 +15,13 @@ def test_production_refuses_the_development_unsubscribe_secret() -> None:
         Settings(env="production")
     with pytest.raises(ValidationError, match="TAILOR_TRACKING_SECRET"):
         Settings(env="production", unsubscribe_secret="s3cret-from-vault")
+    with pytest.raises(ValidationError, match="TAILOR_OUTBOUND_SECRET"):
+        Settings(env="production", unsubscribe_secret="s3cret-from-vault", tracking_secret="t")
     settings = Settings(
-        env="production", unsubscribe_secret="s3cret-from-vault", tracking_secret="another"
-    )
-    assert settings.env == "production"
+        env="production", unsubscribe_secret="s3cret-from-vault", tracking_secret="another",
+        outbound_secret="a-third",
+    )  # fmt: skip
+    assert settings.env == "production" and not settings.outbound_private_urls
 
 
 def test_tracking_urls_default_to_the_public_url() -> None:

@@ -15,6 +15,7 @@ from workflows.ab_test import AbTestWorkflow
 from workflows.campaign import CampaignWorkflow
 from workflows.features import DailyFeaturesWorkflow
 from workflows.journey import JourneyWorkflow
+from workflows.outbound import OutboundWebhookWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
@@ -41,13 +42,20 @@ def test_every_workflow_has_committed_histories() -> None:
         "journey_consent_stopped",
         "journey_milestone_throttled",
         "features_daily",
+        "outbound_dead_lettered_then_delivered",
     }
     assert expected <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_history_replays(path: Path) -> None:
-    workflows = [CampaignWorkflow, JourneyWorkflow, DailyFeaturesWorkflow, AbTestWorkflow]
+    workflows = [
+        CampaignWorkflow,
+        JourneyWorkflow,
+        DailyFeaturesWorkflow,
+        AbTestWorkflow,
+        OutboundWebhookWorkflow,
+    ]
     await Replayer(workflows=workflows).replay_workflow(_history(path))
 
 

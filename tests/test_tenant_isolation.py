@@ -17,7 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.main import create_app
 from tailor.db import Database
 from tailor.demo.seed import seed_demo
-from tailor.models import Campaign, ConsentRecord, ReviewItem, utcnow
+from tailor.models import Campaign, ConsentRecord, ReviewItem, WebhookEndpoint, utcnow
 from tests.conftest import Sink, key_headers, other_tenant_headers, settings_for, task_queue
 from worker import build_worker
 
@@ -30,6 +30,9 @@ BODIES: dict[str, dict[str, Any]] = {
     "/v1/reviews/{review_id}/approve": {"reviewer": "x", "note": "x"},
     "/v1/reviews/{review_id}/reject": {"reviewer": "x", "note": "x"},
     "/v1/ab-tests/{test_id}/winner": {"variant": "A"},
+    "/v1/webhook-endpoints/{endpoint_id}": {"status": "disabled"},
+    "/v1/webhook-endpoints/{endpoint_id}/rotate-secret": {},
+    "/v1/webhook-endpoints/{endpoint_id}/dead-letters/replay": {},
 }
 
 
@@ -71,6 +74,8 @@ async def _demo_objects(http: httpx.AsyncClient, db: Database, version_id: int) 
         await session.flush()
         review_id = review.id
     keys = (await http.get("/v1/keys")).json()["items"]
+    hook = {"url": "https://hooks.demo.example/tailor", "event_types": ["*"]}
+    endpoint = (await http.post("/v1/webhook-endpoints", json=hook)).json()
     return {
         "contact_id": str(send["contact_id"]),
         "campaign_id": started["id"],
@@ -81,6 +86,7 @@ async def _demo_objects(http: httpx.AsyncClient, db: Database, version_id: int) 
         "sku": "SKU-0001",
         "test_id": "abt_0000000000000000",
         "dead_letter_id": "1",
+        "endpoint_id": endpoint["id"],
     }
 
 
@@ -114,11 +120,13 @@ async def test_another_shops_key_finds_nothing_of_this_one_and_changes_nothing(
 
     # Lists of the other shop hold none of this one's things.
     # (Its audit log does name these ids: as the targets of its own refused attempts.)
-    for path in ("/v1/keys", "/v1/reviews", "/v1/journeys/runs", "/v1/dead-letters"):
+    lists = ("/v1/keys", "/v1/reviews", "/v1/journeys/runs", "/v1/dead-letters",
+             "/v1/webhook-endpoints")  # fmt: skip
+    for path in lists:
         listed = await http.get(path, headers=acme)
         assert listed.status_code == 200, (path, listed.text)
         text = listed.text
-        for value in (ids["campaign_id"], ids["key_id"]):
+        for value in (ids["campaign_id"], ids["key_id"], ids["endpoint_id"]):
             assert value not in text, (path, value)
 
 
@@ -127,4 +135,9 @@ async def _state(db: Database) -> tuple[Any, ...]:
         campaigns = (await session.execute(select(Campaign.id, Campaign.status))).all()  # type: ignore[call-overload]
         consent = (await session.execute(select(ConsentRecord.id))).all()  # type: ignore[call-overload]
         reviews = (await session.execute(select(ReviewItem.id, ReviewItem.status))).all()  # type: ignore[call-overload]
-    return (sorted(campaigns), len(consent), sorted(reviews))
+        endpoints = (
+            await session.execute(
+                select(WebhookEndpoint.id, WebhookEndpoint.status, WebhookEndpoint.secret_version)  # type: ignore[call-overload]
+            )
+        ).all()
+    return (sorted(campaigns), len(consent), sorted(reviews), sorted(endpoints))

@@ -65,3 +65,16 @@ CORPUS_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_attemp
 # A page of the daily features job.
 FEATURES_PAGE_TIMEOUT = timedelta(minutes=5)
 FEATURES_PAGE_RETRY = _backoff(timedelta(seconds=2), 10, timedelta(minutes=1))
+
+# One batch of an endpoint's webhook events: one POST (TAILOR_OUTBOUND_TIMEOUT_S, at most 60 s)
+# and two short writes.
+OUTBOUND_DELIVER_TIMEOUT = timedelta(seconds=90)
+# The retry budget of a batch: 15 attempts, doubling from 5 s to an hour apart, about 5.4 hours
+# in all, so a receiver that is down for an afternoon gets everything in order once it is back.
+# A Retry-After answer sets the next wait instead. Then the batch becomes dead letters.
+OUTBOUND_DELIVER_RETRY = _backoff(
+    timedelta(seconds=5), 15, timedelta(hours=1), (ErrorType.WEBHOOK_UNDELIVERABLE,)
+)
+# How long a workflow with nothing left to send waits for more before it completes (the relay
+# starts it again when rows arrive).
+OUTBOUND_LINGER = timedelta(minutes=5)

@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse
 from api.deps import GatewayDep, SessionDep, SettingsDep
 from tailor.journeys.definitions import journey_workflow_id
 from tailor.models import ConsentStatus, utcnow
+from tailor.outbound import publish, unsubscribe_event
 from tailor.sending.unsubscribe import verify_unsubscribe_token
 from tailor.store.campaigns import active_campaign_ids, get_campaign
 from tailor.store.consent import record_consent
@@ -58,11 +59,15 @@ async def one_click(
         wording_version="list-unsubscribe",
         recorded_by="recipient",
     )
-    # The report counts it against the email whose link it was (once per email).
-    conn = await session.connection()
+    # In the same transaction: the report counts it against the email whose link it was (once
+    # per email), and the tenant's webhooks hear of it.
+    conn, now = await session.connection(), utcnow()
     send_id = await latest_sent(conn, campaign_id=campaign_id, contact_id=contact_id)
     if send_id is not None:
-        await count_firsts(conn, firsts=[("unsubscribe", send_id, utcnow())])
+        await count_firsts(conn, firsts=[("unsubscribe", send_id, now)])
+    await publish(conn, [unsubscribe_event(
+        tenant_id=campaign.tenant_id, campaign_id=campaign_id, contact_id=contact_id,
+        occurred_at=now)])  # fmt: skip
     campaigns = await active_campaign_ids(session=session, tenant_id=campaign.tenant_id)
     # Every journey the person may be on, by its deterministic id (one that is not running
     # is simply not reached).

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tailor.engagement.attribution import Attributed
 from tailor.journeys.triggers import TriggerAgent
 from tailor.models import Send
+from tailor.outbound import engagement_event, publish
 from tailor.profiles.cache import FeatureCache
 from tailor.store.events import apply_system_event_features, record_system_event
 from tailor.store.rollups import count_firsts, mark_cohorts
@@ -56,6 +57,9 @@ async def engage(
         await apply_system_event_features(
             session=session, contact_id=send.contact_id, name=name, occurred_at=occurred_at
         )
+        await publish(conn, [engagement_event(
+            tenant_id=tenant_id, send_id=send.id or 0, contact_id=send.contact_id, metric=metric,
+            occurred_at=occurred_at)])  # fmt: skip  # the tenant's webhooks, same transaction
     # Commit first: the journeys started below must find the event and features stored.
     await session.commit()
     if features is not None and first:

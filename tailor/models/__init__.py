@@ -35,6 +35,13 @@ from tailor.models.journeys import (
     JourneyStatus,
     TriggerRule,
 )
+from tailor.models.outbound import (
+    DeliveryStatus,
+    EndpointFormat,
+    EndpointStatus,
+    OutboundDelivery,
+    WebhookEndpoint,
+)
 from tailor.models.shop import Product, Template, TemplateVersion, Tenant
 from tailor.models.tracking import EspEvent, TrackingHit
 
@@ -58,6 +65,9 @@ __all__ = [
     "DEFAULT_PROMPT",
     "DeadLetter",
     "DeadLetterStatus",
+    "DeliveryStatus",
+    "EndpointFormat",
+    "EndpointStatus",
     "Engagement",
     "EspEvent",
     "Event",
@@ -69,6 +79,7 @@ __all__ = [
     "JourneyRun",
     "JourneyStatus",
     "LlmUsage",
+    "OutboundDelivery",
     "PiiIncident",
     "Product",
     "ReviewItem",
@@ -81,5 +92,6 @@ __all__ = [
     "Tenant",
     "TriggerRule",
     "UTCDateTime",
+    "WebhookEndpoint",
     "utcnow",
 ]

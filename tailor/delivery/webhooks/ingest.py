@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tailor.db import Database
 from tailor.delivery.webhooks.events import RANK, SUPPRESSING, EspEvent, EventKind, advance
 from tailor.models import ConsentStatus
+from tailor.outbound import esp_event, publish
 from tailor.store.esp_events import (
     LedgerChange,
     SendRef,
@@ -133,6 +134,10 @@ async def _ingest_once(
                 inserted.discard(key)  # a repeat within the batch applies once
                 fresh.append((event, send))
         suppressed, revoked = await _apply(conn, fresh, soft_bounce_limit=soft_bounce_limit)
+        await publish(conn, [esp_event(
+            tenant_id=send.tenant_id, send_id=send.id, contact_id=send.contact_id, kind=event.kind,
+            provider=event.provider, provider_event_id=event.provider_event_id,
+            occurred_at=event.occurred_at) for event, send in fresh])  # fmt: skip  # webhooks
     flagged = frozenset(send.id for event, send in fresh if event.kind in FLAGGING)
     return Ingested(accepted, len(events) - accepted, suppressed, revoked, flagged)
 

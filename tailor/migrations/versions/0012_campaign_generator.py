@@ -1,7 +1,7 @@
 """campaign generator: the rules tier only, for the plain arm of an AI vs plain A/B test
 
-Revision ID: 0013
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-01 21:30:00.000000
 """
 from collections.abc import Sequence
@@ -11,8 +11,8 @@ import sqlmodel
 from alembic import op
 
 
-revision: str = '0013'
-down_revision: str | None = '0010'
+revision: str = '0012'
+down_revision: str | None = '0011'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
