@@ -17,6 +17,7 @@ from sqlmodel import col
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
+from api.routes.tracking import TrackingFastPath
 from tailor.db import Database
 from tailor.delivery.providers.setup import build_router
 from tailor.demo.seed import seed_demo
@@ -314,3 +315,36 @@ async def test_a_click_before_the_send_is_recorded_sent_still_redirects(
             assert clicked.headers["location"] == send.links[0]
             await tracked.drained()
             assert [(h.kind, h.link_index) for h in await tracked.hits(send_id)] == [("click", 0)]
+
+
+async def test_the_fast_path_answers_as_the_documented_routes_do(tracked: Tracked) -> None:
+    """The pixel and the redirect are answered in front of the app (api/routes/tracking.py);
+    the FastAPI routes behind it, which the OpenAPI document describes, answer the same."""
+    campaign_id = await tracked.send_campaign()
+    html = tracked.html_of(campaign_id)[0]
+    pixel, link = _PIXEL.search(html), _CLICK.findall(html)[0]
+    assert pixel is not None
+    layer: Any = tracked.app.middleware_stack
+    while not isinstance(layer, TrackingFastPath):
+        layer = layer.app
+    behind = layer.app
+
+    async def routes_only(scope: Any, receive: Any, send: Any) -> None:
+        scope["app"] = tracked.app
+        await behind(scope, receive, send)
+
+    transport = httpx.ASGITransport(app=routes_only)
+    async with httpx.AsyncClient(transport=transport, base_url=TRACKING_URL) as slow:
+        for method, path in [
+            ("GET", _path("o", pixel.group(1))), ("HEAD", _path("o", pixel.group(1))),
+            ("GET", _path("o", "junk")), ("GET", _path("c", link)), ("HEAD", _path("c", link)),
+            ("GET", _path("c", link[:-2] + "AA")),
+        ]:  # fmt: skip
+            fast = await tracked.public.request(method, path, headers={"User-Agent": BROWSER})
+            documented = await slow.request(method, path, headers={"User-Agent": BROWSER})
+            assert fast.status_code == documented.status_code, path
+            assert fast.content == documented.content, path
+            for header in ("content-type", "cache-control", "pragma", "location"):
+                assert fast.headers.get(header) == documented.headers.get(header), header
+            assert fast.headers["x-request-id"]
+    await tracked.drained()
