@@ -5,7 +5,8 @@ body before anything is parsed (``tailor.delivery.webhooks``). A request that ca
 genuine (unsigned, forged, tampered, replayed, stale) is answered 401 and records nothing; a
 signed body that is malformed 422; an SNS signing certificate that cannot be fetched 503 (SNS
 retries). A route whose key is not configured answers 404. Otherwise the events are stored and
-applied in one transaction (``tailor.delivery.webhooks.ingest``) and the answer counts them.
+applied in one transaction (``tailor.delivery.webhooks.ingest``) and the answer counts them;
+the people's opens and clicks among them are engaged in the background, like the pixel's.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from api.schemas.webhooks import WebhookCounts
 from tailor.config import Settings
 from tailor.delivery.webhooks import mailgun, sendgrid, ses, sns
 from tailor.delivery.webhooks.fetch import FetchFailed, SnsHttp
-from tailor.delivery.webhooks.ingest import ingest
+from tailor.delivery.webhooks.ingest import Ingested, ingest
 from tailor.delivery.webhooks.refusal import WebhookRefused
 from tailor.delivery.webhooks.replay import MemoryReplayGuard, RedisReplayGuard, ReplayGuard
+from tailor.engagement.tracker import Reported, Tracker
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -85,6 +87,15 @@ def _refused(error: WebhookRefused) -> JSONResponse:
     return JSONResponse({"message": message, "detail": detail}, status_code=401)
 
 
+def _engage(request: Request, done: Ingested) -> Ingested:
+    """Hand the people's opens and clicks to the tracker, which engages them in the background
+    (a send's first of each kind only, whoever reported it first: pixel or provider)."""
+    tracker: Tracker = request.app.state.tracker
+    tracker.engage_reported(Reported(e.tenant_id, e.send_id, e.metric, e.at)
+                            for e in done.engagements)  # fmt: skip
+    return done
+
+
 def _max_age(settings: Settings) -> timedelta:
     return timedelta(seconds=settings.webhook_max_age_s)
 
@@ -103,7 +114,7 @@ async def sendgrid_events(
         return _refused(error)
     events = sendgrid.parse(body)  # InvalidInput: 422 naming the event at fault
     ignored = len(json.loads(body)) - len(events)
-    done = await ingest(db, events, soft_bounce_limit=settings.soft_bounce_limit)
+    done = _engage(request, await ingest(db, events, soft_bounce_limit=settings.soft_bounce_limit))
     return WebhookCounts(accepted=done.accepted, duplicates=done.duplicates, ignored=ignored)
 
 
@@ -125,7 +136,7 @@ async def mailgun_event(
         raise HTTPException(503, "the replay guard (Redis) is unreachable; try again") from error
     if event is None:
         return WebhookCounts(accepted=0, duplicates=0, ignored=1)
-    done = await ingest(db, [event], soft_bounce_limit=settings.soft_bounce_limit)
+    done = _engage(request, await ingest(db, [event], soft_bounce_limit=settings.soft_bounce_limit))
     return WebhookCounts(accepted=done.accepted, duplicates=done.duplicates, ignored=0)
 
 
@@ -163,5 +174,5 @@ async def ses_events(
     events = ses.parse(message)
     if not events:
         return WebhookCounts(accepted=0, duplicates=0, ignored=1)
-    done = await ingest(db, events, soft_bounce_limit=settings.soft_bounce_limit)
+    done = _engage(request, await ingest(db, events, soft_bounce_limit=settings.soft_bounce_limit))
     return WebhookCounts(accepted=done.accepted, duplicates=done.duplicates, ignored=0)
