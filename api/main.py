@@ -112,6 +112,8 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
 
     # Every mutating call leaves one audit entry, whatever its outcome (api/audit.py).
     app.add_middleware(AuditMiddleware)
+    # Outermost: the pixel and the redirect skip everything above (api/routes/tracking.py).
+    app.add_middleware(tracking.TrackingFastPath)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -132,3 +132,28 @@ def test_bench_campaign_reports_rate_chunk_latency_and_memory(tmp_path: Path) ->
     assert report["peak_rss_mb_by_process"]["esp-stub"] > 0
     assert report["progress_query_p95_ms"] > 0
     assert not list(tmp_path.iterdir()), "the state folder was removed"
+
+
+def test_bench_tracking_reports_latency_per_route_and_every_hit_recorded(tmp_path: Path) -> None:
+    """Its shape and its counts, not its speed: every request answered as the route should,
+    and every one of them a stored hit once the API's recorder has drained."""
+    run = subprocess.run(
+        [sys.executable, "-m", "tailor.cli.main", "bench", "tracking", "--rate", "40",
+         "--seconds", "2", "--contacts", "50", "--json"],
+        capture_output=True, text=True, timeout=180,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["backend"] == "sqlite" and report["rate"] == 40 and report["sends"] > 40
+    assert report["requests"] == 40 * 2 and report["errors"] == 0
+    routes = report["routes"]
+    assert routes["open"]["requests"] + routes["click"]["requests"] == report["requests"]
+    for route in routes.values():
+        assert route["requests"] > 10 and route["errors"] == 0
+        assert 0 < route["p50_ms"] <= route["p95_ms"] <= route["p99_ms"] <= route["max_ms"]
+    assert 30 <= report["rate_achieved"] <= 50
+    assert report["hits_requested"] == 40 * 3  # with the second of warm-up
+    assert report["hits_recorded"] == report["hits_requested"] == sum(report["hits"].values())
+    assert report["hits"]["open_machine"] > 0  # the Apple MPP prefetches among the opens
+    assert not list(tmp_path.iterdir()), "the state folder was removed"

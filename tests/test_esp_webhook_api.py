@@ -31,7 +31,9 @@ from tailor.delivery.webhooks.fetch import SnsHttp
 from tailor.delivery.webhooks.replay import RedisReplayGuard
 from tailor.models import ConsentRecord, ConsentStatus, Contact, EspEvent, Send
 from tailor.store.consent import current_consent
-from tailor.store.sends import claim_for_dispatch, ensure_send_rows
+from tailor.store.sends import Accepted, claim_for_dispatch, ensure_send_rows, mark_sent
+from tailor.store.tracking import engaged
+from tailor.tracking.tokens import sign_open
 from tests.conftest import seeded_campaign
 from tests.test_esp_webhooks import MG_KEY, mg_body, sg_key, sg_setting, sg_sign
 
@@ -420,3 +422,70 @@ async def test_redis_replay_guard_is_shared_and_single_use() -> None:
     finally:
         await first.close()
         await second.close()
+
+
+# --- Opens and clicks into engagement ---------------------------------------------------------
+
+IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1_2 like Mac OS X) AppleWebKit/605.1.15"
+TRACKING_SECRET = "esp-engagement-test"
+
+
+async def engagements(db: Database, m: Mailing) -> set[tuple[int, str]]:
+    async with db.read() as conn:
+        return await engaged(conn, send_ids=[s.id or 0 for s in m.sends], metrics=["open", "click"])
+
+
+async def test_people_s_opens_and_clicks_reported_by_providers_are_engaged_once(
+    db: Database,
+) -> None:
+    """A person's open or click reported by the provider counts like the pixel's, once per send
+    whoever reports it first; an MPP prefetch, a bot and a scanner on delivery do not."""
+    m = await mailing(db)
+    ids = [s.id or 0 for s in m.sends]
+    async with db.write() as conn:  # delivered an hour ago
+        await claim_for_dispatch(conn, send_ids=ids, provider="sendgrid")
+        accepted = [Accepted(i, f"sg-{i}", "rules", {}) for i in ids]
+        await mark_sent(conn, accepted=accepted, at=datetime.now(UTC) - timedelta(hours=1))
+    key = sg_key()
+    async with api(db, sendgrid_webhook_public_key=sg_setting(key),
+                   tracking_secret=TRACKING_SECRET) as (client, app):  # fmt: skip
+        # The reader of email 0 opens it: the pixel sees it first.
+        pixel = f"/t/o/{sign_open(TRACKING_SECRET, 'demo', 1, ids[0])}"
+        assert (await client.get(pixel, headers={"User-Agent": IPHONE})).status_code == 200
+        await app.state.tracker.drain(now=True)
+        assert await engagements(db, m) == {(ids[0], "open")}
+
+        batch = [
+            m.event(0, "open", "o-0", useragent=IPHONE, ip="198.51.100.7"),  # the same open
+            m.event(0, "click", "c-0", useragent=IPHONE, url="https://shop.test/p/1"),
+            m.event(1, "open", "o-1", useragent="Mozilla/5.0", sg_machine_open=True),
+            m.event(2, "click", "c-2", useragent="Barracuda Sentinel (EE)"),
+            m.event(3, "open", "o-3a", useragent=IPHONE),
+            m.event(3, "open", "o-3b", useragent=IPHONE),  # opened again: one engagement
+            m.event(3, "delivered", "d-3"),
+        ]
+        response = await post_sendgrid(client, key, batch)
+        assert response.json() == {"accepted": 7, "duplicates": 0, "ignored": 0}
+        await app.state.tracker.drain(now=True)
+        assert await engagements(db, m) == {
+            (ids[0], "open"), (ids[0], "click"), (ids[3], "open"),
+        }  # fmt: skip
+
+        # Mailgun's report of email 4's open by a person, and one by a bot of email 5.
+        reader: dict[str, Any] = {"client-info": {"user-agent": IPHONE, "bot": ""},
+                                  "ip": "198.51.100.7"}  # fmt: skip
+        for n, (send, info) in enumerate(
+            [(m.sends[4], reader), (m.sends[5], {"client-info": {"bot": "google"}})]
+        ):
+            event = {"id": f"mg-open-{n}", "event": "opened",
+                     "timestamp": datetime.now(UTC).timestamp(), "recipient": "x@example.com",
+                     "user-variables": {"tailor_send_id": str(send.id)}, **info}  # fmt: skip
+            body = mg_body(event, token=f"tok-open-{n}", at=datetime.now(UTC))
+            assert (await client.post("/v1/webhooks/mailgun", content=body)).status_code == 200
+        await app.state.tracker.drain(now=True)
+    assert await engagements(db, m) == {
+        (ids[0], "open"), (ids[0], "click"), (ids[3], "open"), (ids[4], "open"),
+    }  # fmt: skip
+    async with db.read_session() as session:
+        person = await session.get(Contact, m.sends[3].contact_id)
+    assert person is not None and person.last_open_at is not None  # features, as the pixel's

@@ -524,3 +524,40 @@ def test_a_late_lesser_event_never_undoes_a_bounce_or_complaint() -> None:
     assert advance(EventKind.DELIVERED, EventKind.BOUNCE_SOFT) is EventKind.DELIVERED
     assert advance(EventKind.DEFERRED, EventKind.BOUNCE_SOFT) is EventKind.BOUNCE_SOFT
     assert advance(None, EventKind.BOUNCE_SOFT) is EventKind.BOUNCE_SOFT
+
+
+def test_providers_report_who_opened_and_clicked() -> None:
+    """What each provider says of the reader of an open or a click, for telling people from
+    machines: SendGrid's useragent, ip and MPP flag, Mailgun's client-info, SES's userAgent."""
+    iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1_2 like Mac OS X) AppleWebKit/605.1.15"
+    base = {"email": "ann@example.com", "timestamp": 1772452700, "tailor_send_id": "12"}
+    (sg_open, sg_click, sg_delivered) = sendgrid.parse(json.dumps([
+        {**base, "event": "open", "sg_event_id": "o", "useragent": "Mozilla/5.0",
+         "ip": "17.58.1.2", "sg_machine_open": True},
+        {**base, "event": "click", "sg_event_id": "c", "useragent": iphone, "ip": "198.51.100.7",
+         "url": "https://shop.test/p/1"},
+        {**base, "event": "delivered", "sg_event_id": "d", "ip": "192.0.2.1"},
+    ]).encode())  # fmt: skip
+    assert (sg_open.user_agent, sg_open.ip, sg_open.machine) == ("Mozilla/5.0", "17.58.1.2", True)
+    assert (sg_click.user_agent, sg_click.machine) == (iphone, False)
+    assert (sg_delivered.user_agent, sg_delivered.ip) == (None, None)  # not a reader's
+
+    info = {"client-type": "mobile browser", "user-agent": iphone, "bot": ""}
+    opened = {"id": "mg-o", "event": "opened", "timestamp": 1772452700.0,
+              "recipient": "ann@example.com", "ip": "198.51.100.7",
+              "client-info": info}  # fmt: skip
+    mg_person = mailgun.parse_event(opened)
+    mg_bot = mailgun.parse_event({**opened, "client-info": {"user-agent": "x", "bot": "google"}})
+    assert mg_person is not None and mg_bot is not None
+    assert (mg_person.user_agent, mg_person.ip, mg_person.machine) == (
+        iphone,
+        "198.51.100.7",
+        False,
+    )
+    assert mg_bot.machine is True
+
+    detail = {"timestamp": "2026-03-02T11:10:00Z", "userAgent": iphone, "ipAddress": "198.51.100.7"}
+    (ses_open,) = ses.parse(ses_event("Open", "open", detail))
+    assert (ses_open.user_agent, ses_open.ip, ses_open.machine) == (iphone, "198.51.100.7", False)
+    (ses_bare,) = ses.parse(ses_event("Open", "open", {"timestamp": "2026-03-02T11:10:00Z"}))
+    assert ses_bare.user_agent is None

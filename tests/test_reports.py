@@ -23,7 +23,7 @@ from tailor.sending.unsubscribe import unsubscribe_token
 from tailor.store.reports import sum_rollups
 from tailor.store.rollups import rebuild_campaign
 from tailor.store.sends import Accepted, claim_for_dispatch, mark, mark_sent
-from tailor.store.tracking import record_hit
+from tailor.store.tracking import record_hits
 from tests.conftest import key_headers, other_tenant_headers
 from tests.test_esp_webhook_api import Mailing, mailing, post_sendgrid
 from tests.test_esp_webhooks import sg_key, sg_setting
@@ -172,11 +172,15 @@ async def test_orders_go_to_the_last_human_click_within_the_window(db: Database)
     assert a.contact_id == b.contact_id
     now = datetime.now(UTC)
     async with db.write() as conn:
-        for send, human, ago in [(a, True, 3), (b, False, 1)]:  # b: a link scanner's click
-            await record_hit(
-                conn, tenant_id="demo", send_id=send.id or 0, kind="click", link_index=0,
-                human=human, rule=None if human else "scanner", at=now - timedelta(hours=ago),
-            )  # fmt: skip
+        await record_hits(
+            conn,
+            hits=[
+                {"tenant_id": "demo", "send_id": send.id, "kind": "click", "link_index": 0,
+                 "human": human, "rule": None if human else "scanner",
+                 "at": now - timedelta(hours=ago)}
+                for send, human, ago in [(a, True, 3), (b, False, 1)]  # b: a link scanner's
+            ],
+        )  # fmt: skip
     async with api(db) as client:
         await order(client, headers, a, "o-1", 20)
         assert (await report(client, headers, first.campaign_id))["totals"]["conversions"] == 1

@@ -45,15 +45,23 @@ async def test_claims_are_exclusive_and_respect_the_newest_consent(db: Database)
     await _revoke(db, revoked_contact)
 
     ids = [s.id for s in sends]
+    links = {i: [f"https://shop.test/p/{i}", "https://shop.test/"] for i in ids}
     async with db.write() as conn:
-        first = await claim_for_dispatch(conn, send_ids=ids, provider="smtp")
+        first = await claim_for_dispatch(conn, send_ids=ids, provider="smtp", links=links)
     async with db.write() as conn:
-        second = await claim_for_dispatch(conn, send_ids=ids, provider="smtp")
+        second = await claim_for_dispatch(
+            conn, send_ids=ids, provider="smtp", links={i: ["https://elsewhere.test/"] for i in ids}
+        )
     assert first == set(ids) - {revoked_send}
     assert second == set(), "a claimed send is never claimed again"
     async with db.read() as conn:
         counts = await send_counts(conn, campaign_id=campaign_id)
     assert counts[SendStatus.DISPATCHED] == 5 and counts[SendStatus.PENDING] == 1
+    # The links of an email stored with its claim, and only of those claimed.
+    async with db.read_session() as session:
+        rows = [await session.get(Send, i) for i in ids]
+    stored = {row.id: row.links for row in rows if row is not None}
+    assert stored == {i: (None if i == revoked_send else links[i]) for i in ids}
 
 
 async def test_consent_ledger_is_append_only(db: Database) -> None:
@@ -93,7 +101,8 @@ async def test_the_synchronous_sqlite_claim_matches_the_async_one(sqlite_db: Dat
     raw = sqlite3.connect(sqlite_path(sqlite_db.url), isolation_level=None)
     try:
         raw.execute("BEGIN IMMEDIATE")
-        first = claim_for_dispatch_sqlite(raw, [s.id for s in sends], "smtp")
+        links = {s.id: [f"https://shop.test/p/{s.id}?a=1&b=é"] for s in sends}
+        first = claim_for_dispatch_sqlite(raw, [s.id for s in sends], "smtp", links)
         raw.execute("COMMIT")
         again = claim_for_dispatch_sqlite(raw, [s.id for s in sends], "smtp")
     finally:
@@ -101,5 +110,8 @@ async def test_the_synchronous_sqlite_claim_matches_the_async_one(sqlite_db: Dat
     assert first == {s.id for s in sends[1:]} and again == set()
     async with sqlite_db.read_session() as session:
         row = await session.get(Send, sends[1].id)
+        revoked = await session.get(Send, sends[0].id)
     assert row is not None and row.status == SendStatus.DISPATCHED and row.attempts == 1
     assert row.dispatched_at is not None and row.dispatched_at.tzinfo is not None
+    assert row.links == links[sends[1].id]  # read back by the ORM as it wrote them
+    assert revoked is not None and revoked.links is None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -16,10 +17,13 @@ from sqlmodel import col
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
+from api.routes.tracking import TrackingFastPath
 from tailor.db import Database
+from tailor.delivery.providers.setup import build_router
 from tailor.demo.seed import seed_demo
+from tailor.devtools.esp_stub import STUB_SENDGRID_KEY, running_esp_stub
 from tailor.devtools.smtp_sink import read_outbox
-from tailor.models import Contact, Engagement, Send, TrackingHit, utcnow
+from tailor.models import Contact, Engagement, Send, SendStatus, TrackingHit, utcnow
 from tailor.tracking.tokens import peek_send_id, sign_click, sign_open
 from tests.conftest import Sink, key_headers, other_tenant_headers, settings_for, task_queue
 from worker import build_worker
@@ -114,14 +118,18 @@ class Tracked:
             return send
 
 
-@pytest.fixture
-async def tracked(
-    time_skipping_env: WorkflowEnvironment, db: Database, sink: Sink
+@asynccontextmanager
+async def tracking_app(
+    env: WorkflowEnvironment, db: Database, sink: Sink, **settings: object
 ) -> AsyncIterator[Tracked]:
+    """The API and a worker on the demo tenant (six contacts), tracking at ``TRACKING_URL``."""
     await seed_demo(db, contacts=6)
-    settings = settings_for(db, sink, temporal_task_queue=task_queue(), tracking_url=TRACKING_URL)
-    app = create_app(settings, temporal_client=time_skipping_env.client)
-    worker = build_worker(time_skipping_env.client, db, settings, settings.temporal_task_queue)
+    config = settings_for(
+        db, sink, temporal_task_queue=task_queue(), tracking_url=TRACKING_URL, **settings
+    )
+    app = create_app(config, temporal_client=env.client)
+    router = build_router(config)
+    worker = build_worker(env.client, db, config, config.temporal_task_queue, router)
     async with worker, app.router.lifespan_context(app):
         headers = await key_headers(db, "demo", "admin")
         transport = httpx.ASGITransport(app=app)
@@ -132,6 +140,15 @@ async def tracked(
             httpx.AsyncClient(transport=transport, base_url=TRACKING_URL) as public,
         ):
             yield Tracked(client, public, app, db, sink)
+    await router.close()
+
+
+@pytest.fixture
+async def tracked(
+    time_skipping_env: WorkflowEnvironment, db: Database, sink: Sink
+) -> AsyncIterator[Tracked]:
+    async with tracking_app(time_skipping_env, db, sink) as app:
+        yield app
 
 
 def _path(url_kind: str, token: str) -> str:
@@ -269,3 +286,65 @@ async def test_tracking_off_for_the_tenant_or_the_campaign_sends_direct_links(
         ).scalars()
         sent = [s for s in sends if s.explain is not None]
     assert sent and all(s.links is None and s.explain["tracked"] is False for s in sent)  # type: ignore[index]
+
+
+async def test_a_click_before_the_send_is_recorded_sent_still_redirects(
+    time_skipping_env: WorkflowEnvironment, db: Database, sink: Sink
+) -> None:
+    """The provider takes the emails but its answer never comes: the sends stay dispatched,
+    never recorded sent, and their readers may already have them. Their links still work,
+    because they were stored with the claim, before the request went out."""
+    with running_esp_stub() as esp:
+        esp.sendgrid.drop_after_read = True
+        async with tracking_app(
+            time_skipping_env, db, sink, providers=["sendgrid"], provider_timeout_s=5.0,
+            sendgrid_api_key=STUB_SENDGRID_KEY, sendgrid_base_url=esp.url,
+        ) as tracked:  # fmt: skip
+            await tracked.send_campaign()
+            delivered = esp.messages("sendgrid")
+            assert delivered
+            clicks = _CLICK.findall(delivered[0].html)
+            send_id = peek_send_id(clicks[0])
+            assert send_id is not None
+            send = await tracked.send_row(send_id)
+            assert send.status == SendStatus.DISPATCHED and send.sent_at is None
+            assert send.links
+
+            clicked = await tracked.fetch(_path("c", clicks[0]), BROWSER)
+            assert clicked.status_code == 302
+            assert clicked.headers["location"] == send.links[0]
+            await tracked.drained()
+            assert [(h.kind, h.link_index) for h in await tracked.hits(send_id)] == [("click", 0)]
+
+
+async def test_the_fast_path_answers_as_the_documented_routes_do(tracked: Tracked) -> None:
+    """The pixel and the redirect are answered in front of the app (api/routes/tracking.py);
+    the FastAPI routes behind it, which the OpenAPI document describes, answer the same."""
+    campaign_id = await tracked.send_campaign()
+    html = tracked.html_of(campaign_id)[0]
+    pixel, link = _PIXEL.search(html), _CLICK.findall(html)[0]
+    assert pixel is not None
+    layer: Any = tracked.app.middleware_stack
+    while not isinstance(layer, TrackingFastPath):
+        layer = layer.app
+    behind = layer.app
+
+    async def routes_only(scope: Any, receive: Any, send: Any) -> None:
+        scope["app"] = tracked.app
+        await behind(scope, receive, send)
+
+    transport = httpx.ASGITransport(app=routes_only)
+    async with httpx.AsyncClient(transport=transport, base_url=TRACKING_URL) as slow:
+        for method, path in [
+            ("GET", _path("o", pixel.group(1))), ("HEAD", _path("o", pixel.group(1))),
+            ("GET", _path("o", "junk")), ("GET", _path("c", link)), ("HEAD", _path("c", link)),
+            ("GET", _path("c", link[:-2] + "AA")),
+        ]:  # fmt: skip
+            fast = await tracked.public.request(method, path, headers={"User-Agent": BROWSER})
+            documented = await slow.request(method, path, headers={"User-Agent": BROWSER})
+            assert fast.status_code == documented.status_code, path
+            assert fast.content == documented.content, path
+            for header in ("content-type", "cache-control", "pragma", "location"):
+                assert fast.headers.get(header) == documented.headers.get(header), header
+            assert fast.headers["x-request-id"]
+    await tracked.drained()

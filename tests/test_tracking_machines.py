@@ -66,6 +66,8 @@ def hit(kind: TrackingKind = OPEN, **changes: object) -> Hit:
         hit(CLICK, clicks_of_send_in_last_seconds=1, links_in_email=4),
         # delivery not reported yet: no timing rule applies
         hit(CLICK, delivered_at=None, at=DELIVERED),
+        # a provider's open report that names no user agent (SES without it): not a script's
+        hit(OPEN, user_agent=None, ip=None),
     ],
 )
 def test_people_reading_and_clicking_count_as_human(person: Hit) -> None:
@@ -74,6 +76,11 @@ def test_people_reading_and_clicking_count_as_human(person: Hit) -> None:
 
 # Machines, each with the request shape it was recorded with.
 MACHINES = [
+    # SendGrid's open event with sg_machine_open: true (Apple MPP, by SendGrid's signals)
+    (
+        hit(OPEN, user_agent=IPHONE_MAIL, ip="203.0.113.9", provider_says_machine=True),
+        "provider-says-machine",
+    ),  # fmt: skip
     (hit(CLICK, method="HEAD", user_agent=CHROME_WINDOWS), "head-request"),
     (hit(OPEN, method="head", user_agent=IPHONE_MAIL), "head-request"),
     (hit(OPEN, user_agent=""), "no-user-agent"),

@@ -5,7 +5,8 @@ body before anything is parsed (``tailor.delivery.webhooks``). A request that ca
 genuine (unsigned, forged, tampered, replayed, stale) is answered 401 and records nothing; a
 signed body that is malformed 422; an SNS signing certificate that cannot be fetched 503 (SNS
 retries). A route whose key is not configured answers 404. Otherwise the events are stored and
-applied in one transaction (``tailor.delivery.webhooks.ingest``) and the answer counts them.
+applied in one transaction (``tailor.delivery.webhooks.ingest``) and the answer counts them;
+the people's opens and clicks among them are engaged in the background, like the pixel's.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from tailor.delivery.webhooks.fetch import FetchFailed, SnsHttp
 from tailor.delivery.webhooks.ingest import Ingested, ingest
 from tailor.delivery.webhooks.refusal import WebhookRefused
 from tailor.delivery.webhooks.replay import MemoryReplayGuard, RedisReplayGuard, ReplayGuard
+from tailor.engagement.tracker import Reported, Tracker
 from tailor.temporal.guard import pause_breaching
 
 log = logging.getLogger(__name__)
@@ -90,11 +92,20 @@ def _refused(error: WebhookRefused) -> JSONResponse:
 
 
 async def _ingest(
-    db: Database, gateway: TemporalGateway, events: Sequence[EspEvent], settings: Settings
+    request: Request,
+    db: Database,
+    gateway: TemporalGateway,
+    events: Sequence[EspEvent],
+    settings: Settings,
 ) -> Ingested:
-    """Store and apply the events; then pause any campaign a new bounce or complaint pushed
-    over its tenant's limits (``tailor.delivery.guard``)."""
+    """Store and apply the events; hand the people's opens and clicks to the tracker, which
+    engages them in the background (a send's first of each kind only, whoever reported it first:
+    pixel or provider); then pause any campaign a new bounce or complaint pushed over its
+    tenant's limits (``tailor.delivery.guard``)."""
     done = await ingest(db, events, soft_bounce_limit=settings.soft_bounce_limit)
+    tracker: Tracker = request.app.state.tracker
+    tracker.engage_reported(Reported(e.tenant_id, e.send_id, e.metric, e.at)
+                            for e in done.engagements)  # fmt: skip
     if done.flagged:
         await pause_breaching(db, gateway.control, done.flagged)
     return done
@@ -122,7 +133,7 @@ async def sendgrid_events(
         return _refused(error)
     events = sendgrid.parse(body)  # InvalidInput: 422 naming the event at fault
     ignored = len(json.loads(body)) - len(events)
-    done = await _ingest(db, gateway, events, settings)
+    done = await _ingest(request, db, gateway, events, settings)
     return WebhookCounts(accepted=done.accepted, duplicates=done.duplicates, ignored=ignored)
 
 
@@ -148,7 +159,7 @@ async def mailgun_event(
         raise HTTPException(503, "the replay guard (Redis) is unreachable; try again") from error
     if event is None:
         return WebhookCounts(accepted=0, duplicates=0, ignored=1)
-    done = await _ingest(db, gateway, [event], settings)
+    done = await _ingest(request, db, gateway, [event], settings)
     return WebhookCounts(accepted=done.accepted, duplicates=done.duplicates, ignored=0)
 
 
@@ -190,5 +201,5 @@ async def ses_events(
     events = ses.parse(message)
     if not events:
         return WebhookCounts(accepted=0, duplicates=0, ignored=1)
-    done = await _ingest(db, gateway, events, settings)
+    done = await _ingest(request, db, gateway, events, settings)
     return WebhookCounts(accepted=done.accepted, duplicates=done.duplicates, ignored=0)

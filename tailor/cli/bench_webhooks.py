@@ -167,7 +167,7 @@ async def _stored(url: str, run: str) -> int:
         await db.dispose()
 
 
-def _wait_healthy(url: str, group: ProcessGroup) -> None:
+def wait_healthy(url: str, group: ProcessGroup) -> None:
     deadline = time.monotonic() + 60
     service = group.services[-1]
     while time.monotonic() < deadline:
@@ -208,7 +208,7 @@ def run_webhooks_bench(args: argparse.Namespace) -> int:
         with console.status(f"Seeding {args.contacts:,} contacts and their sends…"):
             sends = asyncio.run(_seed(database_url, args.contacts))
         group.start("api", [sys.executable, "-m", "tailor.cli.main", "api"], env)
-        _wait_healthy(url, group)
+        wait_healthy(url, group)
         with console.status(
             f"Posting {args.batch}-event batches from {args.concurrency} clients for "
             f"{args.seconds}s…"

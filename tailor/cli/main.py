@@ -41,6 +41,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tailor", description="Durable, AI-personalised email for marketers."
@@ -148,6 +155,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hooks.add_argument("--json", action="store_true", help="last line: one JSON object")
     hooks.add_argument("--keep", action="store_true", help="keep the bench state folder")
+    tracking = bench_sub.add_parser(
+        "tracking", help="open pixel and click redirect at a fixed rate: latency, hits recorded"
+    )
+    tracking.add_argument("--rate", type=_positive, default=500, help="requests per second")
+    tracking.add_argument("--seconds", type=_positive, default=10)
+    tracking.add_argument(
+        "--click-share", type=_share, default=0.5, help="share of redirects (the rest: pixels)"
+    )
+    tracking.add_argument("--contacts", type=_positive, default=2000, help="emails to open")
+    tracking.add_argument(
+        "--connections", type=_positive, default=256, help="requests in flight at most"
+    )
+    tracking.add_argument(
+        "--database-url", default=None, help="a PostgreSQL URL; default: a fresh SQLite file"
+    )
+    tracking.add_argument("--json", action="store_true", help="last line: one JSON object")
+    tracking.add_argument("--keep", action="store_true", help="keep the bench state folder")
     return parser
 
 
@@ -275,6 +299,10 @@ def main(argv: list[str] | None = None) -> None:
             from tailor.cli.bench_trigger import run_trigger_bench
 
             sys.exit(run_trigger_bench(args))
+        elif args.command == "bench" and args.bench_command == "tracking":
+            from tailor.cli.bench_tracking import run_tracking_bench
+
+            sys.exit(run_tracking_bench(args))
         elif args.command == "bench" and args.bench_command == "webhooks":
             from tailor.cli.bench_webhooks import run_webhooks_bench
 

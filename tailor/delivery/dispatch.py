@@ -49,6 +49,7 @@ class Envelope:
     contact_id: int
     email: OutgoingEmail
     sent_at: datetime
+    links: list[str] | None = None  # the URLs behind its tracked links, stored with its claim
 
     @property
     def parts(self) -> MailParts:
@@ -179,7 +180,7 @@ class Dispatcher:
                 await asyncio.sleep(wait)
             if rate is not None and self._limiter is not None:
                 await self._limiter.acquire(tenant_id, len(batch), rate_per_s=rate)
-            claimed_ids = await self._claim(provider.name, [e.send_id for e in batch])
+            claimed_ids = await self._claim(provider.name, batch)
             claimed = [e for e in batch if e.send_id in claimed_ids]
             report.not_claimed.extend(e for e in batch if e.send_id not in claimed_ids)
             if not claimed:
@@ -322,7 +323,9 @@ class Dispatcher:
             mail_from=e.from_email,
             rcpt_to=e.to_email,
             message=message,
-            claim=lambda end_of_data: self._batcher(SMTP).claim(env.send_id, end_of_data),
+            claim=lambda end_of_data: self._batcher(SMTP).claim(
+                env.send_id, end_of_data, env.links
+            ),
         )
         return result.outcome, result.detail, result.provider_message_id
 
@@ -380,10 +383,12 @@ class Dispatcher:
             batcher = self._claims[provider] = ClaimBatcher(self._db, provider)
         return batcher
 
-    async def _claim(self, provider: str, send_ids: list[int]) -> set[int]:
+    async def _claim(self, provider: str, batch: list[Envelope]) -> set[int]:
         batcher = self._batcher(provider)
-        claimed = await asyncio.gather(*(batcher.claim(i, _nothing) for i in send_ids))
-        return {i for i, ok in zip(send_ids, claimed, strict=True) if ok}
+        claimed = await asyncio.gather(
+            *(batcher.claim(e.send_id, _nothing, e.links) for e in batch)
+        )
+        return {e.send_id for e, ok in zip(batch, claimed, strict=True) if ok}
 
     async def _release(self, send_ids: list[int]) -> None:
         """Claimed but certainly not accepted: pending again, for the next provider or retry."""

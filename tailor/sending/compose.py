@@ -37,8 +37,7 @@ from tailor.tracking.urls import EmailLinks, TrackingConfig
 @dataclass(frozen=True)
 class Composed:
     content: Personalised
-    envelope: Envelope
-    links: list[str] | None = None  # the original URLs of its tracked links; None: untracked
+    envelope: Envelope  # with the original URLs of its tracked links (None: untracked)
 
 
 class Composer:
@@ -104,9 +103,9 @@ class Composer:
         )
         return Composed(
             content,
-            Envelope(recipient.send_id, recipient.contact_id, email, now),
-            None if links is None else links.links,
-        )
+            Envelope(recipient.send_id, recipient.contact_id, email, now,
+                     None if links is None else links.links),
+        )  # fmt: skip
 
     def _rules_tier(
         self,

@@ -206,7 +206,7 @@ class SendPipeline:
     ) -> None:
         now = utcnow()
         envelopes: list[Envelope] = []
-        composed: dict[int, tuple[Recipient, Personalised, list[str] | None]] = {}
+        composed: dict[int, tuple[Recipient, Personalised]] = {}
         for recipient in recipients:
             contact_id = recipient.contact_id
             result = self.composer.compose(
@@ -216,22 +216,22 @@ class SendPipeline:
                 outcomes.invalid.append((recipient.send_id, result))
                 continue
             envelopes.append(result.envelope)
-            composed[recipient.send_id] = (recipient, result.content, result.links)
+            composed[recipient.send_id] = (recipient, result.content)
 
         async def checkpoint(report: DispatchReport) -> None:
             accepted, report.accepted = report.accepted, []
             for envelope, provider_message_id, provider in accepted:
-                recipient, content, links = composed[envelope.send_id]
+                recipient, content = composed[envelope.send_id]
                 words = written.get(recipient.contact_id)
                 why = why_this_email(
                     ctx, self.steps, content, words, retrievals.of(recipient.contact_id),
                     profile=recipient.profile, provider=provider, now=now,
-                    tracked=links is not None, control=recipient.control,
+                    tracked=envelope.links is not None, control=recipient.control,
                 )  # fmt: skip
                 generator = words.provider if words is not None and words.usable else "rules"
-                taken = Accepted(envelope.send_id, provider_message_id, generator, why, links,
-                                 control=recipient.control)  # fmt: skip
-                outcomes.accepted.append(taken)
+                outcomes.accepted.append(
+                    Accepted(envelope.send_id, provider_message_id, generator, why)
+                )
             await outcomes.flush_accepted()
 
         report = await self.dispatcher.dispatch(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, insert, or_, select, update
@@ -31,6 +32,7 @@ class SendRef:
     contact_id: int
     message_id: str  # as stored: with angle brackets
     esp_state: str | None
+    delivered_at: datetime | None = None  # when the provider took it (or Tailor claimed it)
 
 
 def _message_id_keys(bare: str) -> list[tuple[str, int, str]]:
@@ -67,13 +69,20 @@ async def find_sends(
         return by_id, by_message
     rows = await conn.execute(
         select(  # type: ignore[call-overload]
-            Send.id, Campaign.tenant_id, Send.contact_id, Send.message_id, Send.esp_state
-        )
+            Send.id,
+            Campaign.tenant_id,
+            Send.contact_id,
+            Send.message_id,
+            Send.esp_state,
+            Send.sent_at,
+            Send.dispatched_at,
+        )  # fmt: skip
         .join(Campaign, col(Campaign.id) == col(Send.campaign_id))
         .where(or_(*conditions))
     )
-    for row in rows:
-        ref = SendRef(*row)
+    for send_id, tenant_id, contact_id, message_id, esp_state, sent_at, dispatched_at in rows:
+        ref = SendRef(send_id, tenant_id, contact_id, message_id, esp_state,
+                      sent_at or dispatched_at)  # fmt: skip
         if ref.id in send_ids:
             by_id[ref.id] = ref
         if ref.message_id in wanted:

@@ -14,8 +14,9 @@ revocation racing a send, cannot both win.
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -59,8 +60,6 @@ class Accepted:
     provider_message_id: str
     generator: str
     why: dict[str, Any]
-    links: list[str] | None = None  # the URLs behind its tracked links, in order
-    control: bool = False  # in the campaign's control group (its row says so already)
 
 
 @dataclass(frozen=True)
@@ -259,12 +258,18 @@ async def mark_reconciled(conn: AsyncConnection, *, send_ids: Sequence[int], pro
 
 
 async def claim_for_dispatch(
-    conn: AsyncConnection, *, send_ids: Sequence[int], provider: str
+    conn: AsyncConnection,
+    *,
+    send_ids: Sequence[int],
+    provider: str,
+    links: Mapping[int, list[str]] | None = None,
 ) -> set[int]:
     """Atomically claim the pending sends whose contact consents now; returns those claimed.
 
     One statement checks status and the newest consent row together, so a concurrent attempt or
     a revocation committed first always wins. Whatever is not returned must not be delivered.
+    ``links`` (send id -> the URLs behind its tracked links) are stored on the sends claimed, in
+    the same transaction: once an email can reach someone, its click redirects work.
     """
     newest_consent = (
         select(ConsentRecord.status)  # type: ignore[call-overload]
@@ -290,7 +295,16 @@ async def claim_for_dispatch(
         )
         .returning(col(Send.id))
     )
-    return {int(send_id) for send_id in result.scalars() if send_id is not None}
+    claimed = {int(send_id) for send_id in result.scalars() if send_id is not None}
+    tracked = [{"send_id": i, "tracked_links": links[i]} for i in claimed if links and i in links]
+    if tracked:
+        await conn.execute(
+            update(Send)
+            .where(col(Send.id) == bindparam("send_id"))
+            .values(links=bindparam("tracked_links")),
+            tracked,
+        )
+    return claimed
 
 
 _CLAIM_SQLITE = """
@@ -300,18 +314,27 @@ WHERE id IN ({ids}) AND status = 'pending'
        ORDER BY c.id DESC LIMIT 1) = 'granted'
 RETURNING id
 """
+_LINKS_SQLITE = "UPDATE send SET links = ? WHERE id = ?"
 
 
 def claim_for_dispatch_sqlite(
-    conn: sqlite3.Connection, send_ids: Sequence[int], provider: str
+    conn: sqlite3.Connection,
+    send_ids: Sequence[int],
+    provider: str,
+    links: Mapping[int, list[str]] | None = None,
 ) -> set[int]:
     """``claim_for_dispatch`` on a plain sqlite3 connection inside the caller's transaction:
-    the same statement, run synchronously so the caller can act the instant it commits."""
+    the same statements, run synchronously so the caller can act the instant it commits."""
     # The storage format SQLAlchemy uses for DateTime on SQLite (naive UTC).
     now = utcnow().replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
     sql = _CLAIM_SQLITE.format(ids=", ".join("?" * len(send_ids)))
     rows = conn.execute(sql, [now, provider, *send_ids]).fetchall()
-    return {int(row[0]) for row in rows}
+    claimed = {int(row[0]) for row in rows}
+    if links:
+        # As SQLAlchemy's JSON type writes it (json.dumps), so the ORM reads it back.
+        tracked = [(json.dumps(links[i]), i) for i in claimed if i in links]
+        conn.executemany(_LINKS_SQLITE, tracked)
+    return claimed
 
 
 async def mark(
@@ -345,25 +368,23 @@ async def mark(
 _COUNTED = {SendStatus.SENT: "sent", SendStatus.FAILED: "failed", SendStatus.HELD_OUT: "held_out"}
 
 
-async def mark_sent(conn: AsyncConnection, *, accepted: Sequence[Accepted]) -> None:
-    """Record the providers' acceptance of these sends, and count those not recorded before."""
+async def mark_sent(
+    conn: AsyncConnection, *, accepted: Sequence[Accepted], at: datetime | None = None
+) -> None:
+    """Record the providers' acceptance of these sends (``at``, by default now), and count
+    those not recorded before. Their links were stored with the claim."""
     if not accepted:
         return
-    now = utcnow()
+    now = at or utcnow()
     ids = [a.send_id for a in accepted]
     # The same attempt records its acceptances once, but a retried flush must not count twice:
     # only sends still dispatched are moved (and counted).
-    dispatched = (
-        (
-            await conn.execute(
-                select(Send.id).where(  # type: ignore[call-overload]
-                    col(Send.id).in_(ids), col(Send.status) == SendStatus.DISPATCHED.value
-                )
-            )
+    found = await conn.execute(
+        select(Send.id).where(  # type: ignore[call-overload]
+            col(Send.id).in_(ids), col(Send.status) == SendStatus.DISPATCHED.value
         )
-        .scalars()
-        .all()
     )
+    dispatched = list(found.scalars())
     await conn.execute(
         update(Send)
         .where(
@@ -375,7 +396,6 @@ async def mark_sent(conn: AsyncConnection, *, accepted: Sequence[Accepted]) -> N
             provider_message_id=bindparam("pmid"),
             generator=bindparam("made_by"),
             explain=bindparam("why"),
-            links=bindparam("tracked_links"),
             sent_at=now,
         ),
         [
@@ -384,7 +404,6 @@ async def mark_sent(conn: AsyncConnection, *, accepted: Sequence[Accepted]) -> N
                 "pmid": a.provider_message_id[:300],
                 "made_by": a.generator,
                 "why": a.why,
-                "tracked_links": a.links,
             }
             for a in accepted
         ],

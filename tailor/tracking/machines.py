@@ -23,8 +23,10 @@ from tailor.tracking.tokens import TrackingKind
 # Links, Proofpoint, Mimecast...), not a person who has read the email.
 SCANNER_SECONDS = 10
 # Window in which a scanner clicks every link of an email; the recorder counts the send's
-# clicks in it (``Hit.clicks_of_send_in_last_seconds``).
+# clicks in it (``Hit.clicks_of_send_in_last_seconds``), and holds a person's click on an email
+# with two or more links this long before it counts, so the first click of a burst is caught too.
 BURST_SECONDS = 5
+BURST_RULE = "scanner-clicks-every-link"
 
 # Apple Mail Privacy Protection fetches images through Apple's proxies. These are Apple's own
 # allocations (17.0.0.0/8, and its ARIN IPv6 block); MUST be refreshed from Apple's published
@@ -56,13 +58,16 @@ class Hit:
 
     kind: TrackingKind
     method: str
-    user_agent: str
+    user_agent: str | None  # None: not reported (a provider's event without one)
     ip: str | None
     at: datetime
     delivered_at: datetime | None  # None: delivery not (yet) reported by the provider
     # Distinct OTHER links of this send clicked in the BURST_SECONDS before ``at``.
     clicks_of_send_in_last_seconds: int = 0
     links_in_email: int = 0  # how many tracked links the email carries
+    # The provider that reported it says a machine made it (SendGrid's ``sg_machine_open``,
+    # Mailgun's ``client-info.bot``).
+    provider_says_machine: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,7 @@ class Rule:
 
 
 def _ua(hit: Hit) -> str:
-    return hit.user_agent.strip().lower()
+    return (hit.user_agent or "").strip().lower()
 
 
 def _in_apple_proxy(hit: Hit) -> bool:
@@ -103,6 +108,14 @@ def _every_link_at_once(hit: Hit) -> bool:
 
 RULES: tuple[Rule, ...] = (
     Rule(
+        name="provider-says-machine",
+        human=False,
+        matches=lambda hit: hit.provider_says_machine,
+        doc="The email provider that reported the open or click flagged it as a machine's: "
+        "SendGrid's sg_machine_open (an Apple Mail Privacy Protection prefetch), Mailgun's "
+        "client-info bot.",
+    ),
+    Rule(
         name="head-request",
         human=False,
         matches=lambda hit: hit.method.upper() == "HEAD",
@@ -112,8 +125,9 @@ RULES: tuple[Rule, ...] = (
     Rule(
         name="no-user-agent",
         human=False,
-        matches=lambda hit: _ua(hit) == "",
-        doc="Every mail client and browser names itself; an empty User-Agent is a script.",
+        matches=lambda hit: hit.user_agent is not None and _ua(hit) == "",
+        doc="Every mail client and browser names itself; an empty User-Agent is a script. (A "
+        "provider's report that carries no user agent at all is not judged by it.)",
     ),
     Rule(
         name="gmail-image-proxy",
@@ -132,7 +146,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         name="apple-mpp-user-agent",
         human=False,
-        matches=lambda hit: hit.user_agent.strip() == "Mozilla/5.0",
+        matches=lambda hit: (hit.user_agent or "").strip() == "Mozilla/5.0",
         doc="Apple Mail Privacy Protection prefetches every image of every email as it arrives, "
         "read or not, with the bare User-Agent 'Mozilla/5.0'; no real client sends only that.",
     ),
@@ -152,11 +166,12 @@ RULES: tuple[Rule, ...] = (
         "could have read the email.",
     ),
     Rule(
-        name="scanner-clicks-every-link",
+        name=BURST_RULE,
         human=False,
         matches=lambda hit: hit.kind is TrackingKind.CLICK and _every_link_at_once(hit),
         doc=f"Every link of an email (two or more) clicked within {BURST_SECONDS} s is a "
-        "scanner following each link; a person follows one.",
+        "scanner following each link; a person follows one. Every click of the burst is a "
+        "machine's, the first one too (the recorder holds a person's click that long).",
     ),
     Rule(
         name="machine-user-agent",

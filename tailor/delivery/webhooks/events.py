@@ -74,6 +74,12 @@ class EspEvent:
     send_id: str | None = None
     reason: str = ""
     url: str | None = None  # the link of a click
+    # Of an open or a click, what the provider saw of who made it (for telling people from
+    # machines, ``tailor.tracking.machines``; never stored): the user agent and address, and
+    # whether the provider itself says a machine made it (SendGrid's sg_machine_open).
+    user_agent: str | None = None
+    ip: str | None = None
+    machine: bool = False
 
 
 def advance(current: EventKind | None, event: EventKind) -> EventKind:

@@ -13,8 +13,14 @@ suppressed or revoked address is not mailed again by any campaign or journey, ru
 without signalling workflows for each of a thousand events.
 
 Events about no send Tailor knows (another system's mail on the same ESP account) are stored
-without a tenant and change nothing. Opens and clicks are stored; they do not feed engagement
-here (tracked opens and clicks do, through the tracking package).
+without a tenant and change nothing.
+
+Opens and clicks are stored, and the people's among them (``tailor.tracking.machines``, on the
+user agent and address the provider saw, and its own machine flag: SendGrid's MPP indicator)
+are returned as ``engagements``, the first of each kind per send in the batch, for the caller
+to engage in the background like the pixel's (``Tracker.engage_reported``), never in the
+request: that keeps batches at their speed, and since only a send's first open and first click
+count, a pixel open and the provider's report of it count once whichever comes first.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
+from datetime import datetime
 from weakref import WeakKeyDictionary
 
 from sqlalchemy.exc import DBAPIError
@@ -43,6 +50,8 @@ from tailor.store.esp_events import (
     raise_esp_states,
 )
 from tailor.store.rollups import count_firsts
+from tailor.tracking.machines import Hit, classify
+from tailor.tracking.tokens import TrackingKind
 
 COUNTED = frozenset(
     {EventKind.DELIVERED, EventKind.BOUNCE_HARD, EventKind.BOUNCE_SOFT, EventKind.COMPLAINT,
@@ -50,8 +59,19 @@ COUNTED = frozenset(
 )  # fmt: skip
 FLAGGING = frozenset({EventKind.BOUNCE_HARD, EventKind.COMPLAINT})
 METHODS = {EventKind.BOUNCE_HARD: "bounce", EventKind.COMPLAINT: "complaint"}
+READER_KINDS = {EventKind.OPEN: TrackingKind.OPEN, EventKind.CLICK: TrackingKind.CLICK}
 ATTEMPTS = 3
 RETRYABLE = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
+
+
+@dataclass(frozen=True, slots=True)
+class Engaged:
+    """A person's open or click of a send, as the provider reported it."""
+
+    tenant_id: str
+    send_id: int
+    metric: str  # open or click
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +82,7 @@ class Ingested:
     revoked: int  # contacts newly unsubscribed
     # Sends with a new bounce or complaint: their campaigns' rates changed (``delivery.guard``).
     flagged: frozenset[int] = frozenset()
+    engagements: tuple[Engaged, ...] = ()  # people's opens and clicks stored now, to engage
 
 
 # SQLite has one writer at a time and its busy handler polls with growing sleeps, so concurrent
@@ -139,7 +160,31 @@ async def _ingest_once(
             provider=event.provider, provider_event_id=event.provider_event_id,
             occurred_at=event.occurred_at) for event, send in fresh])  # fmt: skip  # webhooks
     flagged = frozenset(send.id for event, send in fresh if event.kind in FLAGGING)
-    return Ingested(accepted, len(events) - accepted, suppressed, revoked, flagged)
+    return Ingested(accepted, len(events) - accepted, suppressed, revoked, flagged, _people(fresh))
+
+
+def _people(fresh: list[tuple[EspEvent, SendRef]]) -> tuple[Engaged, ...]:
+    """The earliest open and click per send that a person made, as far as the provider saw."""
+    first: dict[tuple[int, str], Engaged] = {}
+    for event, send in fresh:
+        kind = READER_KINDS.get(event.kind)
+        if kind is None:
+            continue
+        verdict = classify(
+            Hit(
+                kind=kind,
+                method="GET",
+                user_agent=event.user_agent,
+                ip=event.ip,
+                at=event.occurred_at,
+                delivered_at=send.delivered_at,
+                provider_says_machine=event.machine,
+            )
+        )
+        key = (send.id, event.kind.value)
+        if verdict.human and (key not in first or event.occurred_at < first[key].at):
+            first[key] = Engaged(send.tenant_id, send.id, event.kind.value, event.occurred_at)
+    return tuple(first.values())
 
 
 async def _apply(

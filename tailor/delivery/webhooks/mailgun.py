@@ -7,7 +7,7 @@ freshness window are what stop a captured signature from carrying other events.
 
 Event types mapped (others, like ``accepted``, ``rejected`` and ``stored``, are skipped):
 ``delivered``, ``failed`` (``severity: permanent`` hard, otherwise soft), ``complained``,
-``unsubscribed``, ``opened``, ``clicked``.
+``unsubscribed``, ``opened``, ``clicked`` (with the reader's ``client-info`` and ``ip``).
 """
 
 from __future__ import annotations
@@ -117,4 +117,18 @@ def parse_event(data: Any) -> EspEvent | None:
         send_id=send_id if isinstance(send_id, str) else None,
         reason=short_reason(status.get("description"), status.get("message"), data.get("reason")),
         url=url if kind is EventKind.CLICK and isinstance(url, str) else None,
+        **_reader(data) if kind in (EventKind.OPEN, EventKind.CLICK) else {},
     )
+
+
+def _reader(data: dict[str, Any]) -> dict[str, Any]:
+    """Who opened or clicked, as Mailgun saw it: ``client-info`` (its ``user-agent``, and a
+    non-empty ``bot`` when Mailgun recognised one) and ``ip``."""
+    info = data.get("client-info")
+    info = info if isinstance(info, dict) else {}
+    agent, ip, bot = info.get("user-agent"), data.get("ip"), info.get("bot")
+    return {
+        "user_agent": agent if isinstance(agent, str) else None,
+        "ip": ip if isinstance(ip, str) else None,
+        "machine": isinstance(bot, str) and bool(bot.strip()),
+    }

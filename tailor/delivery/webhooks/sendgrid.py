@@ -8,6 +8,7 @@ Event types mapped (others, like ``processed``, ``dropped`` and ``group_resubscr
 skipped): ``delivered``, ``deferred``, ``bounce`` (``type: blocked`` is a soft bounce, anything
 else hard), ``spamreport``, ``unsubscribe`` / ``group_unsubscribe``, ``open``, ``click``.
 Custom args arrive as top-level keys, so ``tailor_send_id`` is read from the event itself.
+Opens and clicks carry the reader's ``useragent`` and ``ip``, and opens ``sg_machine_open``.
 """
 
 from __future__ import annotations
@@ -139,4 +140,16 @@ def _event(item: Any, field: str) -> EspEvent | None:
         send_id=str(send_id) if isinstance(send_id, str | int) else None,
         reason=short_reason(item.get("reason"), item.get("response"), item.get("status")),
         url=url if kind is EventKind.CLICK and isinstance(url, str) else None,
+        **_reader(item) if kind in (EventKind.OPEN, EventKind.CLICK) else {},
     )
+
+
+def _reader(item: dict[str, Any]) -> dict[str, Any]:
+    """Who opened or clicked, as SendGrid saw it: ``useragent``, ``ip``, and on opens
+    ``sg_machine_open`` (true: an Apple Mail Privacy Protection prefetch)."""
+    agent, ip = item.get("useragent"), item.get("ip")
+    return {
+        "user_agent": agent if isinstance(agent, str) else None,
+        "ip": ip if isinstance(ip, str) else None,
+        "machine": item.get("sg_machine_open") is True,
+    }

@@ -62,6 +62,7 @@ def parse(message: SnsMessage) -> list[EspEvent]:
     occurred_at = _time(detail.get("timestamp") or mail.get("timestamp"), message.timestamp)
     url = detail.get("link") if kind is EventKind.CLICK else None
     url = url if isinstance(url, str) else None
+    agent, ip = detail.get("userAgent"), detail.get("ipAddress")  # of an Open or a Click
     events = []
     for recipient, reason in _recipients(mail, detail, recipients_key):
         parts = [ses_id, kind.value, recipient, occurred_at.isoformat()]
@@ -83,6 +84,8 @@ def parse(message: SnsMessage) -> list[EspEvent]:
                     detail.get("delayType"),
                 ),
                 url=url,
+                user_agent=agent if isinstance(agent, str) else None,
+                ip=ip if isinstance(ip, str) else None,
             )
         )
     return events
