@@ -30,8 +30,10 @@ CONTACTS = 600
 
 class AbApi:
     def __init__(
-        self, http: httpx.AsyncClient, db: Database, version_a: int, version_b: int, home: Path
-    ) -> None:
+        self, http: httpx.AsyncClient, db: Database, version_a: int, version_b: int, home: Path,
+        app: Any = None,
+    ) -> None:  # fmt: skip
+        self.app = app
         self.home = home
         self.http = http
         self.db = db
@@ -116,7 +118,7 @@ async def ab(
             )
             assert template.status_code == 201, template.text
             version_b = template.json()["versions"][0]["id"]
-            yield AbApi(http, sqlite_db, seeded.template_version_id, version_b, tmp_path)
+            yield AbApi(http, sqlite_db, seeded.template_version_id, version_b, tmp_path, app)
 
 
 async def _click(api: AbApi, campaign_id: str, contacts: list[int], rate: float, seed: int) -> None:
