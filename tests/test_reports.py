@@ -141,8 +141,22 @@ async def test_campaign_report_counts_each_email_once_and_equals_a_rebuild(db: D
             token = unsubscribe_token(DEV_UNSUBSCRIBE_SECRET, m.campaign_id, s[4].contact_id)
             assert (await client.post(f"/v1/unsubscribe/{token}")).status_code == 200
         got = await report(client, headers, m.campaign_id)
+        daily = await client.get(
+            f"/v1/reports/campaigns/{m.campaign_id}?series=day", headers=headers
+        )
+        hourly = await client.get(
+            f"/v1/reports/campaigns/{m.campaign_id}?series=hour&since=2020-01-01T00:00:00Z",
+            headers=headers,
+        )
+        naive = await client.get(
+            f"/v1/reports/campaigns/{m.campaign_id}?since=2020-01-01T00:00:00", headers=headers
+        )
 
     totals = got["totals"]
+    for series in (daily.json()["series"], hourly.json()["series"]):
+        assert sum(point["sent"] for point in series) == totals["sent"]
+        assert sum(point["opened"] for point in series) == totals["opened"]
+    assert naive.status_code == 422 and "time zone" in naive.json()["message"]
     assert (totals["sent"], totals["delivered"], totals["bounced"], totals["complained"]) == (
         len(s), 6, 1, 1,
     )  # fmt: skip

@@ -4,10 +4,11 @@ every figure), so they answer in milliseconds whatever the number of sends."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 
 from api.deps import SessionDep, TenantDep
 from api.openapi import problems
@@ -47,21 +48,32 @@ def _window(since: datetime | None, until: datetime | None) -> Window:
     return Window(since, until)
 
 
+@dataclass(frozen=True)
+class Scope:
+    """What part of a campaign's or journey's results to show: a period, and a series."""
+
+    step: str | None
+    window: Window
+
+
+def _scope(series: Step = None, since: Since = None, until: Until = None) -> Scope:
+    return Scope(series, _window(since, until))
+
+
+ScopeDep = Annotated[Scope, Depends(_scope)]
+
+
 async def _report(
-    session: SessionDep,
-    tenant: Tenant,
-    campaign_ids: list[str],
-    step: str | None,
-    window: Window,
+    session: SessionDep, tenant: Tenant, campaign_ids: list[str], scope: Scope
 ) -> dict[str, Any]:
     conn = await session.connection()
     report = await campaigns_report(
-        conn, tenant_id=tenant.id, campaign_ids=campaign_ids, window=window
+        conn, tenant_id=tenant.id, campaign_ids=campaign_ids, window=scope.window
     )
-    if step is not None:
+    if scope.step is not None:
         report["series"] = await series(
-            conn, tenant_id=tenant.id, campaign_ids=campaign_ids, step=step,
-            timezone=tenant.timezone, window=window,
+            conn, tenant_id=tenant.id, campaign_ids=campaign_ids, step=scope.step,
+            timezone=tenant.timezone, window=scope.window,
         )  # fmt: skip
     report["attribution"] = {
         "click_window_hours": tenant.attribution_click_hours,
@@ -72,17 +84,12 @@ async def _report(
 
 @router.get("/campaigns/{campaign_id}", responses=problems(404))
 async def campaign_report(
-    campaign_id: TextId,
-    session: SessionDep,
-    tenant: TenantDep,
-    series: Step = None,
-    since: Since = None,
-    until: Until = None,
+    campaign_id: TextId, session: SessionDep, tenant: TenantDep, scope: ScopeDep
 ) -> dict[str, Any]:
     """A campaign's results: totals, per generation tier, per provider, the holdout group and
     lift (when it has one), and a series if asked."""
     campaign = await get_campaign(session=session, campaign_id=campaign_id, tenant_id=tenant.id)
-    report = await _report(session, tenant, [campaign.id], series, _window(since, until))
+    report = await _report(session, tenant, [campaign.id], scope)
     return {
         "campaign_id": campaign.id, "name": campaign.name, "kind": campaign.kind,
         "status": campaign.status, "paused_reason": campaign.paused_reason,
@@ -93,19 +100,14 @@ async def campaign_report(
 
 @router.get("/journeys/{journey_key}", responses=problems(404))
 async def journey_report(
-    journey_key: TextId,
-    session: SessionDep,
-    tenant: TenantDep,
-    series: Step = None,
-    since: Since = None,
-    until: Until = None,
+    journey_key: TextId, session: SessionDep, tenant: TenantDep, scope: ScopeDep
 ) -> dict[str, Any]:
     """A journey's results over all its versions, and each email's (version and step)."""
     emails = await journey_email_campaigns(session=session, tenant_id=tenant.id, key=journey_key)
     if not emails:
         raise HTTPException(404, f"no journey {journey_key!r} with emails")
-    window = _window(since, until)
-    report = await _report(session, tenant, [e.campaign_id for e in emails], series, window)
+    window = scope.window
+    report = await _report(session, tenant, [e.campaign_id for e in emails], scope)
     per = {
         s.group["campaign_id"]: s.counts
         for s in await sum_rollups(
