@@ -172,6 +172,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tracking.add_argument("--json", action="store_true", help="last line: one JSON object")
     tracking.add_argument("--keep", action="store_true", help="keep the bench state folder")
+    reports = bench_sub.add_parser(
+        "reports", help="a campaign report over 1M sends and 3M events, timed through the API"
+    )
+    reports.add_argument("--sends", type=_positive, default=1_000_000, help="the campaign's emails")
+    reports.add_argument(
+        "--events", type=_positive, default=3_000_000, help="raw events (at least 2 x --sends)"
+    )
+    reports.add_argument(
+        "--requests", type=_positive, default=50, help="timed requests per report variant"
+    )
+    reports.add_argument(
+        "--other-campaigns", type=int, default=250, help="other campaigns' rollups around it"
+    )
+    reports.add_argument(
+        "--database-url", default=None, help="a PostgreSQL URL; default: a fresh SQLite file"
+    )
+    reports.add_argument("--json", action="store_true", help="last line: one JSON object")
+    reports.add_argument("--keep", action="store_true", help="keep the bench state folder")
     return parser
 
 
@@ -307,6 +325,10 @@ def main(argv: list[str] | None = None) -> None:
             from tailor.cli.bench_webhooks import run_webhooks_bench
 
             sys.exit(run_webhooks_bench(args))
+        elif args.command == "bench" and args.bench_command == "reports":
+            from tailor.cli.bench_reports import run_reports_bench
+
+            sys.exit(run_reports_bench(args))
         elif args.command == "bench":
             from tailor.cli.bench import run_campaign_bench
 
