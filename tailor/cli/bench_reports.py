@@ -48,7 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tailor.cli.accounts import tool_key
 from tailor.cli.bench_trigger import percentile
-from tailor.cli.bench_webhooks import _wait_healthy
+from tailor.cli.bench_webhooks import wait_healthy
 from tailor.cli.processes import ProcessGroup, free_port
 from tailor.cli.stack import HOST
 from tailor.db import Database, migrate
@@ -516,7 +516,7 @@ def run_reports_bench(args: argparse.Namespace) -> int:
             )
         console.print(f"Rebuilt the campaign's rollups: {rollup_rows:,} rows in {rebuild_s:.1f} s")
         group.start("api", [sys.executable, "-m", "tailor.cli.main", "api"], env)
-        _wait_healthy(url, group)
+        wait_healthy(url, group)
         timings, answers, errors = _time_reports(
             url, key, seeded.campaign_id, args.requests, console
         )
