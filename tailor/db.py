@@ -8,16 +8,17 @@ two writers queue on the lock instead of failing with SQLITE_BUSY when one upgra
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+T = TypeVar("T")
 
 
 def is_sqlite(url: str) -> bool:
@@ -61,6 +62,7 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.sqlite = is_sqlite(url)
+        self._quick: Engine | None = None  # SQLite: sqlite_read_in_thread's
         if self.sqlite:
             self.writer = _sqlite_engine(url, immediate=True)
             self.reader = _sqlite_engine(url, immediate=False)
@@ -104,7 +106,34 @@ class Database:
         async with self.reader.connect() as conn:
             yield conn
 
+    @asynccontextmanager
+    async def autocommit_read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection outside any transaction, for a short read a request waits on: on
+        PostgreSQL, no BEGIN and ROLLBACK round trips around it."""
+        async with self.reader.connect() as conn:
+            yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+
+    async def sqlite_read_in_thread(self, read: Callable[[Connection], T]) -> T:
+        """``read`` on a plain (not asyncio) SQLite connection, in a thread: for a short read a
+        request waits on. aiosqlite hands every step (begin, cursor, execute, fetch, close,
+        rollback) to its thread and back, and each hand-back waits its turn on a busy event loop;
+        this is one hand-over each way. Outside a transaction, so it sees the latest commit."""
+        if self._quick is None:
+            self._quick = create_engine(
+                make_url(self.url).set(drivername="sqlite"),
+                connect_args={"timeout": 60, "check_same_thread": False},
+            )
+
+        def run() -> T:
+            assert self._quick is not None
+            with self._quick.connect() as conn:
+                return read(conn)
+
+        return await asyncio.to_thread(run)
+
     async def dispose(self) -> None:
+        if self._quick is not None:
+            self._quick.dispose()
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()

@@ -15,6 +15,11 @@ from pydantic import ValidationError
 from tailor.cli.processes import StartupError
 from tailor.config import Settings
 
+# The API's event loop shares the interpreter with the database driver's threads (aiosqlite):
+# every hand-over waits for the holder's switch interval, 5 ms by default, which is a quarter of
+# the tracking routes' p99 budget. 1 ms keeps the hand-overs off their tail.
+SWITCH_INTERVAL_S = 0.001
+
 
 def _settings() -> Settings:
     try:
@@ -198,6 +203,7 @@ def _serve_api(settings: Settings) -> None:
 
     from api.main import create_app
 
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     uvicorn.run(
         create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning"
     )

@@ -8,7 +8,11 @@ Built for the request rate of a large campaign's readers (hundreds of hits a sec
 - The consumer takes whatever has queued up, up to ``BATCH`` hits, and stores it in one
   transaction: one read for the sends it does not know yet, one for their recent clicks, one
   insert. The sends a token names (tenant, key version, links) are kept for ``SEND_TTL_S``, so
-  the redirect usually finds its target without the database either.
+  the redirect usually finds its target without the database either. The routes share the
+  recorder's event loop, so it checks and classifies ``SLICE`` hits at a time and lets them
+  answer in between: a batch of 500 never holds up a redirect for its whole length. And it
+  starts a batch or an engagement only once the redirects waiting on the database for their
+  send have their answer (``GIVE_WAY_S`` at most).
 - Only the first open and the first click of an email change anything downstream, so the
   recorder remembers which it has recorded (``ENGAGED_MEMORY``) and asks the database once per
   batch about the others; ``engage`` runs only for a send's first of a kind.
@@ -54,6 +58,7 @@ from tailor.store.tracking import (
     record_hits,
     still_human,
     tracked_sends,
+    tracked_sends_now,
 )
 from tailor.tracking.links import target_for
 from tailor.tracking.machines import BURST_RULE, BURST_SECONDS, Hit, classify
@@ -63,12 +68,18 @@ log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 10_000
 BATCH = 500  # hits stored in one transaction at most
+# The recorder checks and classifies this many hits, then lets the routes answer: a batch's CPU
+# never holds the event loop for more than a millisecond or two at once.
+SLICE = 32
 SEND_TTL_S = 60.0  # how long a send's tenant, key version and links are trusted from memory
 SEND_MEMORY = 50_000
 ENGAGED_MEMORY = 200_000  # (send, metric) pairs known to be recorded already
 # After each engagement the recorder rests this many times as long as it took, so that a
 # backlog of first opens never takes more than half the process from the routes.
 ENGAGE_REST = 1.0
+# Before a batch or an engagement (milliseconds of CPU that nothing interrupts), the recorder
+# waits up to this long for the redirects waiting on a read of their send to have it.
+GIVE_WAY_S = 0.02
 METRICS = {TrackingKind.OPEN: "open", TrackingKind.CLICK: "click"}
 BURST = timedelta(seconds=BURST_SECONDS)
 
@@ -267,6 +278,12 @@ class Tracker:
                 self._loader = asyncio.create_task(self._load_pending())
         return await asyncio.shield(future)
 
+    async def _give_way(self) -> None:
+        """Wait (``GIVE_WAY_S`` at most) for the sends redirects are waiting on to be read."""
+        loader = self._loader
+        if loader is not None and not loader.done():
+            await asyncio.wait({loader}, timeout=GIVE_WAY_S)
+
     async def _load_pending(self) -> None:
         await asyncio.sleep(0)  # the misses of this moment join the first
         while self._pending:
@@ -281,8 +298,13 @@ class Tracker:
                 future.set_result(found.get(send_id))
 
     async def _load(self, send_ids: Sequence[int]) -> dict[int, TrackedSend]:
-        async with self._db.read() as conn:
-            found = await tracked_sends(conn, send_ids=send_ids)
+        if self._db.sqlite:
+            found = await self._db.sqlite_read_in_thread(
+                lambda conn: tracked_sends_now(conn, send_ids=send_ids)
+            )
+        else:
+            async with self._db.autocommit_read() as conn:
+                found = await tracked_sends(conn, send_ids=send_ids)
         expires = time.monotonic() + SEND_TTL_S
         for send in found.values():
             # Not before its links are stored: a send is claimed (and its links written) an
@@ -302,7 +324,9 @@ class Tracker:
     async def _consume(self) -> None:
         """Store hits as they come, a batch at a time."""
         while True:
-            batch = [await self._queue.get(), *self._more(BATCH - 1)]
+            first = await self._queue.get()
+            await self._give_way()
+            batch = [first, *self._more(BATCH - 1)]
             try:
                 await self._store(batch)
             except Exception:  # a batch that cannot be stored must not stop the others
@@ -348,6 +372,8 @@ class Tracker:
             for click in stored:  # (at, link, index into this batch or None)
                 clicks[click.send_id].append((click.at, click.link_index, None))
             for position, (raw, r) in enumerate(valid):
+                if position and position % SLICE == 0:
+                    await asyncio.sleep(0)
                 send, token = r.send, r.token
                 window: list[tuple[datetime, int, int | None]] = []
                 if send.send_id in bursty and token.link_index is not None:
@@ -408,7 +434,9 @@ class Tracker:
         missing = {i for i in ids.values() if i is not None and self._remembered(i) is None}
         found = await self._load(sorted(missing)) if missing else {}
         out: list[Resolved | None] = []
-        for raw in batch:
+        for position, raw in enumerate(batch):
+            if position and position % SLICE == 0:
+                await asyncio.sleep(0)
             send_id = ids[raw]
             send = None if send_id is None else (found.get(send_id) or self._remembered(send_id))
             resolved = None if send is None else self._verified(raw.token, raw.kind, send)
@@ -471,6 +499,7 @@ class Tracker:
         for key, r in first.items():
             if key in known:
                 continue
+            await self._give_way()
             started = time.monotonic()
             try:
                 async with self._db.request_session() as session:

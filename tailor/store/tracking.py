@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 
@@ -68,6 +69,17 @@ async def tracked_sends(
     if not send_ids:
         return {}
     rows = await conn.execute(_TRACKED_SENDS, {"send_ids": sorted(send_ids)})
+    return _tracked(rows.all())
+
+
+def tracked_sends_now(conn: Connection, *, send_ids: Collection[int]) -> dict[int, TrackedSend]:
+    """``tracked_sends`` on a plain SQLite connection (``Database.sqlite_read_in_thread``)."""
+    if not send_ids:
+        return {}
+    return _tracked(conn.execute(_TRACKED_SENDS, {"send_ids": sorted(send_ids)}).all())
+
+
+def _tracked(rows: Iterable[Any]) -> dict[int, TrackedSend]:
     return {
         int(send_id): TrackedSend(
             send_id=int(send_id),
@@ -77,7 +89,7 @@ async def tracked_sends(
             delivered_at=sent_at or dispatched_at,
             status=status,
         )
-        for send_id, tenant_id, version, links, sent_at, dispatched_at, status in _rows(rows.all())
+        for send_id, tenant_id, version, links, sent_at, dispatched_at, status in _rows(rows)
     }
 
 
