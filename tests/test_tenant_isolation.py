@@ -18,6 +18,7 @@ from api.main import create_app
 from tailor.db import Database
 from tailor.demo.seed import seed_demo
 from tailor.models import Campaign, ConsentRecord, ReviewItem, WebhookEndpoint, utcnow
+from tailor.store.journeys import install_builtins
 from tests.conftest import Sink, key_headers, other_tenant_headers, settings_for, task_queue
 from worker import build_worker
 
@@ -76,6 +77,8 @@ async def _demo_objects(http: httpx.AsyncClient, db: Database, version_id: int) 
     keys = (await http.get("/v1/keys")).json()["items"]
     hook = {"url": "https://hooks.demo.example/tailor", "event_types": ["*"]}
     endpoint = (await http.post("/v1/webhook-endpoints", json=hook)).json()
+    async with db.session() as session:  # the built-in journeys: one to report on
+        await install_builtins(session=session, tenant_id="demo")
     return {
         "contact_id": str(send["contact_id"]),
         "campaign_id": started["id"],
@@ -87,6 +90,7 @@ async def _demo_objects(http: httpx.AsyncClient, db: Database, version_id: int) 
         "test_id": "abt_0000000000000000",
         "dead_letter_id": "1",
         "endpoint_id": endpoint["id"],
+        "journey_key": "welcome",
     }
 
 
