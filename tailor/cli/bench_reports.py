@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import shutil
 import sys
@@ -48,7 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tailor.cli.accounts import tool_key
 from tailor.cli.bench_trigger import percentile
-from tailor.cli.bench_webhooks import wait_healthy
+from tailor.cli.bench_webhooks import api_env, wait_healthy
 from tailor.cli.processes import ProcessGroup, free_port
 from tailor.cli.stack import HOST
 from tailor.db import Database, migrate
@@ -493,14 +492,7 @@ def run_reports_bench(args: argparse.Namespace) -> int:
     backend = "sqlite" if database_url.startswith("sqlite") else "postgresql"
     port = free_port()
     url = f"http://{HOST}:{port}"
-    env = {
-        **os.environ,
-        "TAILOR_HOME": str(home),
-        "TAILOR_DATABASE_URL": database_url,
-        "TAILOR_API_HOST": HOST,
-        "TAILOR_API_PORT": str(port),
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = api_env(home, database_url, port)
     group = ProcessGroup(home)
     run = uuid.uuid4().hex[:8]
     try:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import secrets
 import shutil
@@ -39,7 +38,7 @@ from typing import Any
 from rich.console import Console
 
 from tailor.cli.bench_trigger import CpuMeter, percentile
-from tailor.cli.bench_webhooks import wait_healthy
+from tailor.cli.bench_webhooks import api_env, wait_healthy
 from tailor.cli.processes import ProcessGroup, free_port
 from tailor.cli.stack import HOST
 from tailor.db import Database, migrate
@@ -312,16 +311,7 @@ def run_tracking_bench(args: argparse.Namespace) -> int:
     secret = secrets.token_urlsafe(32)
     port = free_port()
     url = f"http://{HOST}:{port}"
-    env = {
-        **os.environ,
-        "TAILOR_HOME": str(home),
-        "TAILOR_DATABASE_URL": database_url,
-        "TAILOR_API_HOST": HOST,
-        "TAILOR_API_PORT": str(port),
-        "TAILOR_TRACKING_SECRET": secret,
-        "TAILOR_TRACKING_URL": url,
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = api_env(home, database_url, port, TAILOR_TRACKING_SECRET=secret, TAILOR_TRACKING_URL=url)
     group = ProcessGroup(home)
     warmup = int(args.rate * WARMUP_S)
     try:

@@ -182,6 +182,20 @@ def wait_healthy(url: str, group: ProcessGroup) -> None:
     raise StartupError(f"API not healthy after 60s; see {service.log}")
 
 
+def api_env(home: Path, database_url: str, port: int, **extra: str) -> dict[str, str]:
+    """The environment of a bench's own API process: its state folder, database and port, and
+    whatever settings the bench adds (``TAILOR_...`` names)."""
+    return {
+        **os.environ,
+        "TAILOR_HOME": str(home),
+        "TAILOR_DATABASE_URL": database_url,
+        "TAILOR_API_HOST": HOST,
+        "TAILOR_API_PORT": str(port),
+        **extra,
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
 def run_webhooks_bench(args: argparse.Namespace) -> int:
     console = Console(stderr=args.json, soft_wrap=True)
     home = Path(tempfile.mkdtemp(prefix="tailor-bench-webhooks-"))
@@ -192,15 +206,10 @@ def run_webhooks_bench(args: argparse.Namespace) -> int:
     )
     port = free_port()
     url = f"http://{HOST}:{port}"
-    env = {
-        **os.environ,
-        "TAILOR_HOME": str(home),
-        "TAILOR_DATABASE_URL": database_url,
-        "TAILOR_API_HOST": HOST,
-        "TAILOR_API_PORT": str(port),
-        "TAILOR_SENDGRID_WEBHOOK_PUBLIC_KEY": base64.b64encode(public).decode(),
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = api_env(
+        home, database_url, port,
+        TAILOR_SENDGRID_WEBHOOK_PUBLIC_KEY=base64.b64encode(public).decode(),
+    )  # fmt: skip
     group = ProcessGroup(home)
     run = f"bench-{uuid.uuid4().hex[:8]}"
     try:
