@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Literal
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,6 +20,7 @@ from api.idempotency import Replayed, replay_response
 from api.limits import BodySizeLimit
 from api.openapi import install as document_errors
 from api.rate_limit import limit_rate
+from api.recorder import RecorderProcess
 from api.routes import (
     ab_tests,
     audit,
@@ -59,7 +61,15 @@ def _field(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "request"
 
 
-def create_app(settings: Settings | None = None, temporal_client: Client | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    temporal_client: Client | None = None,
+    *,
+    tracking_recorder: Literal["inline", "process"] = "inline",
+) -> FastAPI:
+    """The API. ``tracking_recorder="process"`` (``tailor api``) records tracked opens and
+    clicks in a child process (``api/recorder.py`` says why); inline, they are recorded on the
+    app's own event loop, which is what an app made in-process (tests) wants."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -71,13 +81,18 @@ def create_app(settings: Settings | None = None, temporal_client: Client | None 
         app.state.features = FeatureCache.from_settings(settings)
         app.state.oidc = OidcVerifier.from_settings(settings)
         app.state.rate_limiter = request_limiter(settings)
-        app.state.tracker = Tracker(
+        tracker = Tracker(
             app.state.db,
             secret=settings.tracking_secret,
             triggers=app.state.triggers,
             features=app.state.features,
         )
-        app.state.tracker.start()
+        if tracking_recorder == "process":
+            app.state.tracker = RecorderProcess(settings, directory=tracker)
+            await app.state.tracker.start()
+        else:
+            app.state.tracker = tracker
+            tracker.start()
         app.state.webhooks = webhooks.WebhookState.from_settings(settings)
         yield
         await app.state.webhooks.close()

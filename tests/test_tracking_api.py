@@ -4,11 +4,13 @@ reader (or a machine) fetches the pixel and follows the links found in the captu
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -17,6 +19,7 @@ from sqlmodel import col
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
+from api.recorder import RecorderProcess
 from api.routes.tracking import TrackingFastPath
 from tailor.db import Database
 from tailor.delivery.providers.setup import build_router
@@ -120,14 +123,20 @@ class Tracked:
 
 @asynccontextmanager
 async def tracking_app(
-    env: WorkflowEnvironment, db: Database, sink: Sink, **settings: object
+    env: WorkflowEnvironment,
+    db: Database,
+    sink: Sink,
+    recorder: Literal["inline", "process"] = "inline",
+    **settings: object,
 ) -> AsyncIterator[Tracked]:
     """The API and a worker on the demo tenant (six contacts), tracking at ``TRACKING_URL``."""
     await seed_demo(db, contacts=6)
     config = settings_for(
-        db, sink, temporal_task_queue=task_queue(), tracking_url=TRACKING_URL, **settings
-    )
-    app = create_app(config, temporal_client=env.client)
+        db, sink, temporal_task_queue=task_queue(), tracking_url=TRACKING_URL,
+        # The recorder's own process connects to Temporal by address, like ``tailor api``.
+        temporal_address=env.client.service_client.config.target_host, **settings,
+    )  # fmt: skip
+    app = create_app(config, temporal_client=env.client, tracking_recorder=recorder)
     router = build_router(config)
     worker = build_worker(env.client, db, config, config.temporal_task_queue, router)
     async with worker, app.router.lifespan_context(app):
@@ -200,6 +209,48 @@ async def test_a_reader_opens_and_clicks_through_the_real_urls(tracked: Tracked)
     await tracked.drained()
     assert len(await tracked.hits(send_id)) == 3
     assert await tracked.engagements(send_id) == {"open", "click"}
+
+
+async def test_the_served_api_records_in_a_process_of_its_own(
+    time_skipping_env: WorkflowEnvironment, db: Database, sink: Sink
+) -> None:
+    """``tailor api`` records hits in a child process (api/recorder.py): what the pixel and
+    the redirect hand over is stored and engaged there; a child that dies is started again,
+    and what was offered while it was gone is counted as dropped, never half-recorded."""
+    async with tracking_app(time_skipping_env, db, sink, recorder="process") as tracked:
+        recorder = tracked.app.state.tracker
+        assert isinstance(recorder, RecorderProcess)
+        campaign_id = await tracked.send_campaign()
+        html = tracked.html_of(campaign_id)[0]
+        pixel, link = _PIXEL.search(html), _CLICK.findall(html)[0]
+        assert pixel is not None
+        send_id = peek_send_id(link)
+        assert send_id is not None
+        await tracked.read_a_while_after_delivery(send_id)
+
+        assert (await tracked.fetch(_path("o", pixel.group(1)), BROWSER)).status_code == 200
+        clicked = await tracked.fetch(_path("c", link), BROWSER)
+        assert clicked.status_code == 302
+        await tracked.drained()
+        assert [(h.kind, h.human) for h in await tracked.hits(send_id)] == [
+            ("open", True), ("click", True),
+        ]  # fmt: skip
+        assert await tracked.engagements(send_id) == {"open", "click"}
+
+        child = recorder.pid
+        assert child is not None and child != os.getpid()
+        os.kill(child, signal.SIGKILL)
+        async with asyncio.timeout(60):
+            while recorder.pid in (None, child):
+                # Offered while no child runs: dropped and counted.
+                await tracked.fetch(_path("o", pixel.group(1)), BROWSER)
+                await asyncio.sleep(0.05)
+        assert recorder.restarts == 1 and recorder.dropped >= 1
+        before = len(await tracked.hits(send_id))
+        assert (await tracked.fetch(_path("c", link), BROWSER)).status_code == 302
+        await tracked.drained()
+        assert len(await tracked.hits(send_id)) == before + 1
+    assert recorder.pid is None  # stopped with the app
 
 
 async def test_machine_opens_and_clicks_are_stored_but_not_counted(tracked: Tracked) -> None:

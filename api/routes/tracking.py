@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.audit import REQUEST_ID_HEADER
 from api.openapi import problems
-from tailor.engagement.tracker import RawHit, Tracker
+from tailor.engagement.tracker import RawHit, Tracking
 from tailor.models import utcnow
 from tailor.tracking.tokens import TrackingKind
 
@@ -45,13 +45,13 @@ LOCATION_SAFE = ":/%#?=@[]!$&'()*+,;"  # what Starlette's RedirectResponse leave
 
 
 def _offer(
-    tracker: Tracker, kind: TrackingKind, token: str, method: str, agent: str, ip: str | None
+    tracker: Tracking, kind: TrackingKind, token: str, method: str, agent: str, ip: str | None
 ) -> None:
     tracker.offer(RawHit(kind=kind, token=token, method=method, user_agent=agent, ip=ip,
                          at=utcnow()))  # fmt: skip
 
 
-def pixel_hit(tracker: Tracker, token: str, method: str, agent: str, ip: str | None) -> None:
+def pixel_hit(tracker: Tracking, token: str, method: str, agent: str, ip: str | None) -> None:
     """What the pixel does besides answering its GIF: offer a plausible token for recording."""
     # The path is not validated: a malformed token still gets the GIF (and the recorder, which
     # never raises here, records nothing for it).
@@ -60,7 +60,7 @@ def pixel_hit(tracker: Tracker, token: str, method: str, agent: str, ip: str | N
 
 
 async def click_target(
-    tracker: Tracker, token: str, method: str, agent: str, ip: str | None
+    tracker: Tracking, token: str, method: str, agent: str, ip: str | None
 ) -> str | None:
     """Where a click redirects to (and the click offered for recording), or None: 404."""
     found = await tracker.target(token)
@@ -70,8 +70,8 @@ async def click_target(
     return found[0]
 
 
-def _tracker(request: Request) -> Tracker:
-    tracker: Tracker = request.app.state.tracker
+def _tracker(request: Request) -> Tracking:
+    tracker: Tracking = request.app.state.tracker
     return tracker
 
 

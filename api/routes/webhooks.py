@@ -34,7 +34,7 @@ from tailor.delivery.webhooks.fetch import FetchFailed, SnsHttp
 from tailor.delivery.webhooks.ingest import Ingested, ingest
 from tailor.delivery.webhooks.refusal import WebhookRefused
 from tailor.delivery.webhooks.replay import MemoryReplayGuard, RedisReplayGuard, ReplayGuard
-from tailor.engagement.tracker import Reported, Tracker
+from tailor.engagement.tracker import Reported, Tracking
 from tailor.temporal.guard import pause_breaching
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ async def _ingest(
     pixel or provider); then pause any campaign a new bounce or complaint pushed over its
     tenant's limits (``tailor.delivery.guard``)."""
     done = await ingest(db, events, soft_bounce_limit=settings.soft_bounce_limit)
-    tracker: Tracker = request.app.state.tracker
+    tracker: Tracking = request.app.state.tracker
     tracker.engage_reported(Reported(e.tenant_id, e.send_id, e.metric, e.at)
                             for e in done.engagements)  # fmt: skip
     if done.flagged:

@@ -205,7 +205,10 @@ def _serve_api(settings: Settings) -> None:
 
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     uvicorn.run(
-        create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning"
+        create_app(settings, tracking_recorder="process"),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="warning",
     )
 
 

@@ -42,7 +42,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from tailor.db import Database
 from tailor.engagement.record import engage
@@ -142,6 +142,20 @@ class _Memory:
 
     def __contains__(self, key: object) -> bool:
         return key in self._items
+
+
+class Tracking(Protocol):
+    """What the pixel, the redirect and the webhooks need of a recorder: this module's
+    ``Tracker`` on the app's own event loop, or the served API's ``api.recorder`` that records
+    in a process of its own."""
+
+    def offer(self, hit: RawHit) -> None: ...
+
+    def engage_reported(self, reported: Iterable[Reported]) -> None: ...
+
+    async def target(self, token: str) -> tuple[str, Resolved] | None: ...
+
+    async def drain(self, *, now: bool = False) -> None: ...
 
 
 class Tracker:
