@@ -58,7 +58,8 @@ class ChunkActivities:
             )
         sent, suppressed, failed = totals(counts)
         return ChunkResult(sent, suppressed, failed, already_done=already_done,
-                           held=counts.get(SendStatus.HELD, 0))  # fmt: skip
+                           held=counts.get(SendStatus.HELD, 0),
+                           held_out=counts.get(SendStatus.HELD_OUT, 0))  # fmt: skip
 
     @activity.defn
     async def release_reviewed(self, release: ReviewRelease) -> ReviewBacklog:

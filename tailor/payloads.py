@@ -32,6 +32,7 @@ class CampaignProgress:
     revoked_contact_ids: list[int] = field(default_factory=list)
     held: int = 0  # sends waiting for a person to review their content
     open_reviews: int = 0
+    held_out: int = 0  # a control group's members, not mailed: processed, like the suppressed
     # Send-time optimisation: the hourly pass over the segment (0-23, then 24: the sweep) and
     # the UTC hour it is for (ISO 8601).
     hour_round: int = 0
@@ -99,6 +100,7 @@ class ChunkResult:
     # Sends found already done by an earlier attempt of this chunk (a retry or restarted worker).
     already_done: int = 0
     held: int = 0  # sends held for review of their cluster's content
+    held_out: int = 0  # a control group's, not mailed (absent from results before holdouts)
 
 
 @dataclass(frozen=True)

@@ -43,13 +43,14 @@ from tailor.store.segments import BUCKETS, bucket_of
 from tests.conftest import (
     Sink,
     key_headers,
-    run_campaign,
     run_llm_campaign,
     settings_for,
+    start_campaign,
     task_queue,
 )
 from tests.test_send_pipeline import _pipeline
 from worker import build_worker
+from workflows.campaign import CampaignWorkflow
 
 # --- Membership ---------------------------------------------------------------------------------
 
@@ -212,11 +213,16 @@ async def test_a_ten_percent_holdout_mails_the_rest_and_holds_the_control_out(
     assert 0.05 < len(control) / len(everyone) < 0.15
     queue = task_queue()
     async with build_worker(time_skipping_env.client, db, settings_for(db, sink), queue):
-        outcome = await run_campaign(time_skipping_env.client, campaign_id, queue)
+        handle = await start_campaign(time_skipping_env.client, campaign_id, queue)
+        outcome = await handle.result()
+        progress = await handle.query(CampaignWorkflow.progress)
 
     sends = await _sends(db, campaign_id)
     held_out = {c for c, s in sends.items() if s["status"] == SendStatus.HELD_OUT}
     assert held_out == control & consenting
+    # The live progress reaches the total: the held-out people are processed, not pending.
+    assert progress.held_out == len(held_out)
+    assert progress.processed == progress.total == len(everyone)
     assert outcome.sent == len(consenting - control)
     emails = read_outbox(sink.maildir, campaign_id)
     assert len(emails) == outcome.sent

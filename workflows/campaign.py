@@ -230,7 +230,12 @@ class CampaignWorkflow:
             self._progress.suppressed += result.suppressed
             self._progress.failed += result.failed
             self._progress.held += result.held
-            self._progress.processed += result.sent + result.suppressed + result.failed
+            # Held-out people are processed too, or a campaign with a holdout would never reach
+            # its total. Only the query's figure changes, no command: replay is unaffected.
+            self._progress.held_out += result.held_out
+            self._progress.processed += (
+                result.sent + result.suppressed + result.failed + result.held_out
+            )
 
     async def _settle_reviews(self, plan: CampaignPlan) -> None:
         """Deliver held sends as their reviews are decided; expire what is left at the deadline."""
@@ -294,7 +299,7 @@ class CampaignWorkflow:
         self._progress.sent = sent
         self._progress.suppressed = suppressed
         self._progress.failed = failed
-        self._progress.processed = sent + suppressed + failed
+        self._progress.processed = sent + suppressed + failed + self._progress.held_out
 
     async def _next_pages(self, plan: CampaignPlan) -> list[ChunkBounds]:
         return await workflow.execute_activity_method(

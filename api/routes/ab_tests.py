@@ -145,14 +145,15 @@ async def read(
 def _lift_over_plain(
     test: AbTest, variant: dict[str, Any], mine: VariantCounts, counts: list[VariantCounts]
 ) -> dict[str, Any]:
-    """An AI variant's lift over the test's plain variant (generator rules), reported as a
-    holdout's is: rates, difference, 95% interval, p-value."""
-    plain = [c for v, c in zip(test.variants, counts, strict=True)
-             if v.get("generator") == Generator.RULES]  # fmt: skip
-    if len(plain) != 1 or variant.get("generator") == Generator.RULES:
+    """An AI variant's lift over the test's plain variant (generator rules), on the test's
+    own metric, reported as a holdout's is: rates, difference, 95% interval, p-value.
+    (``GET /v1/reports/ab-tests/{id}`` has every measure, from the rollups.)"""
+    base = test.baseline()
+    if base.get("generator") != Generator.RULES or variant is base:
         return {}
-    result = lift(Arm(mine.sent, mine.successes), Arm(plain[0].sent, plain[0].successes))
-    return {"lift_over_plain": {"metric": test.metric, "plain_variant": plain[0].key,
+    plain = counts[test.variants.index(base)]
+    result = lift(Arm(mine.sent, mine.successes), Arm(plain.sent, plain.successes))
+    return {"lift_over_plain": {"metric": test.metric, "plain_variant": plain.key,
                                 **result.as_dict()}}  # fmt: skip
 
 

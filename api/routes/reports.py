@@ -141,13 +141,7 @@ async def ab_test_report(test_id: TextId, session: SessionDep, tenant: TenantDep
         )
     }  # fmt: skip
     empty = total([])
-    # The baseline is the plain variant of an AI-vs-plain test, else the default variant.
-    plain = [v for v in test.variants if v.get("generator") == "rules"]
-    base = (
-        plain[0]
-        if len(plain) == 1
-        else next(v for v in test.variants if v["key"] == test.default_variant)
-    )
+    base = test.baseline()
     baseline = per.get(str(base["campaign_id"]), empty)
     variants = []
     for v in test.variants:

@@ -45,3 +45,11 @@ class AbTest(SQLModel, table=True):
     workflow_id: str = Field(max_length=200)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+    def baseline(self) -> dict[str, Any]:
+        """The variant lift is measured against: the plain one (generator rules) of an AI vs
+        plain test, else the default variant."""
+        plain = [v for v in self.variants if v.get("generator") == "rules"]
+        if len(plain) == 1:
+            return plain[0]
+        return next(v for v in self.variants if v["key"] == self.default_variant)

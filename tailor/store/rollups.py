@@ -57,6 +57,8 @@ FIRSTS = {
     "click": "clicked",
     "ordered": "ordered",
 }
+# The statuses whose reaching is counted, and as what (both incrementally and by a rebuild).
+STATUSES = {SendStatus.SENT: "sent", SendStatus.FAILED: "failed", SendStatus.HELD_OUT: "held_out"}
 # Rows a rebuild takes from the database at a time: fetched row by row, a million sends spend
 # most of their time crossing from the driver to the caller and back.
 STREAM_ROWS = 10_000
@@ -288,8 +290,6 @@ async def rebuild_campaign(conn: AsyncConnection, *, campaign_id: str) -> int:
             Send.sent_at, Send.dispatched_at, Send.created_at,
         ).where(col(Send.campaign_id) == campaign_id)
     )  # fmt: skip
-    statuses = {SendStatus.SENT.value: "sent", SendStatus.FAILED.value: "failed",
-                SendStatus.HELD_OUT.value: "held_out"}  # fmt: skip
     async for batch in sends.partitions(STREAM_ROWS):
         for row in batch:
             send_id, contact_id, status, generator, provider, control, sent_at, dispatched, made = (
@@ -299,7 +299,7 @@ async def rebuild_campaign(conn: AsyncConnection, *, campaign_id: str) -> int:
                 tenant, campaign_id, contact_id, generator or "", provider or "", bool(control)
             )
             facts[send_id] = fact
-            counter = statuses.get(status)
+            counter = STATUSES.get(status)
             if counter is not None:
                 counts[fact.key(sent_at or dispatched or made)][counter] += 1
 

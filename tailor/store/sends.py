@@ -37,7 +37,7 @@ from tailor.models import (
 )
 from tailor.store.campaigns import DELIVERED
 from tailor.store.keyset import below
-from tailor.store.rollups import count_sends
+from tailor.store.rollups import STATUSES, count_sends
 from tailor.store.segments import segment_filter
 
 
@@ -359,13 +359,9 @@ async def mark(
             .returning(col(Send.id))
         )
         moved.extend(i for i in result.scalars() if i is not None)
-    if status in _COUNTED:
-        await count_sends(conn, counter=_COUNTED[status], send_ids=moved, at=utcnow())
+    if status in STATUSES:
+        await count_sends(conn, counter=STATUSES[status], send_ids=moved, at=utcnow())
     return moved
-
-
-# Statuses whose reaching is counted in the rollups (``tailor.store.rollups``), and as what.
-_COUNTED = {SendStatus.SENT: "sent", SendStatus.FAILED: "failed", SendStatus.HELD_OUT: "held_out"}
 
 
 async def mark_sent(
