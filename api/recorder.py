@@ -260,9 +260,12 @@ async def _child() -> None:
 def main() -> None:
     with contextlib.suppress(OSError):
         os.nice(NICE)
-    # Ctrl-C reaches the whole process group: the API stops, then closes the pipe, and the
-    # child records what it was handed before it exits. Interrupted here, that would be lost.
+    # Ctrl-C reaches the whole process group, and a service manager may signal every process
+    # of the service: the API stops, then closes the pipe, and the child records what it was
+    # handed before it exits. Stopped by the signal itself, that would be lost. (If the API
+    # dies outright, the pipe closes all the same.)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     asyncio.run(_child())
 

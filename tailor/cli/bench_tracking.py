@@ -35,6 +35,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import psutil
 from rich.console import Console
 
 from tailor.cli.bench_trigger import CpuMeter, percentile
@@ -321,7 +322,11 @@ def run_tracking_bench(args: argparse.Namespace) -> int:
         plan = _plan(emails, warmup + args.rate * args.seconds, args.click_share)
         api = group.start("api", [sys.executable, "-m", "tailor.cli.main", "api"], env)
         wait_healthy(url, group)
-        cpu = CpuMeter({"api": api.proc.pid})
+        # ``tailor api`` records in a child process (api/recorder.py): measured apart.
+        pids = {"api": api.proc.pid}
+        for child in psutil.Process(api.proc.pid).children():
+            pids["recorder"] = child.pid
+        cpu = CpuMeter(pids)
         with console.status(
             f"{args.rate} requests/s for {args.seconds}s (+{WARMUP_S:g}s warm-up), "
             f"{args.click_share:.0%} redirects…"
@@ -332,7 +337,9 @@ def run_tracking_bench(args: argparse.Namespace) -> int:
                     HOST, port, plan, rate=args.rate, warmup=warmup, connections=args.connections
                 )  # fmt: skip
             )
-            report["api_cpu_cores"] = cpu.cores()["api"]
+            cores = cpu.cores()
+            report["api_cpu_cores"] = cores["api"]
+            report["recorder_cpu_cores"] = cores.get("recorder")
         with console.status("Waiting for the API to record every hit…"):
             hits, drain_s = asyncio.run(_drained(database_url, campaign_id, len(plan)))
     finally:
@@ -354,7 +361,8 @@ def run_tracking_bench(args: argparse.Namespace) -> int:
     pixel, redirect = report["routes"]["open"], report["routes"]["click"]
     console.print(
         f"{report['rate_achieved']:,} requests/s achieved ({report['requests']:,} in "
-        f"{report['elapsed_s']} s, {report['backend']}, API {report['api_cpu_cores']} cores)\n"
+        f"{report['elapsed_s']} s, {report['backend']}, API {report['api_cpu_cores']} cores, "
+        f"its recorder {report['recorder_cpu_cores']})\n"
         f"  pixel     p50 {pixel['p50_ms']} ms, p95 {pixel['p95_ms']}, p99 {pixel['p99_ms']}, "
         f"max {pixel['max_ms']}; {pixel['errors']} errors\n"
         f"  redirect  p50 {redirect['p50_ms']} ms, p95 {redirect['p95_ms']}, "
