@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
@@ -122,17 +122,23 @@ def _key_values(key: RollupKey) -> dict[str, Any]:
     return {name: getattr(key, name) for name in KEY}
 
 
-async def send_facts(conn: AsyncConnection, *, send_ids: Iterable[int]) -> dict[int, SendFacts]:
+async def send_facts(
+    conn: AsyncConnection, *, send_ids: Iterable[int], status: SendStatus | None = None
+) -> dict[int, SendFacts]:
+    """The sends' facts (only those in ``status``, if given)."""
     ids = sorted(set(send_ids))
     if not ids:
         return {}
+    where: list[ColumnElement[bool]] = [col(Send.id).in_(ids)]
+    if status is not None:
+        where.append(col(Send.status) == status.value)
     rows = await conn.execute(
         select(  # type: ignore[call-overload]
             Send.id, Campaign.tenant_id, Send.campaign_id, Send.contact_id, Send.generator,
             Send.provider, Send.control,
         )
         .join(Campaign, col(Campaign.id) == col(Send.campaign_id))
-        .where(col(Send.id).in_(ids))
+        .where(*where)
     )  # fmt: skip
     return {
         row[0]: SendFacts(row[1], row[2], row[3], row[4] or "", row[5] or "", bool(row[6]))
@@ -165,6 +171,18 @@ async def count_events(
     if (unknown := {counter for counter, _, _ in events} - set(COUNTERS)) != set():
         raise ValueError(f"no such rollup counter: {sorted(unknown)}")
     facts = await send_facts(conn, send_ids=(send_id for _, send_id, _ in events))
+    await count_known(conn, events=events, facts=facts, amounts=amounts)
+
+
+async def count_known(
+    conn: AsyncConnection,
+    *,
+    events: Sequence[tuple[str, int, datetime]],
+    facts: Mapping[int, SendFacts],
+    amounts: Mapping[int, int] | None = None,
+) -> None:
+    """``count_events`` for a caller that has read the sends' facts already (a send not in
+    ``facts`` counts nothing)."""
     counts: Counts = defaultdict(lambda: defaultdict(int))
     for counter, send_id, at in events:
         found = facts.get(send_id)

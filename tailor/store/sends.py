@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -37,7 +37,7 @@ from tailor.models import (
 )
 from tailor.store.campaigns import DELIVERED
 from tailor.store.keyset import below
-from tailor.store.rollups import STATUSES, count_sends
+from tailor.store.rollups import STATUSES, count_known, count_sends, send_facts
 from tailor.store.segments import segment_filter
 
 
@@ -374,13 +374,9 @@ async def mark_sent(
     now = at or utcnow()
     ids = [a.send_id for a in accepted]
     # The same attempt records its acceptances once, but a retried flush must not count twice:
-    # only sends still dispatched are moved (and counted).
-    found = await conn.execute(
-        select(Send.id).where(  # type: ignore[call-overload]
-            col(Send.id).in_(ids), col(Send.status) == SendStatus.DISPATCHED.value
-        )
-    )
-    dispatched = list(found.scalars())
+    # only sends still dispatched are moved (and counted). Their facts are read here, once,
+    # for the counting (the generator is the one being recorded).
+    dispatched = await send_facts(conn, send_ids=ids, status=SendStatus.DISPATCHED)
     await conn.execute(
         update(Send)
         .where(
@@ -404,7 +400,12 @@ async def mark_sent(
             for a in accepted
         ],
     )
-    await count_sends(conn, counter="sent", send_ids=dispatched, at=now)
+    made_by = {a.send_id: a.generator or "" for a in accepted}
+    await count_known(
+        conn,
+        events=[("sent", send_id, now) for send_id in dispatched],
+        facts={i: replace(f, generator=made_by[i]) for i, f in dispatched.items()},
+    )
 
 
 # --- Sends as the API reads them ---------------------------------------------------------------
