@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 NICE = 5  # the child's priority below the API's: requests first, recording in between
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 60.0
-RESTART_DELAY_S = 1.0
+RESTART_DELAY_S = 1.0  # doubled after each start that never became ready
+MAX_RESTART_DELAY_S = 30.0
 # Bytes waiting in the pipe before hits are dropped: some 30,000 hits, a minute of a busy
 # campaign's readers that the child has not taken yet.
 MAX_BACKLOG_BYTES = 8 * 1024 * 1024
@@ -83,6 +84,7 @@ class RecorderProcess:
         self._stopping = False
         self.dropped = 0  # hits (and reported engagements) not handed over
         self.restarts = 0
+        self._failures_in_a_row = 0
 
     # -- what the routes call --------------------------------------------------------------
 
@@ -106,8 +108,12 @@ class RecorderProcess:
         self._next_drain += 1
         ticket = self._next_drain
         answered = self._drains[ticket] = asyncio.get_running_loop().create_future()
-        process.stdin.write(_frame(("drain", ticket, now)))
-        await process.stdin.drain()
+        try:
+            process.stdin.write(_frame(("drain", ticket, now)))
+            await process.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):  # the child just died: nothing to wait for
+            self._drains.pop(ticket, None)
+            return
         await answered
 
     # -- the child's life ------------------------------------------------------------------
@@ -157,6 +163,7 @@ class RecorderProcess:
         assert process.stdout is not None
         while (message := await _read_frame(process.stdout)) is not None:
             if message[0] == "ready" and self._ready is not None and not self._ready.done():
+                self._failures_in_a_row = 0
                 self._ready.set_result(None)
             elif message[0] == "drained":
                 answered = self._drains.pop(message[1], None)
@@ -168,11 +175,21 @@ class RecorderProcess:
                 answered.set_result(None)
         self._drains.clear()
         if not self._stopping:
-            log.error("the tracking recorder exited (%s); starting it again", process.returncode)
+            # A child that keeps dying (a database that refuses it, say) is retried less often.
+            delay = min(RESTART_DELAY_S * 2**self._failures_in_a_row, MAX_RESTART_DELAY_S)
+            self._failures_in_a_row += 1
+            log.error("the tracking recorder exited (%s); starting it again in %.0f s",
+                      process.returncode, delay)  # fmt: skip
             self.restarts += 1
-            await asyncio.sleep(RESTART_DELAY_S)
+            await asyncio.sleep(delay)
             if not self._stopping:
-                asyncio.get_running_loop().create_task(self.start())
+                asyncio.get_running_loop().create_task(self._restart())
+
+    async def _restart(self) -> None:
+        try:
+            await self.start()
+        except Exception:  # logged; the API goes on answering, its hits counted as dropped
+            log.exception("the tracking recorder could not be started again")
 
     # -- the pipe --------------------------------------------------------------------------
 
