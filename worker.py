@@ -10,7 +10,9 @@ import logging
 import signal
 from contextlib import AsyncExitStack
 
+from prometheus_client import start_http_server
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.ab_test import AbTestActivities
@@ -31,6 +33,7 @@ from tailor.journeys.emails import JourneyEmails
 from tailor.journeys.milestones import Milestones
 from tailor.journeys.timing import JourneyTiming
 from tailor.journeys.triggers import TriggerAgent
+from tailor.observability.metrics import REGISTRY
 from tailor.outbound.delivery import Deliveries, Poster
 from tailor.personalise.context import CampaignContexts
 from tailor.personalise.exemplars import ClusterExemplars
@@ -190,13 +193,34 @@ async def _warm_retrieval(settings: Settings) -> None:
         await asyncio.to_thread(lambda: (index.ensure_corpus(), index.embedder.encode(["warm"])))
 
 
+def serve_metrics(settings: Settings) -> Runtime | None:
+    """Serve this worker's metrics on ``TAILOR_WORKER_METRICS_PORT`` and return a Temporal
+    runtime that serves the SDK's own on the next port (None: off, or the port is taken, say by
+    another worker on this machine; the worker runs on without them)."""
+    port = settings.worker_metrics_port
+    if not port:
+        return None
+    try:
+        start_http_server(port, settings.metrics_host, registry=REGISTRY)
+        sdk = PrometheusConfig(bind_address=f"{settings.metrics_host}:{port + 1}")
+        runtime = Runtime(telemetry=TelemetryConfig(metrics=sdk))
+    except (OSError, RuntimeError) as exc:
+        log.warning("worker metrics not served on %s:%d-%d (%s); set TAILOR_WORKER_METRICS_PORT",
+                    settings.metrics_host, port, port + 1, exc)  # fmt: skip
+        return None
+    log.info("worker metrics on http://%s:%d/metrics (Temporal SDK: port %d)",
+             settings.metrics_host, port, port + 1)  # fmt: skip
+    return runtime
+
+
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     async with AsyncExitStack() as stack:
         await migrate(settings.resolved_database_url)
         db = Database(settings.resolved_database_url)
         stack.push_async_callback(db.dispose)
+        runtime = serve_metrics(settings)
         try:
-            client = await connect(settings)
+            client = await connect(settings, runtime)
         except RuntimeError:
             raise SystemExit(
                 f"tailor worker: cannot reach Temporal at {settings.temporal_address}; "

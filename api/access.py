@@ -33,6 +33,8 @@ ADMINISTER: Final = frozenset({ADMIN})
 EVENTS: Final = frozenset({ADMIN, MARKETER, INGEST})
 #: Onboarding tenants: platform keys only.
 ONBOARD: Final = frozenset({PLATFORM})
+#: Operating the service across tenants (metrics): platform keys only.
+OPERATE: Final = frozenset({PLATFORM})
 
 ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[Role] | None]] = {
     ("GET", "/healthz"): None,
@@ -127,6 +129,8 @@ ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[Role] | None]] = {
     ("POST", "/v1/webhook-endpoints/{endpoint_id}/dead-letters/replay"): ADMINISTER,
     # Onboarding
     ("POST", "/v1/platform/tenants"): ONBOARD,
+    # Operations: Prometheus scrapes every tenant's figures with a platform key.
+    ("GET", "/metrics"): OPERATE,
     # Product catalog
     ("GET", "/v1/products"): READ,
     ("POST", "/v1/products"): ADMINISTER,

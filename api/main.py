@@ -18,6 +18,7 @@ from api.audit import AuditMiddleware
 from api.deps import TemporalGateway, authorize
 from api.idempotency import Replayed, replay_response
 from api.limits import BodySizeLimit
+from api.observe import RequestMetrics
 from api.openapi import install as document_errors
 from api.rate_limit import limit_rate
 from api.recorder import RecorderProcess
@@ -32,6 +33,7 @@ from api.routes import (
     health,
     journeys,
     keys,
+    metrics,
     outbound,
     platform,
     reports,
@@ -127,8 +129,10 @@ def create_app(
 
     # Every mutating call leaves one audit entry, whatever its outcome (api/audit.py).
     app.add_middleware(AuditMiddleware)
-    # Outermost: the pixel and the redirect skip everything above (api/routes/tracking.py).
+    # The pixel and the redirect skip everything above (api/routes/tracking.py).
     app.add_middleware(tracking.TrackingFastPath)
+    # Outermost: every request counted and timed, the tracking routes' too (api/observe.py).
+    app.add_middleware(RequestMetrics)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -171,6 +175,7 @@ def create_app(
 
     for module in (
         health,
+        metrics,
         contacts,
         events,
         journeys,

@@ -43,6 +43,16 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    metrics_host: str = Field(
+        "127.0.0.1", description="Where a worker serves its metrics (0.0.0.0 in a container)."
+    )
+    worker_metrics_port: int = Field(
+        9464,
+        ge=0,
+        le=65534,
+        description="A worker's Prometheus metrics (GET /metrics on this port); the Temporal "
+        "SDK's own metrics are on the next port. 0: off. A port in use is skipped, with a warning.",
+    )
     public_url: str = Field(
         "http://127.0.0.1:8000", description="Base URL recipients reach (unsubscribe links)."
     )

@@ -8,6 +8,7 @@ two writers queue on the lock instead of failing with SQLITE_BUSY when one upgra
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any, TypeVar
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
+
+from tailor.observability.metrics import DB_QUERIES
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 T = TypeVar("T")
@@ -56,6 +59,33 @@ def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
     return engine
 
 
+_OPERATIONS = {"select", "insert", "update", "delete"}
+
+
+def _timed(engine: Engine) -> None:
+    """Observe each statement's latency in ``tailor_db_query_duration_seconds`` (its kind
+    only: never its text or parameters)."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _started(
+        _conn: Any, _cursor: Any, _sql: str, _params: Any, context: Any, _many: bool
+    ) -> None:
+        if context is not None:
+            context._tailor_started = time.perf_counter()
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _finished(
+        _conn: Any, _cursor: Any, sql: str, _params: Any, context: Any, _many: bool
+    ) -> None:
+        started = getattr(context, "_tailor_started", None)
+        if started is None:
+            return
+        verb = sql.lstrip()[:6].lower()
+        DB_QUERIES.labels(verb if verb in _OPERATIONS else "other").observe(
+            time.perf_counter() - started
+        )
+
+
 class Database:
     """A reader and a writer engine. On PostgreSQL they are the same engine."""
 
@@ -69,6 +99,8 @@ class Database:
         else:
             self.writer = create_async_engine(url, pool_size=10, max_overflow=10)
             self.reader = self.writer
+        for engine in {self.writer, self.reader}:
+            _timed(engine.sync_engine)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import logging
 import re
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,6 +25,17 @@ from rag.retriever import Retrieval
 from tailor.db import Database
 from tailor.journeys.definitions import goal_brief
 from tailor.models import Contact, ReviewStatus, utcnow
+from tailor.observability.metrics import (
+    AGENT_RETRIES,
+    GUARDRAIL,
+    LLM_COST,
+    LLM_TOKENS,
+    PERSONALIZATION,
+    PII,
+    QUALITY,
+    RELEVANCE,
+    WRITER,
+)
 from tailor.personalise.brand import brand_violations
 from tailor.personalise.budget import DailyBudget
 from tailor.personalise.context import CampaignContext
@@ -243,6 +255,8 @@ class ClusterGenerator:
             found.update(entities)
         if not found:
             return content
+        for entity in found:
+            PII.labels(entity).inc()
         log.warning("redacted %s from %s content for campaign %s", sorted(found),
                     content.provider, ctx.campaign_id)  # fmt: skip
         async with self._db.write() as conn:
@@ -271,26 +285,36 @@ class ClusterGenerator:
         topic is dropped. None: the cluster gets the rules tier. The caller holds the cluster's
         in-flight claim, so chunks waiting on it resume once it is cached or under review."""
         for_review: tuple[ClusterContent, str] | None = None
-        for attempt in (prompt, alternate_prompt(prompt)):
-            generation = await self._executor.generate(request, attempt)
-            if generation is None:
-                break
-            made = ClusterContent(generation.tier, generation.model, generation.email)
-            usage.append(self._usage(ctx, attempt.version, made, generation))
-            evaluation = evaluate(generation.email, request, now)
-            evaluation = Evaluation(
-                evaluation.quality, evaluation.relevance, evaluation.violations,
-                brand_violations(generation.email, ctx.brand),
-            )  # fmt: skip
-            content = ClusterContent(made.provider, made.model, made.email, evaluation)
-            if evaluation.passed:
-                content = await self._without_pii(ctx, content)
-                await self._store(key, ctx, prompt.version, content)
-                return content
-            if evaluation.needs_review:
-                for_review = (content, attempt.version)
-            log.warning("cluster content refused (%s, %s): %s", generation.tier,
-                        attempt.version, evaluation.verdict())  # fmt: skip
+        started = time.perf_counter()
+        tier = "rules"  # what the cluster ends up with, for the latency histogram
+        try:
+            for number, attempt in enumerate((prompt, alternate_prompt(prompt))):
+                generation = await self._executor.generate(request, attempt)
+                if generation is None:
+                    break
+                if number:
+                    AGENT_RETRIES.labels(WRITER, generation.tier).inc()
+                _count_generation(ctx.tenant.id, generation)
+                made = ClusterContent(generation.tier, generation.model, generation.email)
+                usage.append(self._usage(ctx, attempt.version, made, generation))
+                evaluation = evaluate(generation.email, request, now)
+                evaluation = Evaluation(
+                    evaluation.quality, evaluation.relevance, evaluation.violations,
+                    brand_violations(generation.email, ctx.brand),
+                )  # fmt: skip
+                _count_evaluation(ctx.tenant.id, generation.tier, evaluation)
+                content = ClusterContent(made.provider, made.model, made.email, evaluation)
+                if evaluation.passed:
+                    tier = generation.tier
+                    content = await self._without_pii(ctx, content)
+                    await self._store(key, ctx, prompt.version, content)
+                    return content
+                if evaluation.needs_review:
+                    for_review = (content, attempt.version)
+                log.warning("cluster content refused (%s, %s): %s", generation.tier,
+                            attempt.version, evaluation.verdict())  # fmt: skip
+        finally:
+            PERSONALIZATION.labels(tier).observe(time.perf_counter() - started)
         if for_review is None:
             return None
         return await self._open_review(key, ctx, cluster, *for_review)
@@ -380,3 +404,16 @@ class ClusterGenerator:
         self._memory[key] = content
         if len(self._memory) > self._size:
             self._memory.popitem(last=False)
+
+
+def _count_generation(tenant_id: str, generation: Generation) -> None:
+    LLM_TOKENS.labels(tenant_id, generation.tier, "input").inc(generation.usage.input_tokens)
+    LLM_TOKENS.labels(tenant_id, generation.tier, "output").inc(generation.usage.output_tokens)
+    LLM_COST.labels(tenant_id, generation.tier).inc(generation.cost_usd)
+
+
+def _count_evaluation(tenant_id: str, tier: str, evaluation: Evaluation) -> None:
+    QUALITY.labels(tier).observe(evaluation.quality)
+    RELEVANCE.labels(tier).observe(evaluation.relevance)
+    verdict = "passed" if evaluation.passed else "review" if evaluation.needs_review else "rejected"
+    GUARDRAIL.labels(tenant_id, verdict).inc()

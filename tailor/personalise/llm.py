@@ -23,6 +23,7 @@ import openai
 from pydantic import ValidationError
 
 from tailor.config import Settings
+from tailor.observability.metrics import AGENT_RUNS, LLM_REQUESTS, WRITER
 from tailor.personalise.pricing import DEFAULT_PRICES, call_cost
 from tailor.personalise.prompts import ClusterRequest, GeneratedEmail, Prompt, system_message
 
@@ -205,17 +206,23 @@ class LlmExecutor:
         failures: list[TierFailed] = []
         for tier in self._tiers:
             if self._open_until.get(tier.name, 0.0) > self._clock():
+                AGENT_RUNS.labels(WRITER, tier.name, "skipped").inc()
                 failures.append(TierFailed(f"{tier.name} skipped: failing recently"))
                 continue
+            started = time.perf_counter()
             try:
                 text, usage = await tier.complete(system, user)
                 email = _parse(text)
             except TierFailed as exc:
+                LLM_REQUESTS.labels(tier.name, "failed").observe(time.perf_counter() - started)
+                AGENT_RUNS.labels(WRITER, tier.name, "failure").inc()
                 log.warning("LLM tier %s skipped: %s", tier.name, exc)
                 if exc.outage:
                     self._open_until[tier.name] = self._clock() + CIRCUIT_OPEN_S
                 failures.append(exc)
                 continue
+            LLM_REQUESTS.labels(tier.name, "ok").observe(time.perf_counter() - started)
+            AGENT_RUNS.labels(WRITER, tier.name, "success").inc()
             if tier.model not in self._prices:
                 log.warning("no price for model %s; its cost counts as 0", tier.model)
             return Generation(

@@ -24,6 +24,7 @@ from tailor.store.sends import SendRow, mark, sends_for
 class Screened:
     pending: list[SendRow]  # consenting: personalise and deliver these
     settled: int  # sends an earlier attempt already finished (sent, failed, suppressed, held)
+    suppressed: int = 0  # pending sends this screen suppressed (no consent, or revoked)
 
 
 async def screen(
@@ -56,4 +57,6 @@ async def screen(
                 from_status=SendStatus.PENDING,
                 error="no consent at send time",
             )
-    return Screened([s for s in pending if s.id not in refused], len(sends) - len(pending))
+    return Screened(
+        [s for s in pending if s.id not in refused], len(sends) - len(pending), len(refused)
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from tailor.db import Database
 from tailor.models import SendStatus
+from tailor.observability.metrics import CONSENT, EMAILS, NONE
 from tailor.store.consent import suppress_addresses
 from tailor.store.sends import Accepted, mark, mark_sent
 
@@ -55,3 +56,10 @@ class Outcomes:
             await mark(conn, send_ids=self.not_claimed, status=SendStatus.SUPPRESSED,
                        from_status=SendStatus.PENDING,
                        error="consent revoked before delivery")  # fmt: skip
+        # Counted once the rows are: a record that fails is retried with the attempt.
+        failed = len(self.refused) + len(self.invalid)
+        if failed:
+            EMAILS.labels(self.tenant_id, NONE, NONE, "failed").inc(failed)
+        if self.not_claimed:
+            EMAILS.labels(self.tenant_id, NONE, NONE, "suppressed").inc(len(self.not_claimed))
+            CONSENT.labels(self.tenant_id, "rejected").inc(len(self.not_claimed))

@@ -30,6 +30,7 @@ from tailor.db import Database
 from tailor.delivery.dispatch import Dispatcher, DispatchReport, Envelope
 from tailor.delivery.smtp import DeliveryUnavailable
 from tailor.models import HoldoutTreatment, utcnow
+from tailor.observability.metrics import CONSENT, EMAILS, NONE
 from tailor.personalise.context import CampaignContext
 from tailor.personalise.exemplars import ClusterExemplars, ClusterRetrievals
 from tailor.personalise.generation import Cluster, ClusterContent, ClusterGenerator, clusters_of
@@ -87,6 +88,11 @@ class SendPipeline:
         screened = await screen(self.db, campaign_id=ctx.campaign_id, contact_ids=contact_ids,
                                 revoked_contact_ids=revoked_contact_ids,
                                 occurrence=occurrence)  # fmt: skip
+        tenant = ctx.tenant.id
+        CONSENT.labels(tenant, "granted").inc(len(screened.pending))
+        if screened.suppressed:
+            CONSENT.labels(tenant, "rejected").inc(screened.suppressed)
+            EMAILS.labels(tenant, NONE, NONE, "suppressed").inc(screened.suppressed)
         pending = await self._hold_out(ctx, screened.pending)
         recipients, waiting = await load_recipients(self.profiles, pending)
         now = utcnow()
@@ -149,6 +155,7 @@ class SendPipeline:
         async with self.db.write() as conn:
             # The moved ids are what a held-out counter should add (each once, across retries).
             await hold_out(conn, send_ids=withheld, why=why)
+        EMAILS.labels(ctx.tenant.id, NONE, NONE, "held_out").inc(len(withheld))
         return [s for s in pending if not s.control]
 
     async def _retrieve(
@@ -232,6 +239,7 @@ class SendPipeline:
                 outcomes.accepted.append(
                     Accepted(envelope.send_id, provider_message_id, generator, why)
                 )
+                EMAILS.labels(ctx.tenant.id, provider, generator, "sent").inc()
             await outcomes.flush_accepted()
 
         report = await self.dispatcher.dispatch(

@@ -156,3 +156,15 @@ async def campaign_health(
         )
         for row in rows
     ]  # fmt: skip
+
+
+async def totals_by_tenant(conn: AsyncConnection) -> dict[str, dict[str, int]]:
+    """Every tenant's counters summed over all its campaigns and hours (the metrics' source
+    for email events: one grouped scan of the rollups, not of the sends)."""
+    table = SendRollup.__table__  # type: ignore[attr-defined]
+    rows = await conn.execute(
+        select(table.c.tenant_id, *[func.coalesce(func.sum(table.c[c]), 0) for c in COUNTERS])
+        .group_by(table.c.tenant_id)
+        .order_by(table.c.tenant_id)
+    )
+    return {row[0]: dict(zip(COUNTERS, (int(v) for v in row[1:]), strict=True)) for row in rows}
