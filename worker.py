@@ -195,22 +195,24 @@ async def _warm_retrieval(settings: Settings) -> None:
 
 def serve_metrics(settings: Settings) -> Runtime | None:
     """Serve this worker's metrics on ``TAILOR_WORKER_METRICS_PORT`` and return a Temporal
-    runtime that serves the SDK's own on the next port (None: off, or the port is taken, say by
-    another worker on this machine; the worker runs on without them)."""
-    port = settings.worker_metrics_port
+    runtime that serves the SDK's own on the next port. A port that is taken (say by another
+    worker on this machine) is skipped with a warning, and the worker runs on without it; None:
+    no SDK metrics."""
+    port, host = settings.worker_metrics_port, settings.metrics_host
     if not port:
         return None
     try:
-        start_http_server(port, settings.metrics_host, registry=REGISTRY)
-        sdk = PrometheusConfig(bind_address=f"{settings.metrics_host}:{port + 1}")
-        runtime = Runtime(telemetry=TelemetryConfig(metrics=sdk))
-    except (OSError, RuntimeError) as exc:
-        log.warning("worker metrics not served on %s:%d-%d (%s); set TAILOR_WORKER_METRICS_PORT",
-                    settings.metrics_host, port, port + 1, exc)  # fmt: skip
+        start_http_server(port, host, registry=REGISTRY)
+        log.info("worker metrics on http://%s:%d/metrics", host, port)
+    except OSError as exc:
+        log.warning("worker metrics not served on %s:%d (%s); set TAILOR_WORKER_METRICS_PORT",
+                    host, port, exc)  # fmt: skip
+    try:
+        sdk = PrometheusConfig(bind_address=f"{host}:{port + 1}")
+        return Runtime(telemetry=TelemetryConfig(metrics=sdk))
+    except (OSError, RuntimeError, ValueError) as exc:  # the SDK says ValueError
+        log.warning("Temporal SDK metrics not served on %s:%d (%s)", host, port + 1, exc)
         return None
-    log.info("worker metrics on http://%s:%d/metrics (Temporal SDK: port %d)",
-             settings.metrics_host, port, port + 1)  # fmt: skip
-    return runtime
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:

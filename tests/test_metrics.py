@@ -221,6 +221,20 @@ async def test_a_worker_serves_its_metrics_and_the_sdks_on_ports_of_its_own(
         assert ours.status_code == 200 and "tailor_emails_total" in ours.text
         sdk = await http.get(f"http://127.0.0.1:{port + 1}/metrics")
         assert sdk.status_code == 200
-    # The port is taken now: a second worker here runs on without metrics, and says why.
+    # Both ports are taken now: a second worker here runs on without them.
     assert serve_metrics(settings) is None
     assert serve_metrics(settings_for(sqlite_db, sink, worker_metrics_port=0)) is None
+
+
+async def test_a_taken_sdk_port_leaves_the_workers_own_metrics_served(
+    sqlite_db: Database, sink: Sink
+) -> None:
+    port = _free_pair()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port + 1))
+        taken.listen()
+        runtime = serve_metrics(settings_for(sqlite_db, sink, worker_metrics_port=port))
+    assert runtime is None
+    async with httpx.AsyncClient() as http:
+        ours = await http.get(f"http://127.0.0.1:{port}/metrics")
+    assert ours.status_code == 200 and "tailor_db_query_duration_seconds" in ours.text
