@@ -208,7 +208,11 @@ def serve_metrics(settings: Settings) -> Runtime | None:
         log.warning("worker metrics not served on %s:%d (%s); set TAILOR_WORKER_METRICS_PORT",
                     host, port, exc)  # fmt: skip
     try:
-        sdk = PrometheusConfig(bind_address=f"{host}:{port + 1}")
+        # Named the Prometheus way: seconds, with unit and _total suffixes.
+        sdk = PrometheusConfig(
+            bind_address=f"{host}:{port + 1}", durations_as_seconds=True, unit_suffix=True,
+            counters_total_suffix=True,
+        )  # fmt: skip
         return Runtime(telemetry=TelemetryConfig(metrics=sdk))
     except (OSError, RuntimeError, ValueError) as exc:  # the SDK says ValueError
         log.warning("Temporal SDK metrics not served on %s:%d (%s)", host, port + 1, exc)

@@ -11,13 +11,14 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
 from tailor.db import Database
 from tailor.devtools.llm_stub import StubLlm
 from tailor.models import Role
-from tailor.observability.metrics import REGISTRY
+from tailor.observability.metrics import REGISTRY, SDK_METRICS
 from tests.conftest import (
     Sink,
     key_headers,
@@ -162,6 +163,13 @@ async def test_the_api_serves_the_seventeen_to_platform_keys_only(
     }
     assert events["sent"] == campaign_run["outcome"].sent
     assert {"opened", "clicked", "unsubscribed", "bounced", "complained"} <= set(events)
+    # LLM spend today against the budget, from the usage ledger (what the cost alerts read).
+    spent = {s.labels["tenant"]: s.value for s in families["tailor_llm_spend_today_usd"].samples}
+    budget = {s.labels["tenant"]: s.value for s in families["tailor_llm_daily_budget_usd"].samples}
+    async with sqlite_db.read() as conn:
+        ledger = (await conn.exec_driver_sql("SELECT sum(cost_usd) FROM llm_usage")).scalar_one()
+    assert spent["demo"] == pytest.approx(ledger) and spent["demo"] > 0
+    assert budget["demo"] == settings_for_api(sqlite_db).llm_daily_budget_usd
     # Routes by template, never by path: the contact id is not a label.
     routes = {s.labels["route"] for s in families["tailor_api_requests"].samples}
     assert "/v1/contacts/{contact_id}" in routes and "/v1/contacts/999999" not in routes
@@ -210,17 +218,28 @@ def _free_pair() -> int:
 
 
 async def test_a_worker_serves_its_metrics_and_the_sdks_on_ports_of_its_own(
-    sqlite_db: Database, sink: Sink
+    time_skipping_env: WorkflowEnvironment, sqlite_db: Database, sink: Sink
 ) -> None:
     port = _free_pair()
     settings = settings_for(sqlite_db, sink, worker_metrics_port=port)
     runtime = serve_metrics(settings)
     assert runtime is not None
+    # A campaign through a worker whose client runs on that runtime, as `tailor worker` does.
+    client = await Client.connect(
+        time_skipping_env.client.service_client.config.target_host, runtime=runtime
+    )
+    campaign_id, _ = await seeded_campaign(sqlite_db, 5)
+    queue = task_queue()
+    async with build_worker(client, sqlite_db, settings, queue):
+        await run_campaign(client, campaign_id, queue)
     async with httpx.AsyncClient() as http:
         ours = await http.get(f"http://127.0.0.1:{port}/metrics")
         assert ours.status_code == 200 and "tailor_emails_total" in ours.text
         sdk = await http.get(f"http://127.0.0.1:{port + 1}/metrics")
-        assert sdk.status_code == 200
+    assert sdk.status_code == 200
+    # The SDK's names the dashboards and alert rules read (tests/test_monitoring_as_code.py).
+    served = {line.split("{")[0].split(" ")[0] for line in sdk.text.splitlines()}
+    assert set(SDK_METRICS) <= served, set(SDK_METRICS) - served
     # Both ports are taken now: a second worker here runs on without them.
     assert serve_metrics(settings) is None
     assert serve_metrics(settings_for(sqlite_db, sink, worker_metrics_port=0)) is None

@@ -13,12 +13,14 @@ from collections.abc import Iterator
 
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from api.deps import DatabaseDep
+from api.deps import DatabaseDep, SettingsDep
+from tailor.models import utcnow
 from tailor.observability.metrics import REGISTRY
+from tailor.store.generation import spend_by_tenant
 from tailor.store.reports import totals_by_tenant
 
 router = APIRouter(tags=["operations"])
@@ -26,11 +28,19 @@ router = APIRouter(tags=["operations"])
 _REVENUE = {"revenue_cents": "click", "revenue_open_cents": "open"}
 
 
-class _RollupTotals(Collector):
-    """The rollups' totals as Prometheus counters (they only grow, like counters)."""
+class _FromTheDatabase(Collector):
+    """What the database knows across processes: the rollups' totals as counters (they only
+    grow, like counters), and each tenant's LLM spend today against its daily budget."""
 
-    def __init__(self, totals: dict[str, dict[str, int]]) -> None:
+    def __init__(
+        self,
+        totals: dict[str, dict[str, int]],
+        spend: list[tuple[str, float | None, float]],
+        default_budget_usd: float,
+    ) -> None:
         self._totals = totals
+        self._spend = spend
+        self._default_budget_usd = default_budget_usd
 
     def collect(self) -> Iterator[Metric]:
         events = CounterMetricFamily(
@@ -53,6 +63,21 @@ class _RollupTotals(Collector):
                     events.add_metric([tenant, name], value)
         yield events
         yield revenue
+        spent = GaugeMetricFamily(
+            "tailor_llm_spend_today_usd",
+            "LLM spend since midnight UTC, per tenant (the budget's day).",
+            labels=["tenant"],
+        )
+        budget = GaugeMetricFamily(
+            "tailor_llm_daily_budget_usd",
+            "Each tenant's daily LLM budget (its own, or the service default).",
+            labels=["tenant"],
+        )
+        for tenant, cap, usd in self._spend:
+            spent.add_metric([tenant], usd)
+            budget.add_metric([tenant], self._default_budget_usd if cap is None else cap)
+        yield spent
+        yield budget
 
     def describe(self) -> list[Metric]:
         return []
@@ -63,9 +88,11 @@ class _RollupTotals(Collector):
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text."}},
 )
-async def metrics(db: DatabaseDep) -> Response:
-    """This process's metrics and every tenant's email events, for Prometheus."""
+async def metrics(db: DatabaseDep, settings: SettingsDep) -> Response:
+    """This process's metrics, every tenant's email events and LLM spend, for Prometheus."""
     async with db.read() as conn:
         totals = await totals_by_tenant(conn)
-    body = generate_latest(REGISTRY) + generate_latest(_RollupTotals(totals))
+        spend = await spend_by_tenant(conn, day=utcnow().date().isoformat())
+    shared = _FromTheDatabase(totals, spend, settings.llm_daily_budget_usd)
+    body = generate_latest(REGISTRY) + generate_latest(shared)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

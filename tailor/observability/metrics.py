@@ -32,7 +32,7 @@ counters with no I/O, so any layer may count.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -141,6 +141,19 @@ DB_QUERIES = Histogram(
     buckets=_FAST,
     registry=REGISTRY,
 )
+PROVIDER_REQUESTS = Counter(
+    "tailor_provider_requests",
+    "Requests to an email provider (a batch or an SMTP session), by outcome (ok, failed: 5xx, "
+    "429, unreachable, timed out).",
+    ["provider", "outcome"],
+    registry=REGISTRY,
+)
+PROVIDER_CIRCUIT = Gauge(
+    "tailor_provider_circuit_open",
+    "1 while this worker's breaker for a provider is open (its traffic fails over), else 0.",
+    ["provider"],
+    registry=REGISTRY,
+)
 EVENT_TO_SEND = Histogram(
     "tailor_trigger_event_to_send_seconds",
     "From a triggering event's arrival to its journey's email being taken by the provider.",
@@ -150,6 +163,15 @@ EVENT_TO_SEND = Histogram(
 )
 
 
+# The Temporal SDK's own metrics that the dashboards and alerts read (a worker serves them on
+# the port after its own; tests/test_metrics.py checks the SDK really exports these names).
+SDK_METRICS = (
+    "temporal_activity_schedule_to_start_latency_seconds_bucket",
+    "temporal_workflow_task_schedule_to_start_latency_seconds_bucket",
+    "temporal_worker_task_slots_used",
+    "temporal_worker_task_slots_available",
+    "temporal_num_pollers",
+)
 WRITER = "writer"  # the agent that writes a cluster's email (an LLM tier)
 NONE = "none"  # a label with nothing to say (a suppressed email has no provider or tier)
 

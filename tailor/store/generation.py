@@ -12,7 +12,15 @@ from sqlalchemy import case, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col
 
-from tailor.models import GenerationCache, LlmUsage, PiiIncident, Send, SendStatus, utcnow
+from tailor.models import (
+    GenerationCache,
+    LlmUsage,
+    PiiIncident,
+    Send,
+    SendStatus,
+    Tenant,
+    utcnow,
+)
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,26 @@ async def spent_today(conn: AsyncConnection, *, tenant_id: str, day: str) -> flo
         )
     )
     return float(spent.scalar_one())
+
+
+async def spend_by_tenant(
+    conn: AsyncConnection, *, day: str
+) -> list[tuple[str, float | None, float]]:
+    """Each tenant's own daily LLM cap (None: the service default) and its spend on ``day``."""
+    spent = (
+        select(
+            col(LlmUsage.tenant_id).label("tenant_id"), func.sum(LlmUsage.cost_usd).label("usd")
+        )  # fmt: skip
+        .where(col(LlmUsage.day) == day)
+        .group_by(col(LlmUsage.tenant_id))
+        .subquery()
+    )
+    rows = await conn.execute(
+        select(col(Tenant.id), col(Tenant.llm_daily_budget_usd), func.coalesce(spent.c.usd, 0.0))
+        .outerjoin(spent, spent.c.tenant_id == col(Tenant.id))
+        .order_by(col(Tenant.id))
+    )
+    return [(str(t), None if cap is None else float(cap), float(usd)) for t, cap, usd in rows]
 
 
 async def record_pii_incident(

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from tailor.delivery.providers import HTTP_PROVIDERS
 from tailor.delivery.providers.base import HttpProvider
+from tailor.observability.metrics import PROVIDER_CIRCUIT, PROVIDER_REQUESTS
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class ProviderRouter:
         return max(0.0, self._breaker(name).not_before - self._clock())
 
     def succeeded(self, name: str) -> None:
+        PROVIDER_REQUESTS.labels(name, "ok").inc()
         breaker = self._breaker(name)
         breaker.failures = 0
         breaker.trial_in_flight = False
@@ -86,6 +88,7 @@ class ProviderRouter:
             self._close(name, "a request succeeded")
 
     def failed(self, name: str, *, retry_after_s: float | None = None, why: str = "") -> None:
+        PROVIDER_REQUESTS.labels(name, "failed").inc()
         breaker = self._breaker(name)
         breaker.failures += 1
         breaker.trial_in_flight = False
@@ -95,6 +98,7 @@ class ProviderRouter:
             breaker.opened_at = self._clock()  # a failed trial: wait another interval
         elif breaker.failures >= self._threshold:
             breaker.opened_at = self._clock()
+            PROVIDER_CIRCUIT.labels(name).set(1)
             log.warning(
                 "provider %s: circuit opened after %d consecutive failures (%s); "
                 "its traffic fails over",
@@ -136,6 +140,7 @@ class ProviderRouter:
         breaker = self._breaker(name)
         breaker.opened_at = None
         breaker.trial_in_flight = False
+        PROVIDER_CIRCUIT.labels(name).set(0)
         log.warning("provider %s: circuit closed (%s); traffic moves back", name, why)
 
     def _breaker(self, name: str) -> Breaker:
