@@ -154,13 +154,6 @@ PROVIDER_CIRCUIT = Gauge(
     ["provider"],
     registry=REGISTRY,
 )
-EVENT_TO_SEND = Histogram(
-    "tailor_trigger_event_to_send_seconds",
-    "From a triggering event's arrival to its journey's email being taken by the provider.",
-    ["tenant"],
-    buckets=_SLOW,
-    registry=REGISTRY,
-)
 
 
 # The Temporal SDK's own metrics that the dashboards and alerts read (a worker serves them on
