@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,12 +37,14 @@ def _with(**changes: str) -> GeneratedEmail:
 def test_honest_content_passes() -> None:
     evaluation = evaluate(GOOD, REQUEST, NOW)
     assert evaluation.passed, evaluation.verdict()
+    assert evaluation.outcome == "passed"
 
 
 def test_a_price_that_is_not_in_the_catalog_is_blocked() -> None:
     evaluation = evaluate(_with(body=GOOD.body.replace("$99.00", "$49.00")), REQUEST, NOW)
     assert not evaluation.passed
     assert evaluation.violations == ["price $49.00 is not a catalog price"]
+    assert evaluation.outcome == "rejected"  # a wrong fact never goes to a person
 
 
 def test_links_and_past_dates_are_blocked() -> None:
@@ -56,6 +59,7 @@ def test_links_and_past_dates_are_blocked() -> None:
 def test_shouting_and_off_topic_content_score_low() -> None:
     shouting = evaluate(_with(subject="BUY NOW!!! HUGE SALE!!!", body="BUY!!! " * 5), REQUEST, NOW)
     assert shouting.quality < 0.7 and not shouting.passed
+    assert shouting.outcome == "rejected"  # off topic too (relevance 0.40)
     off_topic = evaluate(
         _with(subject="{{first_name}}, hello from us",
               body="Hi {{first_name}}, we wanted to say hello and wish you a lovely week ahead "
@@ -63,6 +67,7 @@ def test_shouting_and_off_topic_content_score_low() -> None:
         REQUEST, NOW,
     )  # fmt: skip
     assert off_topic.relevance < 0.6 and not off_topic.passed
+    assert off_topic.outcome == "rejected"  # off topic: dropped, not reviewed
 
 
 async def test_refused_content_is_regenerated_with_another_prompt_then_used(
@@ -91,3 +96,10 @@ async def test_refused_content_is_regenerated_with_another_prompt_then_used(
     assert generators == {"openai": consenting}
     for email in read_outbox(sink.maildir, campaign_id):
         assert b"$1.00" not in email.path.read_bytes()
+
+
+def test_off_brand_but_sound_content_goes_to_a_person() -> None:
+    sound = evaluate(GOOD, REQUEST, NOW)
+    off_brand = replace(sound, brand=['uses the banned phrase "cheap"'])
+    assert not off_brand.passed and off_brand.needs_review
+    assert off_brand.outcome == "review"

@@ -54,6 +54,13 @@ class Evaluation:
         decides, rather than the rules tier silently replacing it."""
         return not self.passed and not self.violations and self.relevance >= MIN_RELEVANCE
 
+    @property
+    def outcome(self) -> str:
+        """passed, review (a person decides) or rejected (wrong facts or off topic)."""
+        if self.passed:
+            return "passed"
+        return "review" if self.needs_review else "rejected"
+
     def verdict(self) -> str:
         if self.violations:
             return "blocked: " + "; ".join(self.violations)

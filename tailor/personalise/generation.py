@@ -415,5 +415,4 @@ def _count_generation(tenant_id: str, generation: Generation) -> None:
 def _count_evaluation(tenant_id: str, tier: str, evaluation: Evaluation) -> None:
     QUALITY.labels(tier).observe(evaluation.quality)
     RELEVANCE.labels(tier).observe(evaluation.relevance)
-    verdict = "passed" if evaluation.passed else "review" if evaluation.needs_review else "rejected"
-    GUARDRAIL.labels(tenant_id, verdict).inc()
+    GUARDRAIL.labels(tenant_id, evaluation.outcome).inc()
