@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 from api.deps import DatabaseDep, SettingsDep
 from tailor.models import utcnow
 from tailor.observability.metrics import REGISTRY
+from tailor.personalise.budget import daily_cap
 from tailor.store.generation import spend_by_tenant
 from tailor.store.reports import totals_by_tenant
 
@@ -75,7 +76,7 @@ class _FromTheDatabase(Collector):
         )
         for tenant, cap, usd in self._spend:
             spent.add_metric([tenant], usd)
-            budget.add_metric([tenant], self._default_budget_usd if cap is None else cap)
+            budget.add_metric([tenant], daily_cap(cap, self._default_budget_usd))
         yield spent
         yield budget
 

@@ -17,6 +17,11 @@ from tailor.store.generation import spent_today
 log = logging.getLogger(__name__)
 
 
+def daily_cap(own_usd: float | None, default_usd: float) -> float:
+    """A tenant's daily LLM cap: its own, else the service default."""
+    return default_usd if own_usd is None else own_usd
+
+
 class DailyBudget:
     def __init__(self, db: Database, *, default_usd: float, alert_ratio: float) -> None:
         self._db = db
@@ -25,9 +30,7 @@ class DailyBudget:
 
     async def allows_calls(self, tenant: Tenant, now: datetime) -> bool:
         """False once the tenant's LLM spend today reached its cap."""
-        budget = tenant.llm_daily_budget_usd
-        if budget is None:
-            budget = self._default_usd
+        budget = daily_cap(tenant.llm_daily_budget_usd, self._default_usd)
         async with self._db.read() as conn:
             spent = await spent_today(conn, tenant_id=tenant.id, day=now.date().isoformat())
         if spent >= budget:
