@@ -69,6 +69,15 @@ def delay_until_hour(now: datetime, tz: ZoneInfo, hour: int) -> timedelta:
     return target.astimezone(UTC) - now.astimezone(UTC)
 
 
+def until_next_local_day(now: datetime, tz: ZoneInfo) -> timedelta:
+    """Time until the next local midnight: never zero (unlike ``delay_until_hour(now, tz, 0)``,
+    which inside the midnight hour answers "now", so a person mailed at 00:10 would be asked
+    again at once, every second, until 01:00)."""
+    local = now.astimezone(tz)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    return midnight.astimezone(UTC) - now.astimezone(UTC)
+
+
 def fixed_local_hour(send_time: str) -> int | None:
     """The hour of a campaign's ``"HH:00"`` send time (each recipient's local HH:00); None for
     ``now`` and ``best_hour``."""

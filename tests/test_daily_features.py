@@ -19,7 +19,7 @@ from tailor.journeys.definitions import journey_workflow_id
 from tailor.models import Contact, Event, JourneyRun, utcnow
 from tailor.payloads import FeaturesOutcome, FeaturesRun
 from tailor.profiles.derived import History, avg_time_to_open, engagement_score
-from tailor.send_time import best_hour, delay_until_hour
+from tailor.send_time import best_hour, delay_until_hour, until_next_local_day
 from tailor.store.journeys import install_builtins
 from tailor.temporal.schedules import ensure_schedules
 from tests.conftest import Sink, settings_for
@@ -67,6 +67,21 @@ def test_the_delay_to_the_best_hour_is_in_local_time_across_dst() -> None:
     assert (before_change + delay).astimezone(berlin).hour == 10
     assert delay == timedelta(hours=20)  # 13:00 CET to 10:00 CEST the next day
     assert delay_until_hour(datetime(2026, 3, 28, 9, 30, tzinfo=UTC), berlin, 10) == timedelta()
+
+
+def test_a_person_over_their_daily_limit_waits_for_their_next_day_even_just_after_midnight() -> (
+    None
+):
+    """Mailed at 00:10 local, the next email waits for the next midnight, not "now" (which
+    made a throttled journey ask again every second until 01:00)."""
+    new_york = ZoneInfo("America/New_York")
+    just_after = datetime(2026, 12, 2, 5, 10, tzinfo=UTC)  # 00:10 EST
+    assert until_next_local_day(just_after, new_york) == timedelta(hours=23, minutes=50)
+    evening = datetime(2026, 12, 2, 22, 0, tzinfo=UTC)  # 17:00 EST
+    assert until_next_local_day(evening, new_york) == timedelta(hours=7)
+    berlin = ZoneInfo("Europe/Berlin")  # the night the clocks go forward has 23 hours
+    before_change = datetime(2026, 3, 28, 23, 30, tzinfo=UTC)  # 00:30 CET on the 29th
+    assert until_next_local_day(before_change, berlin) == timedelta(hours=22, minutes=30)
 
 
 async def _events(

@@ -13,7 +13,14 @@ from datetime import timedelta
 from tailor.db import Database
 from tailor.models import utcnow
 from tailor.payloads import SendTimePlan
-from tailor.send_time import BestHour, best_hour, delay_until_hour, local_hours, zone
+from tailor.send_time import (
+    BestHour,
+    best_hour,
+    delay_until_hour,
+    local_hours,
+    until_next_local_day,
+    zone,
+)
 from tailor.store.history import open_times
 from tailor.store.profiles import best_hour_counts, read_contact
 from tailor.store.sends import delivered_today
@@ -73,4 +80,4 @@ class JourneyTiming:
             sent = await delivered_today(conn, contact_id=contact.id or 0, since=midnight)
         if sent < (limit or 1):
             return None
-        return delay_until_hour(local_now, tz, 0)
+        return until_next_local_day(local_now, tz)
