@@ -34,6 +34,7 @@ from tailor.journeys.milestones import Milestones
 from tailor.journeys.timing import JourneyTiming
 from tailor.journeys.triggers import TriggerAgent
 from tailor.observability.metrics import REGISTRY
+from tailor.observability.tracing import start_from_environment
 from tailor.outbound.delivery import Deliveries, Poster
 from tailor.personalise.context import CampaignContexts
 from tailor.personalise.exemplars import ClusterExemplars
@@ -258,6 +259,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings()
+    tracing = start_from_environment("tailor-worker")
 
     async def _run() -> None:
         stop = asyncio.Event()
@@ -266,7 +268,11 @@ def main() -> None:
             loop.add_signal_handler(sig, stop.set)
         await run_worker(settings, stop)
 
-    asyncio.run(_run())
+    try:
+        asyncio.run(_run())
+    finally:
+        if tracing is not None:
+            tracing.close()  # exports the spans still batched
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from temporalio import activity
 from activities.errors import template_error, temporal_failures
 from tailor.config import Settings
 from tailor.db import Database
+from tailor.observability.tracing import note, step
 from tailor.payloads import CampaignOutcome, CampaignPlan, ChunkBounds, PageRequest, StatusUpdate
 from tailor.personalise.context import CampaignContexts
 from tailor.personalise.rules import RuleBasedExecutor, TemplateRenderError
@@ -39,8 +40,10 @@ class PlannerActivities:
                         "the tenant's default template", campaign_id, exc)  # fmt: skip
         async with self._db.write() as conn:  # a scheduled campaign starts now
             await start_scheduled(conn, campaign_id=campaign_id)
-        async with self._db.read() as conn:
-            audience = await audience_size(conn, tenant_id=ctx.tenant.id, segment=ctx.segment)
+        with step("plan", tenant=ctx.tenant.id, campaign=campaign_id) as span:
+            async with self._db.read() as conn:
+                audience = await audience_size(conn, tenant_id=ctx.tenant.id, segment=ctx.segment)
+            note(span, audience=audience, chunk_size=self._settings.chunk_size)
         return CampaignPlan(
             campaign_id=campaign_id,
             template_version_id=ctx.version.id or 0,

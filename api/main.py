@@ -54,6 +54,7 @@ from tailor.db import Database
 from tailor.engagement.tracker import Tracker
 from tailor.errors import InvalidInput, NotFound
 from tailor.journeys.triggers import TriggerAgent
+from tailor.observability import tracing
 from tailor.profiles.cache import FeatureCache
 from tailor.store.reviews import AlreadyDecided
 
@@ -133,6 +134,8 @@ def create_app(
     app.add_middleware(tracking.TrackingFastPath)
     # Outermost: every request counted and timed, the tracking routes' too (api/observe.py).
     app.add_middleware(RequestMetrics)
+    if (traced := tracing.active()) is not None:  # one trace per request, when switched on
+        traced.instrument_app(app)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

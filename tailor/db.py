@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 
+from tailor.observability import tracing
 from tailor.observability.metrics import DB_QUERIES
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -99,8 +100,11 @@ class Database:
         else:
             self.writer = create_async_engine(url, pool_size=10, max_overflow=10)
             self.reader = self.writer
+        traced = tracing.active()
         for engine in {self.writer, self.reader}:
             _timed(engine.sync_engine)
+            if traced is not None:
+                traced.instrument_engine(engine.sync_engine)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

@@ -202,8 +202,10 @@ def _serve_api(settings: Settings) -> None:
     import uvicorn
 
     from api.main import create_app
+    from tailor.observability.tracing import start_from_environment
 
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    start_from_environment("tailor-api")
     uvicorn.run(
         create_app(settings, tracking_recorder="process"),
         host=settings.api_host,

@@ -30,6 +30,7 @@ from tailor.delivery.providers.router import SMTP, ProviderRouter
 from tailor.delivery.rate_limit import RateLimiter
 from tailor.delivery.smtp import DeliveryUnavailable, Outcome, SmtpDelivery, SmtpSession
 from tailor.models import SendStatus, utcnow
+from tailor.observability.tracing import note, step
 from tailor.store.sends import mark, mark_reconciled, unclear_sends
 
 log = logging.getLogger(__name__)
@@ -180,14 +181,19 @@ class Dispatcher:
                 await asyncio.sleep(wait)
             if rate is not None and self._limiter is not None:
                 await self._limiter.acquire(tenant_id, len(batch), rate_per_s=rate)
-            claimed_ids = await self._claim(provider.name, batch)
+            with step("claim", provider=provider.name, emails=len(batch)) as span:
+                claimed_ids = await self._claim(provider.name, batch)
+                note(span, claimed=len(claimed_ids))
             claimed = [e for e in batch if e.send_id in claimed_ids]
             report.not_claimed.extend(e for e in batch if e.send_id not in claimed_ids)
             if not claimed:
                 return []
-            result = await _shielded(
-                provider.send_batch([e.email for e in claimed]), self._timeout_s
-            )
+            with step("deliver", provider=provider.name, emails=len(claimed)) as span:
+                result = await _shielded(
+                    provider.send_batch([e.email for e in claimed]), self._timeout_s
+                )
+                accepted = sum(r.verdict is Verdict.ACCEPTED for r in result.results)
+                note(span, accepted=accepted, provider_failed=result.provider_failed)
             retry = await self._settle(provider.name, claimed, result, report)
             if not retry:
                 return []
@@ -279,34 +285,42 @@ class Dispatcher:
         left: list[Envelope],
         checkpoint: Checkpoint,
     ) -> None:
-        async with self._smtp.session() as session:
-            while not queue.empty():
-                env = queue.get_nowait()
-                if rate is not None and self._limiter is not None:
-                    await self._limiter.acquire(tenant_id, 1, rate_per_s=rate)
-                # Shielded: once a message is claimed, its end-of-data must be written even if
-                # the activity is cancelled, or the contact would be marked but never receive it.
-                try:
-                    outcome, detail, pmid = await _shielded(
-                        self._smtp_one(session, env), self._timeout_s
-                    )
-                except DeliveryUnavailable:
-                    queue.put_nowait(env)  # not accepted: another provider may take it
-                    raise
-                if outcome is Outcome.ACCEPTED:
-                    self._router.succeeded(SMTP)
-                    report.accepted.append((env, pmid or "", SMTP))
-                elif outcome is Outcome.REFUSED:  # SMTP 5xx: the address is refused for good
-                    report.refused.append((env, f"smtp: {detail or 'refused'}", True))
-                elif outcome is Outcome.DEFERRED:
-                    left.append(env)
-                elif outcome is Outcome.NOT_CLAIMED:
-                    report.not_claimed.append(env)
-                else:
-                    log.warning("send %s: %s; not resent", env.send_id, detail)
-                    report.ambiguous.append(env)
-                report.done += 1
-                await checkpoint(report)
+        sent = accepted = 0
+        with step("deliver", provider=SMTP) as span:  # one SMTP session, many messages
+            try:
+                async with self._smtp.session() as session:
+                    while not queue.empty():
+                        env = queue.get_nowait()
+                        if rate is not None and self._limiter is not None:
+                            await self._limiter.acquire(tenant_id, 1, rate_per_s=rate)
+                        # Shielded: once a message is claimed, its end-of-data must be written
+                        # even if the activity is cancelled, or the contact would be marked but
+                        # never receive it.
+                        try:
+                            outcome, detail, pmid = await _shielded(
+                                self._smtp_one(session, env), self._timeout_s
+                            )
+                        except DeliveryUnavailable:
+                            queue.put_nowait(env)  # not accepted: another provider may take it
+                            raise
+                        sent += 1
+                        if outcome is Outcome.ACCEPTED:
+                            accepted += 1
+                            self._router.succeeded(SMTP)
+                            report.accepted.append((env, pmid or "", SMTP))
+                        elif outcome is Outcome.REFUSED:  # SMTP 5xx: refused for good
+                            report.refused.append((env, f"smtp: {detail or 'refused'}", True))
+                        elif outcome is Outcome.DEFERRED:
+                            left.append(env)
+                        elif outcome is Outcome.NOT_CLAIMED:
+                            report.not_claimed.append(env)
+                        else:
+                            log.warning("send %s: %s; not resent", env.send_id, detail)
+                            report.ambiguous.append(env)
+                        report.done += 1
+                        await checkpoint(report)
+            finally:
+                note(span, emails=sent, accepted=accepted)
 
     async def _smtp_one(
         self, session: SmtpSession, env: Envelope

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from rag.index import ExemplarIndex
 from rag.retriever import ClusterQuery, Retrieval
 from tailor.journeys.definitions import goal_brief
+from tailor.observability.tracing import note, step
 from tailor.personalise.context import CampaignContext
 from tailor.personalise.generation import Cluster
 
@@ -50,6 +51,14 @@ class ClusterExemplars:
     ) -> dict[Cluster, Retrieval]:
         if self._index is None:
             return {}
+        with step("retrieve", clusters=len(clusters)) as span:
+            found = await self._for_clusters(ctx, clusters)
+            note(span, found=len(found))
+        return found
+
+    async def _for_clusters(
+        self, ctx: CampaignContext, clusters: set[Cluster]
+    ) -> dict[Cluster, Retrieval]:
         found: dict[Cluster, Retrieval] = {}
         for cluster in sorted(clusters):
             query = self.query(ctx, cluster)

@@ -36,6 +36,7 @@ from tailor.observability.metrics import (
     RELEVANCE,
     WRITER,
 )
+from tailor.observability.tracing import note, step
 from tailor.personalise.brand import brand_violations
 from tailor.personalise.budget import DailyBudget
 from tailor.personalise.context import CampaignContext
@@ -289,7 +290,10 @@ class ClusterGenerator:
         tier = "rules"  # what the cluster ends up with, for the latency histogram
         try:
             for number, attempt in enumerate((prompt, alternate_prompt(prompt))):
-                generation = await self._executor.generate(request, attempt)
+                with step("generate", cluster="/".join(map(str, cluster)), attempt=number + 1,
+                          prompt=attempt.version) as span:  # fmt: skip
+                    generation = await self._executor.generate(request, attempt)
+                    note(span, tier=generation.tier if generation is not None else "rules")
                 if generation is None:
                     break
                 if number:
@@ -297,11 +301,15 @@ class ClusterGenerator:
                 _count_generation(ctx.tenant.id, generation)
                 made = ClusterContent(generation.tier, generation.model, generation.email)
                 usage.append(self._usage(ctx, attempt.version, made, generation))
-                evaluation = evaluate(generation.email, request, now)
-                evaluation = Evaluation(
-                    evaluation.quality, evaluation.relevance, evaluation.violations,
-                    brand_violations(generation.email, ctx.brand),
-                )  # fmt: skip
+                with step("evaluate", tier=generation.tier) as span:
+                    evaluation = evaluate(generation.email, request, now)
+                    evaluation = Evaluation(
+                        evaluation.quality, evaluation.relevance, evaluation.violations,
+                        brand_violations(generation.email, ctx.brand),
+                    )  # fmt: skip
+                    note(span, verdict=evaluation.outcome, quality=evaluation.quality,
+                         relevance=evaluation.relevance, violations=len(evaluation.violations),
+                         brand=len(evaluation.brand))  # fmt: skip
                 _count_evaluation(ctx.tenant.id, generation.tier, evaluation)
                 content = ClusterContent(made.provider, made.model, made.email, evaluation)
                 if evaluation.passed:

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from tailor.config import Settings
 from tailor.observability.metrics import AGENT_RUNS, LLM_REQUESTS, WRITER
+from tailor.observability.tracing import llm_call, note_usage
 from tailor.personalise.pricing import DEFAULT_PRICES, call_cost
 from tailor.personalise.prompts import ClusterRequest, GeneratedEmail, Prompt, system_message
 
@@ -211,8 +212,10 @@ class LlmExecutor:
                 continue
             started = time.perf_counter()
             try:
-                text, usage = await tier.complete(system, user)
-                email = _parse(text)
+                with llm_call(tier.name, tier.model) as span:
+                    text, usage = await tier.complete(system, user)
+                    note_usage(span, usage.input_tokens, usage.output_tokens)
+                    email = _parse(text)
             except TierFailed as exc:
                 LLM_REQUESTS.labels(tier.name, "failed").observe(time.perf_counter() - started)
                 AGENT_RUNS.labels(WRITER, tier.name, "failure").inc()

@@ -31,6 +31,7 @@ from tailor.delivery.dispatch import Dispatcher, DispatchReport, Envelope
 from tailor.delivery.smtp import DeliveryUnavailable
 from tailor.models import HoldoutTreatment, utcnow
 from tailor.observability.metrics import CONSENT, EMAILS, NONE
+from tailor.observability.tracing import note, step
 from tailor.personalise.context import CampaignContext
 from tailor.personalise.exemplars import ClusterExemplars, ClusterRetrievals
 from tailor.personalise.generation import Cluster, ClusterContent, ClusterGenerator, clusters_of
@@ -96,11 +97,18 @@ class SendPipeline:
         pending = await self._hold_out(ctx, screened.pending)
         recipients, waiting = await load_recipients(self.profiles, pending)
         now = utcnow()
-        async with _beating(heartbeat):  # retrieval and LLM calls can outlast the heartbeat
-            retrievals = await self._retrieve(ctx, recipients, now)
-            written = await self.generator.for_contacts(
-                ctx, _for_the_llm(ctx, recipients, retrievals), now, retrievals.by_cluster
-            )
+        with step("personalise", tenant=ctx.tenant.id, campaign=ctx.campaign_id,
+                  recipients=len(recipients), suppressed=screened.suppressed) as span:  # fmt: skip
+            async with _beating(heartbeat):  # retrieval and LLM calls can outlast the heartbeat
+                retrievals = await self._retrieve(ctx, recipients, now)
+                for_the_llm = _for_the_llm(ctx, recipients, retrievals)
+                written = await self.generator.for_contacts(
+                    ctx, for_the_llm, now, retrievals.by_cluster
+                )
+            by_llm = sum(1 for c in written.values() if c.usable)
+            held = sum(1 for c in written.values() if c.held)
+            note(span, clusters=len(set(retrievals.clusters.values())), by_llm=by_llm,
+                 held=held, by_rules=len(recipients) - by_llm - held)  # fmt: skip
         if review:
             recipients = await self._hold_for_review(recipients, written)
         await self._send(ctx, recipients, written, retrievals, heartbeat)
@@ -214,16 +222,18 @@ class SendPipeline:
         now = utcnow()
         envelopes: list[Envelope] = []
         composed: dict[int, tuple[Recipient, Personalised]] = {}
-        for recipient in recipients:
-            contact_id = recipient.contact_id
-            result = self.composer.compose(
-                ctx, recipient, written.get(contact_id), retrievals.of(contact_id), now
-            )
-            if isinstance(result, str):
-                outcomes.invalid.append((recipient.send_id, result))
-                continue
-            envelopes.append(result.envelope)
-            composed[recipient.send_id] = (recipient, result.content)
+        with step("guard", emails=len(recipients)) as span:  # guardrail, footer, headers
+            for recipient in recipients:
+                contact_id = recipient.contact_id
+                result = self.composer.compose(
+                    ctx, recipient, written.get(contact_id), retrievals.of(contact_id), now
+                )
+                if isinstance(result, str):
+                    outcomes.invalid.append((recipient.send_id, result))
+                    continue
+                envelopes.append(result.envelope)
+                composed[recipient.send_id] = (recipient, result.content)
+            note(span, composed=len(envelopes), invalid=len(recipients) - len(envelopes))
 
         async def checkpoint(report: DispatchReport) -> None:
             accepted, report.accepted = report.accepted, []

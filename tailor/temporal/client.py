@@ -9,12 +9,19 @@ from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from tailor.config import Settings
+from tailor.observability import tracing
 from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 
 async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+    """With tracing on, the client carries the trace into workflows and activities, and a
+    worker made from it continues them."""
+    traced = tracing.active()
     return await Client.connect(
-        settings.temporal_address, namespace=settings.temporal_namespace, runtime=runtime
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        runtime=runtime,
+        interceptors=traced.interceptors() if traced is not None else [],
     )
 
 
