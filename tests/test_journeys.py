@@ -28,6 +28,7 @@ from tailor.devtools.smtp_sink import read_outbox
 from tailor.holdout import in_control
 from tailor.journeys.definitions import journey_workflow_id
 from tailor.models import Contact, Tenant
+from tailor.observability.metrics import REGISTRY
 from tailor.payloads import JourneyEnd
 from tailor.store.journeys import install_builtins
 from tests.conftest import Sink, key_headers, llm_settings, settings_for, start_time_skipping
@@ -139,10 +140,25 @@ async def journeys(
         yield state
 
 
+def _event_to_send() -> tuple[float, float]:
+    """The trigger path's latency histogram for the demo tenant: (count, sum of seconds)."""
+    labels = {"tenant": "demo"}
+    return (
+        REGISTRY.get_sample_value("tailor_journey_event_to_send_seconds_count", labels) or 0.0,
+        REGISTRY.get_sample_value("tailor_journey_event_to_send_seconds_sum", labels) or 0.0,
+    )
+
+
 async def test_a_welcome_series_sends_three_emails_over_days(journeys: Journeys) -> None:
     contact_id, user = await journeys.person()
+    count, total = _event_to_send()
     await journeys.track(user, "Signed Up")
     end = await journeys.end(journeys.handle("welcome", contact_id))
+    # Only the first email goes on the trigger; its event-to-send latency is observed once
+    # (in real seconds: the test server skips the days between the others).
+    after_count, after_total = _event_to_send()
+    assert after_count == count + 1
+    assert 0.0 < after_total - total < 60.0
 
     assert (end.status, end.emails_sent) == ("completed", 3)
     subjects = [m["Subject"] for m in journeys.emails_to(contact_id)]
@@ -179,6 +195,7 @@ async def test_a_purchase_cancels_the_cart_reminder(journeys: Journeys) -> None:
 
 async def test_an_abandoned_cart_gets_one_reminder_after_an_hour(journeys: Journeys) -> None:
     contact_id, user = await journeys.person(2)
+    observed = _event_to_send()
     first = await journeys.track(user, "Cart Abandoned", "cart-1", products=[{"sku": "KIT-103"}])
     again = await journeys.track(user, "Cart Abandoned", "cart-1", products=[{"sku": "KIT-103"}])
     assert (first["accepted"], again["duplicates"]) == (1, 1)
@@ -190,6 +207,7 @@ async def test_an_abandoned_cart_gets_one_reminder_after_an_hour(journeys: Journ
     end = await journeys.end(handle)
 
     assert (end.status, end.emails_sent) == ("completed", 1)
+    assert _event_to_send() == observed  # the reminder waited an hour by design: not counted
     (mail,) = journeys.emails_to(contact_id)
     body = mail.get_body(("plain",))
     assert body is not None and "Chef" in body.get_content()  # the cart item, by name

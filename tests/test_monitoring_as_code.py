@@ -140,6 +140,12 @@ def test_compose_provisions_prometheus_and_grafana_from_the_repository() -> None
         if mount.startswith("./"):
             assert (ROOT / mount).is_dir(), mount
     assert services["worker"]["environment"]["TAILOR_METRICS_HOST"] == "0.0.0.0"
+    # Traces: the API and the workers export to Jaeger's OTLP/HTTP port unless told otherwise;
+    # its UI, like every operator's page, is on the loopback interface only.
+    for service in ("api", "worker"):
+        endpoint = services[service]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"]
+        assert endpoint == "${OTEL_EXPORTER_OTLP_ENDPOINT:-http://jaeger:4318}"
+    assert services["jaeger"]["ports"] == ["127.0.0.1:16686:16686"]
     provider = yaml.safe_load((DEPLOY / "grafana/provisioning/dashboards/tailor.yml").read_text())[
         "providers"
     ][0]

@@ -307,8 +307,8 @@ async def _measure(
         await db.dispose()
 
 
-def run_campaign_bench(args: argparse.Namespace) -> int:
-    console = Console(stderr=args.json, soft_wrap=True)
+def campaign_report(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    """One bench campaign on a fresh stack (its processes read ``os.environ``)."""
     home = Path(tempfile.mkdtemp(prefix="tailor-bench-"))
     stack = LocalStack(home, Ports.from_args(args), with_ui=False)  # fmt: skip
     sampler = RssSampler()
@@ -342,13 +342,18 @@ def run_campaign_bench(args: argparse.Namespace) -> int:
             sampler.pids[service.name] = service.proc.pid
         sampler.start()
         baseline_n = args.baseline_contacts or min(args.contacts, 20_000)
-        report = asyncio.run(_measure(stack, settings, args.contacts, baseline_n, console, sampler))
+        return asyncio.run(_measure(stack, settings, args.contacts, baseline_n, console, sampler))
     finally:
         sampler.stop()
         stack.group.stop()
         llm_stub.close()
         if not args.keep:
             shutil.rmtree(home, ignore_errors=True)
+
+
+def run_campaign_bench(args: argparse.Namespace) -> int:
+    console = Console(stderr=args.json, soft_wrap=True)
+    report = campaign_report(args, console)
     console.print(
         f"{report['sent']:,} emails in {report['seconds']}s = "
         f"[bold]{report['emails_per_s']:,}/s[/bold]; plain loop without Temporal "

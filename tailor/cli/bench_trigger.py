@@ -398,8 +398,9 @@ async def _measure(
     }
 
 
-def run_trigger_bench(args: argparse.Namespace) -> int:
-    console = Console(stderr=args.json, soft_wrap=True)
+def trigger_report(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    """One trigger bench on a fresh stack (its processes read ``os.environ``); with
+    ``args.keep`` the state folder is kept and named in the report."""
     load_before = round(os.getloadavg()[0], 2)  # other work on the host skews every figure
     home = Path(tempfile.mkdtemp(prefix="tailor-bench-trigger-"))
     stack = LocalStack(home, Ports.from_args(args), with_ui=False)
@@ -424,11 +425,18 @@ def run_trigger_bench(args: argparse.Namespace) -> int:
         report = asyncio.run(_measure(stack, settings, args.rate, args.seconds, console))
         report["peak_rss_mb_by_process"] = {k: round(v, 1) for k, v in sampler.peak.items()}
         report["load_avg_1m_before"] = load_before
+        report["state_folder"] = str(home) if args.keep else None
+        return report
     finally:
         sampler.stop()
         stack.group.stop()
         if not args.keep:
             shutil.rmtree(home, ignore_errors=True)
+
+
+def run_trigger_bench(args: argparse.Namespace) -> int:
+    console = Console(stderr=args.json, soft_wrap=True)
+    report = trigger_report(args, console)
     shown = {k: "lost" if report[k] is None else f"{report[k]} ms"
              for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")}  # fmt: skip
     table = Table(title=f"Event accepted by the API → email accepted by SMTP "
@@ -454,8 +462,8 @@ def run_trigger_bench(args: argparse.Namespace) -> int:
             f"{report['api_errors']} API errors (first: {report['first_api_error']}); rerun "
             "with --keep and read the logs in the state folder[/red]"
         )
-    if args.keep:
-        console.print(f"State folder kept: {home}")
+    if report["state_folder"]:
+        console.print(f"State folder kept: {report['state_folder']}")
     if args.json:
         print(json.dumps(report), flush=True)  # noqa: T201  (the machine-readable last line)
     return 0 if report["missing"] == 0 and report["api_errors"] == 0 else 1

@@ -148,6 +148,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--rag", action="store_true", help="retrieve exemplars on the send path (default off)"
     )
     _add_ports(trigger)
+    observed = bench_sub.add_parser(
+        "observability",
+        help="campaign throughput and trigger p95 with traces and metrics off, then on",
+    )
+    observed.add_argument("--contacts", type=_positive, default=100_000)
+    observed.add_argument(
+        "--rate", type=_positive, default=10,
+        help="trigger events per second (one the machine sustains: tailor bench trigger)",
+    )  # fmt: skip
+    observed.add_argument("--repeat", type=_positive, default=1, help="off/on pairs (medians)")
+    observed.add_argument("--seconds", type=_positive, default=60, help="of trigger events")
+    observed.add_argument(
+        "--sample", type=_share, default=0.1,
+        help="share of traces kept when on (OTEL_TRACES_SAMPLER_ARG; compose's default 0.1)",
+    )  # fmt: skip
+    observed.add_argument("--json", action="store_true", help="last line: one JSON object")
+    observed.add_argument("--keep", action="store_true", help="keep the bench state folders")
+    _add_ports(observed)
     hooks = bench_sub.add_parser(
         "webhooks", help="signed SendGrid event batches into the API: events/s, nothing lost"
     )
@@ -328,6 +346,10 @@ def main(argv: list[str] | None = None) -> None:
             from tailor.cli.bench_trigger import run_trigger_bench
 
             sys.exit(run_trigger_bench(args))
+        elif args.command == "bench" and args.bench_command == "observability":
+            from tailor.cli.bench_observability import run_observability_bench
+
+            sys.exit(run_observability_bench(args))
         elif args.command == "bench" and args.bench_command == "tracking":
             from tailor.cli.bench_tracking import run_tracking_bench
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from tailor.db import Database
 from tailor.journeys.timing import JourneyTiming
 from tailor.models import SendStatus, utcnow
+from tailor.observability.metrics import EVENT_TO_SEND
 from tailor.payloads import JourneySend, JourneySendResult
 from tailor.personalise.context import CampaignContext, CampaignContexts
 from tailor.personalise.exemplars import ClusterExemplars
@@ -21,6 +22,7 @@ from tailor.personalise.generation import ClusterGenerator, clusters_of
 from tailor.profiles.loader import ProfileLoader
 from tailor.sending.pipeline import Heartbeat, SendPipeline
 from tailor.store.campaigns import DELIVERED
+from tailor.store.journeys import trigger_timing
 from tailor.store.sends import sends_for
 
 # Which occasion a milestone email celebrates, by the event that started the journey.
@@ -77,10 +79,27 @@ class JourneyEmails:
         )  # fmt: skip
         status = await self._status(send)
         if status in DELIVERED:
+            await self._observe_event_to_send(send)
             return JourneySendResult("sent")
         if status == SendStatus.HELD_OUT:
             return JourneySendResult("held_out")  # the journey goes on; nothing counted as sent
         return JourneySendResult("suppressed" if status == SendStatus.SUPPRESSED else "failed")
+
+    async def _observe_event_to_send(self, send: JourneySend) -> None:
+        """The trigger path's latency, for an email the journey sends on its trigger: at once,
+        with no wait step before it (later emails wait by design)."""
+        if send.send_time != "now":
+            return
+        async with self.db.read() as conn:
+            timing = await trigger_timing(conn, run_id=send.run_id)
+        if timing is None:
+            return
+        received_at, steps = timing
+        before = next((i for i, s in enumerate(steps) if s.get("name") == send.step), None)
+        if before is None or any(s["type"] == "wait" for s in steps[:before]):
+            return
+        elapsed = (utcnow() - received_at).total_seconds()
+        EVENT_TO_SEND.labels(send.tenant_id).observe(max(elapsed, 0.0))
 
     async def _status(self, send: JourneySend) -> str | None:
         async with self.db.read() as conn:

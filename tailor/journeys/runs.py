@@ -32,7 +32,7 @@ async def start_run(db: Database, start: JourneyStart) -> JourneyPlan:
             run=JourneyRun(
                 id=start.run_id, tenant_id=journey.tenant_id, contact_id=journey.contact_id,
                 journey_key=journey.journey_key, definition_id=definition.id,
-                workflow_id=start.workflow_id,
+                workflow_id=start.workflow_id, trigger_event_id=journey.trigger_event_id,
             ),
         )  # fmt: skip
         consent = await current_consent(conn, contact_ids=[journey.contact_id])

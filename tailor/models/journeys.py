@@ -74,6 +74,10 @@ class JourneyRun(SQLModel, table=True):
     emails_sent: int = Field(default=0)
     started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    # No foreign key: an erased person's events go, the run's record stays.
+    trigger_event_id: int | None = Field(
+        default=None, description="The event that started the run (none before 2026-12)."
+    )
 
 
 class DeadLetter(SQLModel, table=True):

@@ -25,6 +25,9 @@ The seed's names, and what answers them (README "Watching it run" has the querie
 - api_error_rate: ``tailor_api_requests_total{status="5xx"}`` over all
 - database_query_latency_ms: ``tailor_db_query_duration_seconds``
 
+Beyond the seventeen: the trigger path's ``tailor_journey_event_to_send_seconds``, the LLM
+requests, spend and budget, and the providers' requests and breakers.
+
 Each process (the API, each worker) has its own registry and serves it (``api/routes/metrics.py``,
 ``worker.py``); Prometheus adds the ``instance`` label. The objects here are plain in-memory
 counters with no I/O, so any layer may count.
@@ -146,6 +149,14 @@ PROVIDER_REQUESTS = Counter(
     "Requests to an email provider (a batch or an SMTP session), by outcome (ok, failed: 5xx, "
     "429, unreachable, timed out).",
     ["provider", "outcome"],
+    registry=REGISTRY,
+)
+EVENT_TO_SEND = Histogram(
+    "tailor_journey_event_to_send_seconds",
+    "From the event that started a journey reaching Tailor to its email accepted by the "
+    "provider, for the emails a journey sends on the trigger (no wait step before them).",
+    ["tenant"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
     registry=REGISTRY,
 )
 PROVIDER_CIRCUIT = Gauge(

@@ -188,9 +188,12 @@ class Tracing:
     def instrument_app(self, app: FastAPI) -> None:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
+        # Without a span per ASGI message sent and received: two to four a request, and no
+        # question an operator asks is answered by them.
         FastAPIInstrumentor.instrument_app(
-            app, tracer_provider=self.provider, excluded_urls=UNTRACED_ROUTES
-        )
+            app, tracer_provider=self.provider, excluded_urls=UNTRACED_ROUTES,
+            exclude_spans=["receive", "send"],
+        )  # fmt: skip
 
     def instrument_engine(self, engine: Engine) -> None:
         """The SQLAlchemy instrumentation's own engine tracer, for each engine as Tailor makes

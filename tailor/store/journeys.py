@@ -249,6 +249,23 @@ async def record_run(conn: AsyncConnection, *, run: JourneyRun) -> None:
         await conn.execute(JourneyRun.__table__.insert().values(**run.model_dump()))  # type: ignore[attr-defined]
 
 
+async def trigger_timing(
+    conn: AsyncConnection, *, run_id: str
+) -> tuple[datetime, list[dict[str, Any]]] | None:
+    """When the event that started the run reached Tailor, and the steps of the run's journey
+    version; None for a run that predates the record or whose event was erased."""
+    row = (
+        await conn.execute(
+            select(col(Event.received_at), col(JourneyDefinition.steps))
+            .select_from(JourneyRun)
+            .join(Event, col(Event.id) == col(JourneyRun.trigger_event_id))
+            .join(JourneyDefinition, col(JourneyDefinition.id) == col(JourneyRun.definition_id))
+            .where(col(JourneyRun.id) == run_id)
+        )
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
 async def finish_run(
     conn: AsyncConnection, *, run_id: str, status: str, reason: str, emails_sent: int
 ) -> None:
