@@ -4,13 +4,11 @@ statements in it; no span carries a contact's address or name. Off, nothing is t
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -24,6 +22,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
+from tailor.cli.bench_observability import SpanCollector
 from tailor.db import Database, migrate
 from tailor.delivery.providers.setup import build_router
 from tailor.demo.seed import seed_demo
@@ -305,22 +304,8 @@ def test_spans_go_over_otlp_to_the_endpoint_the_standard_variable_names(
 ) -> None:
     """A real OTLP/HTTP exchange: a loopback collector receives the protobuf export, with the
     service name and the step's attributes, and the client's IP address taken out."""
-    received: list[bytes] = []
-
-    class Collector(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the http.server API
-            received.append(self.rfile.read(int(self.headers["Content-Length"])))
-            assert self.path == "/v1/traces"
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.end_headers()
-
-        def log_message(self, *_: object) -> None:
-            return None
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+    collector = SpanCollector(keep=True)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url)
     monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
     try:
         on = tracing.start_from_environment("tailor-worker")
@@ -331,9 +316,11 @@ def test_spans_go_over_otlp_to_the_endpoint_the_standard_variable_names(
                 tracing.note(span, accepted=3)
         on.close()  # flushes the batch
     finally:
-        server.shutdown()
-        server.server_close()
-    request = ExportTraceServiceRequest.FromString(b"".join(received))
+        collector.close()
+    assert {path for path, _ in collector.exports} == {"/v1/traces"}
+    request = ExportTraceServiceRequest()
+    for _, export in collector.exports:
+        request.MergeFrom(export)
     (resource,) = request.resource_spans
     service = {a.key: a.value.string_value for a in resource.resource.attributes}
     assert service["service.name"] == "tailor-worker"

@@ -39,12 +39,14 @@ _OFF = {"OTEL_EXPORTER_OTLP_ENDPOINT": None, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
 
 
 class SpanCollector:
-    """A loopback OTLP/HTTP trace receiver that counts what it is sent."""
+    """A loopback OTLP/HTTP trace receiver that counts what it is sent; with ``keep``, it also
+    keeps each export (its path and request) for a test to read."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep: bool = False) -> None:
         self.spans = 0
         self.requests = 0
         self.bytes = 0
+        self.exports: list[tuple[str, ExportTraceServiceRequest]] = []
         lock = threading.Lock()
         collector = self
 
@@ -57,6 +59,8 @@ class SpanCollector:
                     collector.spans += spans
                     collector.requests += 1
                     collector.bytes += len(body)
+                    if keep:
+                        collector.exports.append((self.path, request))
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.send_header("Content-Length", "0")

@@ -105,10 +105,11 @@ class SendPipeline:
                 written = await self.generator.for_contacts(
                     ctx, for_the_llm, now, retrievals.by_cluster
                 )
-            by_llm = sum(1 for c in written.values() if c.usable)
-            held = sum(1 for c in written.values() if c.held)
-            note(span, clusters=len(set(retrievals.clusters.values())), by_llm=by_llm,
-                 held=held, by_rules=len(recipients) - by_llm - held)  # fmt: skip
+            if span.is_recording():  # counted only for a trace: this is the send path
+                by_llm = sum(1 for c in written.values() if c.usable)
+                held = sum(1 for c in written.values() if c.held)
+                note(span, clusters=len(set(retrievals.clusters.values())), by_llm=by_llm,
+                     held=held, by_rules=len(recipients) - by_llm - held)  # fmt: skip
         if review:
             recipients = await self._hold_for_review(recipients, written)
         await self._send(ctx, recipients, written, retrievals, heartbeat)
