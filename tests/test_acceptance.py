@@ -11,7 +11,6 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -74,8 +73,15 @@ class Stack:
         return {emails[c] for c, s in consent.items() if s == ConsentStatus.GRANTED}
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stack]:
+# One stack and one 20K seed per database for both scenarios (each campaign is counted by its
+# own id, and eligibility is read at the end, so either may run first).
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+async def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
+    tmp_path = tmp_path_factory.mktemp(f"acceptance-{request.param}")
     ports = Ports(temporal=free_port(), ui=free_port(), api=free_port(), smtp=free_port())
     database_url = None
     if request.param == "postgres":

@@ -123,6 +123,14 @@ def _parents(spans: list[ReadableSpan], by_id: dict[int, ReadableSpan]) -> set[t
     return {(s.name, by_id[s.parent.span_id].name) for s in spans if s.parent is not None}
 
 
+def _one_workflow_span_a_run(spans: list[ReadableSpan]) -> None:
+    """In the workflow, a span for the run and none for each activity it schedules (the
+    activity's own span says when it ran) or for a run that succeeded."""
+    names = [s.name for s in spans]
+    assert sum(n.startswith("RunWorkflow:") for n in names) == 1, names
+    assert not [n for n in names if n.startswith(("StartActivity:", "CompleteWorkflow:"))]
+
+
 def _no_personal_data(spans: list[ReadableSpan], personal: list[str]) -> None:
     """Every attribute of every span and span event, names and values, is free of them."""
     assert len(personal) > 12  # addresses, first and last names
@@ -152,16 +160,13 @@ async def test_a_campaign_is_one_trace_from_the_request_to_the_provider(
     root = next(s for s in spans if s.parent is None)
     assert (root.name, root.kind) == ("POST /v1/campaigns", SpanKind.SERVER)
     assert root.attributes is not None and root.attributes.get("http.route") == "/v1/campaigns"
-    # The tracing interceptor's shape: the workflow and the activities it starts are children
-    # of the client's start; each activity's run is a child of its start.
+    # The run is a child of the client's start, and each activity's run a child of the run.
     assert _parents(spans, by_id) >= {
         ("StartWorkflow:CampaignWorkflow", "POST /v1/campaigns"),
         ("RunWorkflow:CampaignWorkflow", "StartWorkflow:CampaignWorkflow"),
-        ("StartActivity:plan_campaign", "StartWorkflow:CampaignWorkflow"),
-        ("RunActivity:plan_campaign", "StartActivity:plan_campaign"),
+        ("RunActivity:plan_campaign", "RunWorkflow:CampaignWorkflow"),
         ("plan", "RunActivity:plan_campaign"),
-        ("StartActivity:send_chunk", "StartWorkflow:CampaignWorkflow"),
-        ("RunActivity:send_chunk", "StartActivity:send_chunk"),
+        ("RunActivity:send_chunk", "RunWorkflow:CampaignWorkflow"),
         ("personalise", "RunActivity:send_chunk"),
         ("generate", "personalise"),
         ("chat gpt-4o-mini", "generate"),
@@ -179,6 +184,7 @@ async def test_a_campaign_is_one_trace_from_the_request_to_the_provider(
     assert any("RunActivity:send_chunk" in _ancestors(s, by_id) for s in statements)
     assert any(_ancestors(s, by_id) == ["POST /v1/campaigns"] for s in statements)
 
+    _one_workflow_span_a_run(spans)
     deliver = next(s for s in spans if s.name == "deliver")
     assert deliver.attributes is not None
     assert deliver.attributes["tailor.provider"] == "smtp"
@@ -208,13 +214,14 @@ async def test_a_journey_is_one_trace_from_the_event_to_the_email(
     assert _ancestors(start, by_id)[-1] == "POST /v1/track"
     assert _parents(spans, by_id) >= {
         ("RunWorkflow:JourneyWorkflow", "SignalWithStartWorkflow:JourneyWorkflow"),
-        ("RunActivity:prepare_email", "StartActivity:prepare_email"),
-        ("RunActivity:send_email", "StartActivity:send_email"),
-        ("StartActivity:send_email", "SignalWithStartWorkflow:JourneyWorkflow"),
+        ("HandleSignal:event", "SignalWithStartWorkflow:JourneyWorkflow"),
+        ("RunActivity:prepare_email", "RunWorkflow:JourneyWorkflow"),
+        ("RunActivity:send_email", "RunWorkflow:JourneyWorkflow"),
         ("guard", "RunActivity:send_email"),
         ("claim", "RunActivity:send_email"),
         ("deliver", "RunActivity:send_email"),
     }
+    _one_workflow_span_a_run(spans)
     esp_calls = [s for s in spans if s.name == "POST" and "deliver" in _ancestors(s, by_id)]
     assert len(esp_calls) == 1 and esp_calls[0].kind == SpanKind.CLIENT
     deliver = next(s for s in spans if s.name == "deliver")

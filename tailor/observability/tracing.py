@@ -181,9 +181,9 @@ class Tracing:
 
     def interceptors(self) -> list[Interceptor]:
         """For ``Client.connect``: a worker made from the client gets the worker half too."""
-        from temporalio.contrib.opentelemetry import TracingInterceptor
+        from tailor.observability.workflow_tracing import WorkflowTracing
 
-        return [TracingInterceptor(self.provider.get_tracer("temporalio"))]
+        return [WorkflowTracing(self.provider.get_tracer("temporalio"))]
 
     def instrument_app(self, app: FastAPI) -> None:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
