@@ -106,6 +106,13 @@ class Settings(BaseSettings):
     provider_failure_threshold: int = Field(
         3, ge=1, description="Consecutive failures that open a provider's circuit breaker."
     )
+    consent_settle_s: float = Field(
+        10.0,
+        ge=0,
+        le=60,
+        description="How long a revocation's answer waits for emails claimed before it (already "
+        "on their way) to be accepted or refused by their provider, so that it can say which.",
+    )
     provider_reconcile_after_s: float = Field(
         600.0,
         gt=0,

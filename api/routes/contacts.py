@@ -6,7 +6,15 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from api.audit import audit_detail
-from api.deps import CallerDep, FeatureCacheDep, GatewayDep, SessionDep, TenantDep
+from api.deps import (
+    CallerDep,
+    DatabaseDep,
+    FeatureCacheDep,
+    GatewayDep,
+    SessionDep,
+    SettingsDep,
+    TenantDep,
+)
 from api.idempotency import IdempotencyDep
 from api.paging import Cursor, Limit, after_id, id_cursor, page
 from api.schemas.base import Page, RowId
@@ -19,13 +27,15 @@ from api.schemas.contacts import (
     ContactsIn,
     ContactsUpserted,
     ContactUpserted,
+    EmailOnItsWay,
 )
 from tailor.accounts.notes import with_note
+from tailor.consent.revocation import settle
 from tailor.errors import InvalidInput
 from tailor.journeys.definitions import journey_workflow_id
 from tailor.models import ConsentStatus
 from tailor.store.campaigns import active_campaign_ids
-from tailor.store.consent import consent_history, record_consent
+from tailor.store.consent import ClaimedSend, consent_history, record_consent, revoke_consent
 from tailor.store.contacts import ConsentState, get_contact, list_contacts, upsert_contacts
 from tailor.store.journeys import journey_keys
 
@@ -130,23 +140,32 @@ async def change_consent(
     tenant: TenantDep,
     caller: CallerDep,
     gateway: GatewayDep,
+    db: DatabaseDep,
+    settings: SettingsDep,
 ) -> ConsentRecorded:
-    """Append to the consent ledger. A revocation is committed before this answers and is
-    signalled to every running campaign, so no email reaches the contact afterwards.
+    """Append to the consent ledger. A revocation is committed before this answers, and no
+    email is claimed for the contact after it: none reaches them afterwards except one already
+    on its way (claimed before, not yet accepted by its provider), which `on_its_way` lists as
+    it stood after waiting up to `consent_settle_s` for it to settle. Running campaigns and
+    journeys are told at once.
 
     The row's `recorded_by` is the caller's key id (or token subject); a `recorded_by` in the
     body is deprecated and kept only as a note after the source."""
     await get_contact(session=session, tenant_id=tenant.id, contact_id=contact_id)
-    record = await record_consent(
-        session=session,
-        tenant_id=tenant.id,
-        contact_id=contact_id,
-        status=ConsentStatus(body.status),
-        source=with_note(body.source, body.recorded_by, limit=_SOURCE_LIMIT),
-        method=body.method,
-        wording_version=body.wording_version,
-        recorded_by=caller.actor,
-    )
+    source = with_note(body.source, body.recorded_by, limit=_SOURCE_LIMIT)
+    claimed: list[ClaimedSend] = []
+    if body.status == "revoked":
+        record, claimed = await revoke_consent(
+            session=session, tenant_id=tenant.id, contact_id=contact_id, source=source,
+            method=body.method, wording_version=body.wording_version,
+            recorded_by=caller.actor,
+        )  # fmt: skip
+    else:
+        record = await record_consent(
+            session=session, tenant_id=tenant.id, contact_id=contact_id,
+            status=ConsentStatus(body.status), source=source, method=body.method,
+            wording_version=body.wording_version, recorded_by=caller.actor,
+        )  # fmt: skip
     campaigns = await active_campaign_ids(session=session, tenant_id=tenant.id)
     # Every journey the person may be on, by its deterministic id (one that is not running
     # is simply not reached).
@@ -154,8 +173,7 @@ async def change_consent(
         journey_workflow_id(tenant.id, key, contact_id)
         for key in await journey_keys(session, tenant_id=tenant.id)
     ]
-    # Commit the ledger row now: sends check it at dispatch, whatever the signals do.
-    await session.commit()
+    await session.commit()  # from here on, no claim for the contact succeeds
     signalled: list[str] = []
     stopped: list[str] = []
     if body.status == "revoked" and (campaigns or journeys):
@@ -167,8 +185,10 @@ async def change_consent(
         else:
             signalled = (await control.revoke_consent(campaigns, contact_id)).signalled
             stopped = await journey_control.revoke_consent(journeys)
+    settled = await settle(db, claimed, within_s=settings.consent_settle_s)
     return ConsentRecorded(
         record=ConsentPublic.model_validate(record, from_attributes=True),
         signalled_campaigns=signalled,
         stopped_journeys=stopped,
+        on_its_way=[EmailOnItsWay.model_validate(s, from_attributes=True) for s in settled],
     )

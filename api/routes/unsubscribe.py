@@ -13,11 +13,11 @@ from fastapi.responses import HTMLResponse
 
 from api.deps import GatewayDep, SessionDep, SettingsDep
 from tailor.journeys.definitions import journey_workflow_id
-from tailor.models import ConsentStatus, utcnow
+from tailor.models import utcnow
 from tailor.outbound import publish, unsubscribe_event
 from tailor.sending.unsubscribe import verify_unsubscribe_token
 from tailor.store.campaigns import active_campaign_ids, get_campaign
-from tailor.store.consent import record_consent
+from tailor.store.consent import revoke_consent
 from tailor.store.journeys import journey_keys
 from tailor.store.rollups import count_firsts
 from tailor.store.sends import latest_sent
@@ -49,11 +49,11 @@ async def one_click(
         raise HTTPException(404, "unknown unsubscribe link")
     campaign_id, contact_id = parsed
     campaign = await get_campaign(session=session, campaign_id=campaign_id)
-    await record_consent(
+    # Ordered with claims as the API's revocation is: none succeeds after this commits.
+    await revoke_consent(
         session=session,
         tenant_id=campaign.tenant_id,
         contact_id=contact_id,
-        status=ConsentStatus.REVOKED,
         source=f"unsubscribe-link:{campaign_id}",
         method="one-click",
         wording_version="list-unsubscribe",

@@ -130,6 +130,19 @@ class ContactPublic(BaseModel):
     consent_history: list[ConsentPublic]
 
 
+class EmailOnItsWay(BaseModel):
+    """An email claimed for delivery before the revocation committed: nothing can call it back."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    send_id: int
+    campaign_id: str = Field(description="The campaign, or the journey step's campaign.")
+    status: str = Field(
+        description="After the wait: sent (the provider took it: it will arrive), failed "
+        "(refused: it will not), or dispatched (not settled within consent_settle_s)."
+    )
+
+
 class ConsentRecorded(BaseModel):
     record: ConsentPublic
     signalled_campaigns: list[str] = Field(
@@ -137,6 +150,11 @@ class ConsentRecorded(BaseModel):
     )
     stopped_journeys: list[str] = Field(
         default_factory=list, description="Running journeys of the contact, stopped."
+    )
+    on_its_way: list[EmailOnItsWay] = Field(
+        default_factory=list,
+        description="A revocation's emails already on their way when it committed (claimed, "
+        "not yet accepted): empty means no email reaches the contact after this answer.",
     )
 
 

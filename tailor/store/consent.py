@@ -4,12 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col
 
-from tailor.models import ConsentRecord, ConsentStatus, Contact, utcnow
+from tailor.models import ConsentRecord, ConsentStatus, Contact, Send, SendStatus, utcnow
+
+# The advisory-lock namespace (PostgreSQL) that orders revocations and claims, tenant by tenant.
+CONSENT_LOCK = 7_311_401
+# A send claimed longer ago than this and never settled is not on its way: its worker died
+# between claim and answer, and it stays ``dispatched`` for good (never resent).
+ON_ITS_WAY_WITHIN = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class ClaimedSend:
+    """A send claimed for delivery before a revocation committed, and where it stood then."""
+
+    send_id: int
+    campaign_id: str
+    status: str
 
 
 async def record_consent(
@@ -35,6 +51,60 @@ async def record_consent(
     session.add(record)
     await session.flush()
     return record
+
+
+async def revoke_consent(
+    *,
+    session: AsyncSession,
+    tenant_id: str,
+    contact_id: int,
+    source: str,
+    method: str,
+    wording_version: str,
+    recorded_by: str,
+) -> tuple[ConsentRecord, list[ClaimedSend]]:
+    """Append a revocation after which no send to the contact is claimed, and return it with
+    the contact's sends claimed before it and not yet accepted by a provider (emails already on
+    their way, which nothing can call back).
+
+    Claims and this are ordered: on SQLite, by the write lock this transaction holds from its
+    first statement (``BEGIN IMMEDIATE``) to its commit; on PostgreSQL, by the tenant's advisory
+    lock, which this takes exclusively and every claim shared (``tailor.store.sends``), so a
+    claim either committed before, and is read here, or runs after the commit and sees the
+    revocation. The caller commits."""
+    conn = await session.connection()
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            text("SELECT pg_advisory_xact_lock(:space, hashtext(:tenant))"),
+            {"space": CONSENT_LOCK, "tenant": tenant_id},
+        )
+    record = await record_consent(
+        session=session, tenant_id=tenant_id, contact_id=contact_id,
+        status=ConsentStatus.REVOKED, source=source, method=method,
+        wording_version=wording_version, recorded_by=recorded_by,
+    )  # fmt: skip
+    claimed = await conn.execute(
+        select(Send.id, Send.campaign_id, Send.status)  # type: ignore[call-overload]
+        .where(
+            col(Send.contact_id) == contact_id,
+            col(Send.status) == SendStatus.DISPATCHED.value,
+            col(Send.dispatched_at) >= utcnow() - ON_ITS_WAY_WITHIN,
+        )
+        .order_by(col(Send.id))
+    )
+    return record, [ClaimedSend(int(i), str(c), str(s)) for i, c, s in claimed.all()]
+
+
+async def claimed_sends_now(conn: AsyncConnection, *, send_ids: list[int]) -> list[ClaimedSend]:
+    """Where these sends stand now."""
+    if not send_ids:
+        return []
+    rows = await conn.execute(
+        select(Send.id, Send.campaign_id, Send.status)  # type: ignore[call-overload]
+        .where(col(Send.id).in_(send_ids))
+        .order_by(col(Send.id))
+    )
+    return [ClaimedSend(int(i), str(c), str(s)) for i, c, s in rows.all()]
 
 
 async def suppress_addresses(

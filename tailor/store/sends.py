@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, func, insert, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col
 
@@ -36,6 +36,7 @@ from tailor.models import (
     utcnow,
 )
 from tailor.store.campaigns import DELIVERED
+from tailor.store.consent import CONSENT_LOCK
 from tailor.store.keyset import below
 from tailor.store.rollups import STATUSES, count_known, count_sends, send_facts
 from tailor.store.segments import segment_filter
@@ -271,6 +272,11 @@ async def claim_for_dispatch(
     ``links`` (send id -> the URLs behind its tracked links) are stored on the sends claimed, in
     the same transaction: once an email can reach someone, its click redirects work.
     """
+    if conn.dialect.name == "postgresql":
+        # After any revocation in these sends' tenants commits, and before the next one can
+        # (tailor.store.consent.revoke_consent): the claim below then reads the ledger as it
+        # stands once the lock is held (a statement's snapshot is taken when it starts).
+        await conn.execute(_CONSENT_ORDER, {"space": CONSENT_LOCK, "ids": list(send_ids)})
     newest_consent = (
         select(ConsentRecord.status)  # type: ignore[call-overload]
         .where(col(ConsentRecord.contact_id) == col(Send.contact_id))
@@ -307,6 +313,11 @@ async def claim_for_dispatch(
     return claimed
 
 
+_CONSENT_ORDER = text(
+    "SELECT pg_advisory_xact_lock_shared(:space, hashtext(t.tenant_id)) FROM "
+    "(SELECT DISTINCT c.tenant_id FROM campaign AS c WHERE c.id IN "
+    "(SELECT s.campaign_id FROM send AS s WHERE s.id = ANY(:ids)) ORDER BY c.tenant_id) AS t"
+)
 _CLAIM_SQLITE = """
 UPDATE send SET status = 'dispatched', dispatched_at = ?, provider = ?, attempts = attempts + 1
 WHERE id IN ({ids}) AND status = 'pending'

@@ -1,0 +1,1 @@
+"""Consent beyond the ledger's rows: what a revocation promises, and how it keeps it."""
