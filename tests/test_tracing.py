@@ -18,8 +18,11 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from sqlalchemy import select
-from temporalio.client import Client
+from temporalio import activity, workflow
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from api.main import create_app
 from tailor.cli.bench_observability import SpanCollector
@@ -260,6 +263,51 @@ async def _one_journey(stack: Traced, env: WorkflowEnvironment) -> list[Readable
     await env.sleep(timedelta(days=7))
     assert (await handle.result()).emails_sent == 1
     return stack.trace_of("POST /v1/track")
+
+
+@activity.defn(name="tracing_probe")
+async def _probe() -> None:
+    return None
+
+
+@workflow.defn(name="TracingProbe", sandboxed=False)
+class _FailsAfterAnActivity:
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.execute_activity(_probe, start_to_close_timeout=timedelta(seconds=30))
+        await workflow.execute_activity(_probe, start_to_close_timeout=timedelta(seconds=30))
+        raise ApplicationError("planned failure", non_retryable=True)
+
+
+async def test_a_failed_run_keeps_its_completion_span_and_activities_hang_under_the_run(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    exporter = InMemorySpanExporter()
+    on = tracing.start("tailor-test", exporter, batch=False)
+    try:
+        config = time_skipping_env.client.config()
+        config["interceptors"] = on.interceptors()
+        client = Client(**config)
+        queue = task_queue()
+        async with Worker(
+            client, task_queue=queue, workflows=[_FailsAfterAnActivity], activities=[_probe]
+        ):
+            with pytest.raises(WorkflowFailureError):
+                await client.execute_workflow(
+                    _FailsAfterAnActivity.run, id=f"probe-{uuid.uuid4().hex}", task_queue=queue
+                )
+    finally:
+        on.close()
+    spans = exporter.get_finished_spans()
+    by_id = _check_tree(list(spans))
+    assert _parents(list(spans), by_id) == {
+        ("RunWorkflow:TracingProbe", "StartWorkflow:TracingProbe"),
+        ("RunActivity:tracing_probe", "RunWorkflow:TracingProbe"),
+        ("CompleteWorkflow:TracingProbe", "StartWorkflow:TracingProbe"),
+    }
+    assert [s.name for s in spans].count("RunActivity:tracing_probe") == 2
+    complete = next(s for s in spans if s.name.startswith("CompleteWorkflow:"))
+    assert [e.name for e in complete.events] == ["exception"]
 
 
 def test_scrubbing_takes_out_what_instrumentations_record_of_a_person() -> None:
