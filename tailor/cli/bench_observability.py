@@ -124,7 +124,7 @@ def _environment(values: dict[str, str | None]) -> Iterator[None]:
 
 def _both_ways(
     measure: Callable[[], dict[str, Any]], console: Console, what: str, sample: float,
-    repeat: int,
+    repeat: int, observe: str = "both",
 ) -> dict[str, list[dict[str, Any]]]:  # fmt: skip
     """``measure`` off, then on, ``repeat`` times over; each on run with what observability
     did. Alternating keeps a drift of the machine (a warming cache, a neighbour) out of the
@@ -134,21 +134,22 @@ def _both_ways(
         console.rule(f"{what} {round_}/{repeat}: observability off")
         with _environment(_OFF):
             runs["off"].append(measure())
-        console.rule(
-            f"{what} {round_}/{repeat}: observability on ({sample:.0%} of traces exported, "
-            "metrics scraped)"
-        )
+        console.rule(f"{what} {round_}/{repeat}: observability on ({_on(sample, observe)})")
         collector = SpanCollector()
         port = free_port()
         scraper = Scraper(
             [f"http://127.0.0.1:{port}/metrics", f"http://127.0.0.1:{port + 1}/metrics"]
-        )
-        on_env: dict[str, str | None] = {
-            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
-            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-            "OTEL_TRACES_SAMPLER_ARG": str(sample),
-            "TAILOR_WORKER_METRICS_PORT": str(port),
-        }
+            if observe != "traces" else []
+        )  # fmt: skip
+        on_env: dict[str, str | None] = dict(_OFF)
+        if observe != "metrics":
+            on_env |= {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
+                "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                "OTEL_TRACES_SAMPLER_ARG": str(sample),
+            }
+        if observe != "traces":
+            on_env["TAILOR_WORKER_METRICS_PORT"] = str(port)
         try:
             with _environment(on_env):
                 scraper.start()
@@ -161,6 +162,12 @@ def _both_ways(
                                "scrapes": scraper.scrapes}  # fmt: skip
         runs["on"].append(on)
     return runs
+
+
+def _on(sample: float, observe: str) -> str:
+    traces = f"{sample:.0%} of traces exported"
+    return {"both": f"{traces}, metrics scraped", "traces": f"{traces}; metrics off",
+            "metrics": "metrics scraped; traces off"}[observe]  # fmt: skip
 
 
 def _median(values: list[float | None]) -> float | None:
@@ -177,11 +184,11 @@ def run_observability_bench(args: argparse.Namespace) -> int:
     trigger_args = argparse.Namespace(**{**vars(args), "rag": False})
     campaign = _both_ways(
         lambda: campaign_report(campaign_args, console), console, "Campaign", args.sample,
-        args.repeat,
+        args.repeat, args.observe,
     )  # fmt: skip
     trigger = _both_ways(
         lambda: trigger_report(trigger_args, console), console, "Trigger", args.sample,
-        args.repeat,
+        args.repeat, args.observe,
     )  # fmt: skip
     rates = {way: [r["emails_per_s"] for r in campaign[way]] for way in ("off", "on")}
     p95s = {way: [r["p95_ms"] for r in trigger[way]] for way in ("off", "on")}
@@ -192,6 +199,7 @@ def run_observability_bench(args: argparse.Namespace) -> int:
         "rate": args.rate,
         "seconds": args.seconds,
         "sample": args.sample,
+        "observe": args.observe,
         "repeat": args.repeat,
         "campaign_emails_per_s": {"off": throughput[0], "on": throughput[1], "runs": rates},
         # Cost: the share of throughput lost, and the share the p95 grew (medians).
@@ -206,9 +214,7 @@ def run_observability_bench(args: argparse.Namespace) -> int:
         },  # fmt: skip
         "events": trigger["on"][0]["events"],
     }
-    table = Table(
-        title=f"Observability off and on ({args.sample:.0%} of traces exported, metrics scraped)"
-    )
+    table = Table(title=f"Observability off and on ({_on(args.sample, args.observe)})")
     for column in ("measure", "off", "on", "cost"):
         table.add_column(column, justify="right")
     table.add_row("campaign emails/s", f"{throughput[0]:,}", f"{throughput[1]:,}",

@@ -163,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--sample", type=_share, default=0.1,
         help="share of traces kept when on (OTEL_TRACES_SAMPLER_ARG; compose's default 0.1)",
     )  # fmt: skip
+    observed.add_argument(
+        "--observe", choices=("both", "traces", "metrics"), default="both",
+        help="what is on in the on runs (one alone says which costs what)",
+    )  # fmt: skip
     observed.add_argument("--json", action="store_true", help="last line: one JSON object")
     observed.add_argument("--keep", action="store_true", help="keep the bench state folders")
     _add_ports(observed)
