@@ -598,8 +598,8 @@ async def test_the_relay_wakes_an_endpoint_within_a_poll_of_its_new_rows(
         assert await relay.poll_once() == 1  # the new row, seen without a sweep
         assert await relay.poll_once() == 0  # and only once
         await env.sleep(timedelta(minutes=10))
-        handle = env.client.get_workflow_handle_for(
-            OutboundWebhookWorkflow.run, outbound_workflow_id("demo", endpoint)
+        handle = env.client.get_workflow_handle(
+            outbound_workflow_id("demo", endpoint), result_type=OutboundOutcome
         )
         assert await handle.result() == OutboundOutcome("idle", 1, 0)
     assert len(receiver.accepted_events()) == 1
