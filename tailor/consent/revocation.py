@@ -23,6 +23,8 @@ POLL_S = 0.05
 async def settle(db: Database, claimed: list[ClaimedSend], *, within_s: float) -> list[ClaimedSend]:
     """The claimed sends as they stand once none is ``dispatched`` any more, or after
     ``within_s`` seconds, whichever comes first."""
+    if not claimed:  # nothing was on its way (every grant, most revocations): no query
+        return []
     deadline = time.monotonic() + within_s
     ids = [c.send_id for c in claimed]
     while True:

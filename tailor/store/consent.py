@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import ColumnElement, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col
 
@@ -83,25 +83,26 @@ async def revoke_consent(
         status=ConsentStatus.REVOKED, source=source, method=method,
         wording_version=wording_version, recorded_by=recorded_by,
     )  # fmt: skip
-    claimed = await conn.execute(
-        select(Send.id, Send.campaign_id, Send.status)  # type: ignore[call-overload]
-        .where(
-            col(Send.contact_id) == contact_id,
-            col(Send.status) == SendStatus.DISPATCHED.value,
-            col(Send.dispatched_at) >= utcnow() - ON_ITS_WAY_WITHIN,
-        )
-        .order_by(col(Send.id))
+    claimed = await _claimed_sends(
+        conn,
+        col(Send.contact_id) == contact_id,
+        col(Send.status) == SendStatus.DISPATCHED.value,
+        col(Send.dispatched_at) >= utcnow() - ON_ITS_WAY_WITHIN,
     )
-    return record, [ClaimedSend(int(i), str(c), str(s)) for i, c, s in claimed.all()]
+    return record, claimed
 
 
 async def claimed_sends_now(conn: AsyncConnection, *, send_ids: list[int]) -> list[ClaimedSend]:
     """Where these sends stand now."""
     if not send_ids:
         return []
+    return await _claimed_sends(conn, col(Send.id).in_(send_ids))
+
+
+async def _claimed_sends(conn: AsyncConnection, *where: ColumnElement[bool]) -> list[ClaimedSend]:
     rows = await conn.execute(
         select(Send.id, Send.campaign_id, Send.status)  # type: ignore[call-overload]
-        .where(col(Send.id).in_(send_ids))
+        .where(*where)
         .order_by(col(Send.id))
     )
     return [ClaimedSend(int(i), str(c), str(s)) for i, c, s in rows.all()]
