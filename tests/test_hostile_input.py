@@ -217,7 +217,7 @@ def _message(subject: str, contact: Contact, from_name: str = "Northwind") -> Em
     )  # fmt: skip
     compliance = Guardrail(public_url="https://t.example.com", secret="s").compliance(
         campaign_id="cmp_1", contact_id=7, tenant_name="Northwind",
-        postal_address="1 Main St", unsubscribe_mailbox="u@s.example.com",
+        postal_address="1 Main St",
     )  # fmt: skip
     raw = build_message(
         content=content, compliance=compliance, from_name=from_name,

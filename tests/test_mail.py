@@ -28,7 +28,6 @@ def _build(subject: str = "Café picks for Zoë ☕", from_name: str = "Nørdwin
         contact_id=7,
         tenant_name="Northwind",
         postal_address="1 Main St, Springfield",
-        unsubscribe_mailbox="unsubscribe@northwind.example.com",
     )
     return build_message(
         content=content,

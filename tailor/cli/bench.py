@@ -95,7 +95,6 @@ class _PlainLoop:
         compliance = self._guardrail.compliance(
             campaign_id="baseline", contact_id=contact.id or 0,
             tenant_name=ctx.tenant.name, postal_address=ctx.tenant.postal_address,
-            unsubscribe_mailbox=f"unsubscribe@{ctx.sender_domain}",
         )  # fmt: skip
         return mail_parts(
             content=content, compliance=compliance, campaign_id="baseline",

@@ -71,7 +71,6 @@ class Composer:
                 contact_id=recipient.contact_id,
                 tenant_name=ctx.tenant.name,
                 postal_address=ctx.tenant.postal_address,
-                unsubscribe_mailbox=f"unsubscribe@{ctx.sender_domain}",
                 disclaimer=ctx.brand.required_disclaimer,
             )
             links = None

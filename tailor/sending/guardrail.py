@@ -42,14 +42,13 @@ class Guardrail:
         contact_id: int,
         tenant_name: str,
         postal_address: str,
-        unsubscribe_mailbox: str,
         disclaimer: str | None = None,
     ) -> Compliance:
         if not postal_address.strip():
             raise GuardrailViolation("tenant has no postal address (CAN-SPAM requires one)")
         links = unsubscribe_links(
             public_url=self._public_url, secret=self._secret, campaign_id=campaign_id,
-            contact_id=contact_id, mailbox=unsubscribe_mailbox,
+            contact_id=contact_id,
         )  # fmt: skip
         footer = (
             f"You are receiving this because you subscribed to {tenant_name} emails.\n"

@@ -1,6 +1,11 @@
 """Unsubscribing, as every email carries it: a signed token per campaign and contact, the
 footer's unsubscribe link, and the RFC 8058 one-click ``List-Unsubscribe`` headers.
 
+``List-Unsubscribe`` names the one-click URL only. It used to name a ``mailto:`` address too, at
+the sender's domain, which nothing read: a reader's client that chose it sent a request that was
+never acted on. RFC 8058 and the mailbox providers' bulk-sender rules ask for the HTTPS URL with
+``List-Unsubscribe-Post``; a mailto comes back only with something that processes it.
+
 The API's ``/v1/unsubscribe/{token}`` verifies the token (``api/routes/unsubscribe.py``).
 """
 
@@ -34,15 +39,14 @@ class Unsubscribe:
 
 
 def unsubscribe_links(
-    *, public_url: str, secret: str, campaign_id: str, contact_id: int, mailbox: str
+    *, public_url: str, secret: str, campaign_id: str, contact_id: int
 ) -> Unsubscribe:
     token = quote(unsubscribe_token(secret, campaign_id, contact_id))
     url = f"{public_url.rstrip('/')}/v1/unsubscribe/{token}"
-    mailto = f"mailto:{mailbox}?subject=unsubscribe%20{token}"
     return Unsubscribe(
         url=url,
         headers={
-            "List-Unsubscribe": f"<{url}>, <{mailto}>",
+            "List-Unsubscribe": f"<{url}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         },
     )
