@@ -100,6 +100,8 @@ ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[Role] | None]] = {
     ("PATCH", "/v1/tenant/settings"): ADMINISTER,
     # The audit log
     ("GET", "/v1/audit"): ADMINISTER,
+    # The consent ledger, exported with its hash chains
+    ("GET", "/v1/consent/ledger"): ADMINISTER,
     # Review queue
     ("GET", "/v1/reviews"): READ,
     ("GET", "/v1/reviews/{review_id}"): READ,

@@ -27,6 +27,7 @@ from api.routes import (
     audit,
     campaigns,
     catalog,
+    consent,
     contacts,
     delivery,
     events,
@@ -197,6 +198,7 @@ def create_app(
         platform,
         catalog,
         audit,
+        consent,
         webhooks,
         outbound,
     ):

@@ -4,7 +4,8 @@ Layers, lowest first; a module may import its own layer or lower ones, never a h
 
     foundation   tailor/{config,payloads,db,errors,send_time}.py, tailor/models/,
                  tailor/migrations/, tailor/journeys/definitions.py, tailor/profiles/features.py,
-                 tailor/observability/ (in-memory metrics)
+                 tailor/consent/ledger.py (the ledger's hash chain), tailor/observability/
+                 (in-memory metrics)
     store        tailor/store/                 all SQL
     library      rag/                          retrieval; imports nothing of Tailor's
     domain       tailor/<package>/ and tailor/<module>.py  (personalise, delivery, sending, ...)
@@ -26,13 +27,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ["activities", "api", "rag", "tailor", "workflows", "worker.py"]
 # The shared vocabulary, with no I/O of its own: settings, tables, Temporal payloads, errors,
-# time zones, journey definitions, how an event changes a profile, and the metrics (in-memory
-# counters any layer may add to). Anything may import it; being the lowest layer, it imports
+# time zones, journey definitions, how an event changes a profile, how a consent row is hashed
+# into its contact's chain, and the metrics (in-memory counters any layer may add to). Anything may import it; being the lowest layer, it imports
 # only itself.
 FOUNDATION = {"tailor", "tailor.config", "tailor.models", "tailor.payloads", "tailor.db",
               "tailor.errors", "tailor.migrations", "tailor.send_time",
               "tailor.journeys.definitions", "tailor.profiles.features",
-              "tailor.observability"}  # fmt: skip
+              "tailor.consent.ledger", "tailor.observability"}  # fmt: skip
 LAYERS = ["foundation", "store", "library", "domain", "activities", "workflows", "client", "entry"]
 
 

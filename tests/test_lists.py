@@ -34,7 +34,7 @@ from tailor.models import (
     Template,
     TemplateVersion,
 )
-from tailor.store.consent import current_consent
+from tailor.store.consent import current_consent, record_consent
 from tailor.store.journeys import install_builtins
 from tests.conftest import key_headers
 
@@ -143,16 +143,15 @@ async def test_contacts_page_with_consent_from_the_newest_ledger_row(
         ).scalars().all()  # fmt: skip
         revoked, regranted, suppressed = granted[0], granted[1], granted[2]
 
-        def record(contact_id: int, status: ConsentStatus) -> ConsentRecord:
-            return ConsentRecord(tenant_id="demo", contact_id=contact_id, status=status,
-                                 source="test", method="test", wording_version="v1",
-                                 recorded_by="tests")  # fmt: skip
+        async def record(contact_id: int, status: ConsentStatus) -> None:
+            await record_consent(session=session, tenant_id="demo", contact_id=contact_id,
+                                 status=status, source="test", method="test",
+                                 wording_version="v1", recorded_by="tests")  # fmt: skip
 
-        session.add_all([record(revoked, ConsentStatus.REVOKED),
-                         record(regranted, ConsentStatus.REVOKED),
-                         record(suppressed, ConsentStatus.SUPPRESSED)])  # fmt: skip
-        await session.flush()
-        session.add(record(regranted, ConsentStatus.GRANTED))  # the newest row decides
+        await record(revoked, ConsentStatus.REVOKED)
+        await record(regranted, ConsentStatus.REVOKED)
+        await record(suppressed, ConsentStatus.SUPPRESSED)
+        await record(regranted, ConsentStatus.GRANTED)  # the newest row decides
     headers = await key_headers(db, "demo", "reviewer")
 
     listed = await walk(http, "/v1/contacts", headers)

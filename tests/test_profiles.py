@@ -15,11 +15,13 @@ from sqlalchemy import insert
 from sqlmodel import col
 from temporalio.testing import WorkflowEnvironment
 
+from tailor.consent.ledger import LedgerEntry
 from tailor.db import Database
 from tailor.demo.seed import seed_demo
 from tailor.devtools.smtp_sink import read_outbox
-from tailor.models import ConsentRecord, Contact, utcnow
+from tailor.models import Contact, utcnow
 from tailor.store.campaigns import create_campaign
+from tailor.store.consent import append_to_ledger
 from tests.conftest import (
     Sink,
     empty_postgres,
@@ -46,12 +48,10 @@ async def _add_contact(db: Database, *, consent: bool) -> int:
             )
         ).scalar_one()  # fmt: skip
         if consent:
-            await conn.execute(
-                insert(ConsentRecord).values(tenant_id="demo", contact_id=contact_id,
-                                             status="granted", source="test", method="test",
-                                             wording_version="v1", recorded_by="test",
-                                             recorded_at=utcnow())
-            )  # fmt: skip
+            await append_to_ledger(conn, [LedgerEntry(
+                tenant_id="demo", contact_id=int(contact_id or 0), status="granted", source="test",
+                method="test", wording_version="v1", recorded_by="test", recorded_at=utcnow(),
+            )])  # fmt: skip
     return int(contact_id or 0)
 
 

@@ -111,9 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     rag_bench.add_argument("--queries", type=_positive, default=200)
     rag_bench.add_argument("--json", action="store_true", help="last line: one JSON object")
 
-    from tailor.cli.accounts import add_parsers
+    from tailor.cli import accounts, consent
 
-    add_parsers(sub)
+    accounts.add_parsers(sub)
+    consent.add_parsers(sub)
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply Alembic migrations")
@@ -340,6 +341,10 @@ def main(argv: list[str] | None = None) -> None:
             from tailor.cli import accounts
 
             sys.exit(accounts.run(args, _settings()))
+        elif args.command == "consent":
+            from tailor.cli import consent
+
+            sys.exit(consent.run(args, _settings()))
         elif args.command == "rag":
             from tailor.cli import rag as rag_cli
 

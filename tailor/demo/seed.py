@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from tailor.consent.ledger import LedgerEntry
 from tailor.db import Database
 from tailor.demo.data import DEMO_TEMPLATE, DEMO_TENANT, demo_catalog, demo_contacts
 from tailor.models import ConsentStatus, Product, Tenant, utcnow
@@ -83,15 +84,16 @@ async def seed_demo(
                 tenant_id=tenant_id,
                 rows=batch,
                 granted={e for e in emails if consent_of[e]},
-                consent={
-                    "channel": "email",
-                    "status": ConsentStatus.GRANTED.value,
-                    "source": "signup-form",
-                    "method": "double-opt-in",
-                    "wording_version": "newsletter-v2",
-                    "recorded_by": "demo-seed",
-                    "recorded_at": now,
-                },
+                consent=LedgerEntry(
+                    tenant_id=tenant_id,
+                    contact_id=0,
+                    status=ConsentStatus.GRANTED.value,
+                    source="signup-form",
+                    method="double-opt-in",
+                    wording_version="newsletter-v2",
+                    recorded_by="demo-seed",
+                    recorded_at=now,
+                ),  # fmt: skip
             )
         consenting += sum(consent_of[e] for e in emails)
         done += len(batch)

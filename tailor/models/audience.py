@@ -55,10 +55,15 @@ class Contact(SQLModel, table=True):
 
 
 class ConsentRecord(SQLModel, table=True):
-    """Append-only ledger: a revocation is a new row, never an update."""
+    """Append-only ledger: a revocation is a new row, never an update; each contact's rows are a
+    hash chain (``tailor.consent.ledger``)."""
 
     __tablename__ = "consent_record"
-    __table_args__ = (sa.Index("ix_consent_contact_latest", "contact_id", "id"),)
+    __table_args__ = (
+        sa.Index("ix_consent_contact_latest", "contact_id", "id"),
+        # One row per place in a contact's chain: two writers cannot both extend it from one head.
+        sa.UniqueConstraint("contact_id", "seq", name="uq_consent_contact_seq"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     tenant_id: str = Field(foreign_key="tenant.id", max_length=64, index=True)
@@ -70,6 +75,10 @@ class ConsentRecord(SQLModel, table=True):
     wording_version: str = Field(max_length=100, description="Version of the consent text shown.")
     recorded_by: str = Field(max_length=200, description="Who recorded it: actor or system.")
     recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    # The contact's chain (tailor.consent.ledger): place in it, the row before's hash, its own.
+    seq: int = Field(ge=1)
+    prev_hash: str = Field(max_length=64)
+    row_hash: str = Field(max_length=64)
 
 
 class Event(SQLModel, table=True):

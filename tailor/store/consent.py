@@ -1,19 +1,25 @@
-"""The consent ledger: append-only. Current consent is the newest row per contact."""
+"""The consent ledger: append-only, each contact's rows a hash chain (``tailor.consent.ledger``).
+Current consent is the newest row per contact. Every row is appended through ``append_to_ledger``
+or ``record_consent``, which link it to the contact's chain."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, func, insert, select, text
+from sqlalchemy import ColumnElement, and_, func, insert, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col
 
+from tailor.consent.ledger import Head, LedgerEntry, chain
 from tailor.models import ConsentRecord, ConsentStatus, Contact, Send, SendStatus, utcnow
 
 # The advisory-lock namespace (PostgreSQL) that orders revocations and claims, tenant by tenant.
 CONSENT_LOCK = 7_311_401
+# The one (PostgreSQL) in which a writer holds each contact whose chain it extends, to commit.
+CHAIN_LOCK = 7_311_402
 # A send claimed longer ago than this and never settled is not on its way: its worker died
 # between claim and answer, and it stays ``dispatched`` for good (never resent).
 ON_ITS_WAY_WITHIN = timedelta(hours=1)
@@ -39,18 +45,73 @@ async def record_consent(
     wording_version: str,
     recorded_by: str,
 ) -> ConsentRecord:
-    record = ConsentRecord(
-        tenant_id=tenant_id,
-        contact_id=contact_id,
-        status=status,
-        source=source,
-        method=method,
-        wording_version=wording_version,
-        recorded_by=recorded_by,
-    )
+    entry = LedgerEntry(
+        tenant_id=tenant_id, contact_id=contact_id, status=status.value, source=source,
+        method=method, wording_version=wording_version, recorded_by=recorded_by,
+        recorded_at=utcnow(),
+    )  # fmt: skip
+    (row,) = await chain_entries(await session.connection(), [entry])
+    record = ConsentRecord(**row)
     session.add(record)
     await session.flush()
     return record
+
+
+async def chain_entries(
+    conn: AsyncConnection, entries: Sequence[LedgerEntry], *, new_contacts: bool = False
+) -> list[dict[str, Any]]:
+    """The ledger rows for ``entries``, each linked to its contact's chain; the caller inserts
+    them in this transaction. On PostgreSQL the contacts stay locked to the commit, so two
+    writers never extend one chain from the same head (the unique ``seq`` would refuse the
+    second); on SQLite the write transaction's lock does that. ``new_contacts``: contacts
+    inserted in this transaction, whose chains start here (no lock, no read)."""
+    if not entries:
+        return []
+    heads: dict[int, Head] = {}
+    if not new_contacts:
+        ids = sorted({e.contact_id for e in entries})
+        if conn.dialect.name == "postgresql":
+            await conn.execute(
+                text(
+                    "SELECT pg_advisory_xact_lock(:space, c) "
+                    "FROM (SELECT unnest(CAST(:ids AS integer[])) AS c ORDER BY 1) AS held"
+                ),
+                {"space": CHAIN_LOCK, "ids": ids},
+            )
+        heads = await _heads(conn, ids)
+    return chain(list(entries), heads)
+
+
+async def append_to_ledger(
+    conn: AsyncConnection, entries: Sequence[LedgerEntry], *, new_contacts: bool = False
+) -> None:
+    """Append ``entries`` in this transaction (see ``chain_entries``)."""
+    rows = await chain_entries(conn, entries, new_contacts=new_contacts)
+    if rows:
+        await conn.execute(insert(ConsentRecord), rows)
+
+
+async def _heads(conn: AsyncConnection, contact_ids: list[int]) -> dict[int, Head]:
+    heads: dict[int, Head] = {}
+    for start in range(0, len(contact_ids), 1000):
+        newest = (
+            select(col(ConsentRecord.contact_id).label("contact_id"),
+                   func.max(ConsentRecord.seq).label("seq"))
+            .where(col(ConsentRecord.contact_id).in_(contact_ids[start : start + 1000]))
+            .group_by(col(ConsentRecord.contact_id))
+            .subquery()
+        )  # fmt: skip
+        rows = await conn.execute(
+            select(ConsentRecord.contact_id, ConsentRecord.seq, ConsentRecord.row_hash).join(  # type: ignore[call-overload]
+                newest,
+                and_(
+                    col(ConsentRecord.contact_id) == newest.c.contact_id,
+                    col(ConsentRecord.seq) == newest.c.seq,
+                ),
+            )
+        )
+        heads.update({int(c): Head(int(q), str(h)) for c, q, h in rows.all()})
+    return heads
 
 
 async def revoke_consent(
@@ -113,22 +174,23 @@ async def suppress_addresses(
 ) -> None:
     """A provider refused these addresses for good (hard bounce, invalid): a ``suppressed``
     ledger row stops every later send to them, as a revocation does, and says why."""
-    rows = [
-        {
-            "tenant_id": tenant_id,
-            "contact_id": contact_id,
-            "channel": "email",
-            "status": ConsentStatus.SUPPRESSED.value,
-            "source": source[:100],
-            "method": "provider-refusal",
-            "wording_version": "-",
-            "recorded_by": "system:delivery",
-            "recorded_at": utcnow(),
-        }
-        for contact_id in sorted(set(contact_ids))
-    ]
-    if rows:
-        await conn.execute(insert(ConsentRecord), rows)
+    now = utcnow()
+    await append_to_ledger(
+        conn,
+        [
+            LedgerEntry(
+                tenant_id=tenant_id,
+                contact_id=contact_id,
+                status=ConsentStatus.SUPPRESSED.value,
+                source=source,
+                method="provider-refusal",
+                wording_version="-",
+                recorded_by="system:delivery",
+                recorded_at=now,
+            )  # fmt: skip
+            for contact_id in sorted(set(contact_ids))
+        ],
+    )
 
 
 async def consent_history(*, session: AsyncSession, contact_id: int) -> list[ConsentRecord]:
@@ -191,3 +253,53 @@ async def consenting_contacts(
         ]
         after = rows[-1][0]
     return found[:limit]
+
+
+async def ledger_pages(
+    conn: AsyncConnection,
+    *,
+    tenant_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    page: int = 5000,
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """The ledger's rows (of a tenant, recorded in ``[since, until)``), contact by contact in
+    chain order, a page at a time."""
+    where: list[ColumnElement[bool]] = []
+    if tenant_id is not None:
+        where.append(col(ConsentRecord.tenant_id) == tenant_id)
+    if since is not None:
+        where.append(col(ConsentRecord.recorded_at) >= since)
+    if until is not None:
+        where.append(col(ConsentRecord.recorded_at) < until)
+    after = (-1, 0)
+    while True:
+        rows = (
+            (
+                await conn.execute(
+                    select(ConsentRecord)
+                    .where(
+                        *where,
+                        tuple_(col(ConsentRecord.contact_id), col(ConsentRecord.seq))
+                        > tuple_(*after),
+                    )
+                    .order_by(col(ConsentRecord.contact_id), col(ConsentRecord.seq))
+                    .limit(page)
+                )
+            )
+            .mappings()
+            .all()
+        )
+        if not rows:
+            return
+        found = [dict(r) for r in rows]
+        yield found
+        after = (found[-1]["contact_id"], found[-1]["seq"])
+
+
+async def ledger_count(conn: AsyncConnection, *, tenant_id: str | None = None) -> int:
+    """How many rows ``ledger_pages`` will go through (for a progress bar)."""
+    query = select(func.count()).select_from(ConsentRecord)
+    if tenant_id is not None:
+        query = query.where(col(ConsentRecord.tenant_id) == tenant_id)
+    return int(await conn.scalar(query) or 0)

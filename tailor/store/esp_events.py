@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, insert, or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 
-from tailor.models import Campaign, ConsentRecord, ConsentStatus, Contact, EspEvent, Send, utcnow
-from tailor.store.consent import current_consent
+from tailor.consent.ledger import LedgerEntry
+from tailor.models import Campaign, ConsentStatus, Contact, EspEvent, Send, utcnow
+from tailor.store.consent import append_to_ledger, current_consent
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,22 +189,20 @@ async def append_consent_changes(
     newest = await current_consent(conn, contact_ids=strongest)
     due = [c for c in strongest.values() if newest.get(c.contact_id) not in _ALREADY[c.status]]
     now = utcnow()
-    if due:
-        await conn.execute(
-            insert(ConsentRecord),
-            [
-                {
-                    "tenant_id": c.tenant_id,
-                    "contact_id": c.contact_id,
-                    "channel": "email",
-                    "status": c.status.value,
-                    "source": c.source[:100],
-                    "method": c.method,
-                    "wording_version": "-",
-                    "recorded_by": c.recorded_by,
-                    "recorded_at": now,
-                }
-                for c in due
-            ],
-        )
+    await append_to_ledger(
+        conn,
+        [
+            LedgerEntry(
+                tenant_id=c.tenant_id,
+                contact_id=c.contact_id,
+                status=c.status.value,
+                source=c.source,
+                method=c.method,
+                wording_version="-",
+                recorded_by=c.recorded_by,
+                recorded_at=now,
+            )  # fmt: skip
+            for c in due
+        ],
+    )
     return due

@@ -4,12 +4,15 @@ granted it, skipping addresses the tenant already has."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 
-from tailor.models import ConsentRecord, Contact
+from tailor.consent.ledger import LedgerEntry
+from tailor.models import Contact
+from tailor.store.consent import append_to_ledger
 
 
 async def import_contacts(
@@ -18,10 +21,11 @@ async def import_contacts(
     tenant_id: str,
     rows: Sequence[Mapping[str, object]],
     granted: set[str],
-    consent: Mapping[str, object],
+    consent: LedgerEntry,
 ) -> int:
     """Insert the contacts whose email is new to the tenant; those in ``granted`` get a consent
-    row made of ``consent`` (status, source, method, ...). Returns how many were inserted."""
+    row as ``consent`` says (status, source, method, ...; its contact id is replaced by each
+    one's). Returns how many were inserted."""
     emails = [str(row["email"]) for row in rows]
     existing = set(
         (
@@ -46,11 +50,13 @@ async def import_contacts(
             )
         ).all()
     )
-    grants = [
-        {"tenant_id": tenant_id, "contact_id": ids[str(row["email"])], **consent}
-        for row in fresh
-        if str(row["email"]) in granted
-    ]
-    if grants:
-        await conn.execute(insert(ConsentRecord), grants)
+    await append_to_ledger(
+        conn,
+        [
+            replace(consent, tenant_id=tenant_id, contact_id=ids[str(row["email"])])
+            for row in fresh
+            if str(row["email"]) in granted
+        ],
+        new_contacts=True,
+    )
     return len(fresh)
