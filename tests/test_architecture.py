@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ["activities", "api", "rag", "tailor", "workflows", "worker.py"]
 # The shared vocabulary, with no I/O of its own: settings, tables, Temporal payloads, errors,
 # time zones, journey definitions, how an event changes a profile, how a consent row is hashed
-# into its contact's chain, and the metrics (in-memory counters any layer may add to). Anything may import it; being the lowest layer, it imports
-# only itself.
+# into its contact's chain, and the metrics (in-memory counters any layer may add to). Anything
+# may import it; being the lowest layer, it imports only itself.
 FOUNDATION = {"tailor", "tailor.config", "tailor.models", "tailor.payloads", "tailor.db",
               "tailor.errors", "tailor.migrations", "tailor.send_time",
               "tailor.journeys.definitions", "tailor.profiles.features",
