@@ -17,6 +17,7 @@ from temporalio.worker import Worker
 
 from activities.ab_test import AbTestActivities
 from activities.campaign_chunk import ChunkActivities
+from activities.erasure import ErasureActivities
 from activities.features import FeatureActivities
 from activities.journey import JourneyActivities
 from activities.outbound import OutboundActivities
@@ -41,6 +42,7 @@ from tailor.personalise.exemplars import ClusterExemplars
 from tailor.personalise.generation import ClusterGenerator
 from tailor.personalise.llm import LlmExecutor, build_tiers
 from tailor.personalise.pii import PiiScanner
+from tailor.privacy.erasure import Eraser
 from tailor.profiles.cache import FeatureCache
 from tailor.profiles.daily import DailyFeatures
 from tailor.profiles.loader import ProfileLoader
@@ -55,6 +57,7 @@ from tailor.temporal.schedules import ensure_schedules
 from tailor.tracking.urls import TrackingConfig
 from workflows.ab_test import AbTestWorkflow
 from workflows.campaign import CampaignWorkflow
+from workflows.erasure import ErasureWorkflow
 from workflows.features import DailyFeaturesWorkflow
 from workflows.journey import JourneyWorkflow
 from workflows.outbound import OutboundWebhookWorkflow
@@ -145,6 +148,7 @@ def build_worker(
     features = FeatureActivities(DailyFeatures(db, feature_cache), milestones)
     ab_tests = AbTestActivities(db, index, pii)
     outbound = OutboundActivities(deliveries or build_deliveries(db, settings))
+    erasure = ErasureActivities(Eraser(db, features=feature_cache, profiles=profiles.cache))
     return Worker(
         client,
         task_queue=task_queue,
@@ -154,6 +158,7 @@ def build_worker(
             DailyFeaturesWorkflow,
             AbTestWorkflow,
             OutboundWebhookWorkflow,
+            ErasureWorkflow,
         ],
         activities=[
             planner.plan_campaign,
@@ -176,6 +181,9 @@ def build_worker(
             outbound.next_batch,
             outbound.deliver,
             outbound.dead_letter,
+            erasure.erase_records,
+            erasure.forget_cached,
+            erasure.finish_erasure,
         ],
         max_concurrent_activities=max(settings.chunk_concurrency * 2, 8),
     )

@@ -55,6 +55,10 @@ ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[Role] | None]] = {
     ("GET", "/v1/contacts"): READ,
     ("GET", "/v1/contacts/{contact_id}"): READ,
     ("POST", "/v1/contacts/{contact_id}/consent"): MARKET,
+    # A data subject's rights: erasure and a copy of their data.
+    ("DELETE", "/v1/contacts/{contact_id}"): MARKET,
+    ("GET", "/v1/contacts/{contact_id}/erasure"): READ,
+    ("GET", "/v1/contacts/{contact_id}/export"): MARKET,
     # Events
     ("POST", "/v1/track"): EVENTS,
     ("POST", "/v1/identify"): EVENTS,

@@ -33,6 +33,7 @@ from tailor.store.api_keys import touch_key
 from tailor.temporal.ab_tests import AbTestControl
 from tailor.temporal.campaigns import CampaignControl
 from tailor.temporal.client import connect
+from tailor.temporal.erasure import ErasureControl
 from tailor.temporal.journeys import JourneyControl
 
 _LAST_USE_EVERY = timedelta(minutes=1)
@@ -73,6 +74,11 @@ class TemporalGateway:
         await self.control()  # connects, or answers 503 naming the fix
         assert self._client is not None
         return JourneyControl(self._client, self._settings)
+
+    async def erasures(self) -> ErasureControl:
+        await self.control()  # connects, or answers 503 naming the fix
+        assert self._client is not None
+        return ErasureControl(self._client, self._settings)
 
     async def ab_tests(self) -> AbTestControl:
         await self.control()  # connects, or answers 503 naming the fix

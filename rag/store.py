@@ -14,7 +14,7 @@ indexes and is queried directly.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -179,6 +179,20 @@ class ExemplarStore:
         wanted = {**fields, **({"tenant_id": tenant_id} if tenant_id is not None else {})}
         flt = _exact(**wanted) if wanted else None
         return int(self._client.count(COLLECTION, count_filter=flt, exact=True).count)
+
+    def payloads(self, page: int = 256) -> Iterator[dict[str, Any]]:
+        """Every stored point's payload, a page at a time (an audit: what the store holds)."""
+        if not self._client.collection_exists(COLLECTION):
+            return
+        offset = None
+        while True:
+            points, offset = self._client.scroll(
+                COLLECTION, limit=page, offset=offset, with_payload=True, with_vectors=False
+            )
+            for point in points:
+                yield dict(point.payload or {})
+            if offset is None:
+                return
 
     def search(
         self, tenant_id: str, vector: list[float], *, limit: int, **fields: str | None

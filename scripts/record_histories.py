@@ -53,6 +53,7 @@ from tailor.payloads import (  # noqa: E402
     CampaignInput,
     CampaignOutcome,
     CampaignRun,
+    ErasureInput,
     FeaturesRun,
     JourneyEnd,
     JourneyInput,
@@ -60,6 +61,7 @@ from tailor.payloads import (  # noqa: E402
 )
 from tailor.store.ab_tests import VariantSpec, create_ab_test  # noqa: E402
 from tailor.store.campaigns import create_campaign  # noqa: E402
+from tailor.store.erasure import request_erasure  # noqa: E402
 from tailor.store.journeys import install_builtins  # noqa: E402
 from tailor.store.reviews import decide  # noqa: E402
 from tailor.temporal.journeys import JourneyControl  # noqa: E402
@@ -67,6 +69,7 @@ from tailor.temporal.outbound import OutboundRelay  # noqa: E402
 from worker import build_worker  # noqa: E402
 from workflows.ab_test import AbTestWorkflow  # noqa: E402
 from workflows.campaign import CampaignWorkflow  # noqa: E402
+from workflows.erasure import ErasureWorkflow, erasure_workflow_id  # noqa: E402
 from workflows.features import DailyFeaturesWorkflow  # noqa: E402
 from workflows.journey import JourneyWorkflow  # noqa: E402
 from workflows.outbound import OutboundWebhookWorkflow, outbound_workflow_id  # noqa: E402
@@ -345,6 +348,23 @@ async def outbound_dead_lettered_then_delivered(
     return handle
 
 
+async def erasure_done(
+    env: WorkflowEnvironment, settings: Settings, db: Database
+) -> WorkflowHandle[Any, Any]:
+    """One person erased: records blanked, cached profiles forgotten, the erasure done."""
+    async with db.write() as conn:
+        contact_id = int(await conn.scalar(select(func.min(Contact.id))) or 0)
+        erasure, _ = await request_erasure(
+            conn, tenant_id="demo", contact_id=contact_id, requested_by="history"
+        )
+    handle = await env.client.start_workflow(
+        ErasureWorkflow.run, ErasureInput(erasure.id, "demo", contact_id),
+        id=erasure_workflow_id("demo", contact_id), task_queue=settings.temporal_task_queue,
+    )  # fmt: skip
+    await handle.result()
+    return handle
+
+
 JourneyScenario = Callable[
     [WorkflowEnvironment, Settings, Database], Awaitable[WorkflowHandle[Any, Any]]
 ]
@@ -355,6 +375,7 @@ JOURNEY_SCENARIOS: dict[str, JourneyScenario] = {
     "journey_milestone_throttled": milestone_throttled,
     "features_daily": features_daily,
     "outbound_dead_lettered_then_delivered": outbound_dead_lettered_then_delivered,
+    "erasure_done": erasure_done,
 }
 
 

@@ -350,3 +350,19 @@ class OutboundOutcome:
     status: str  # idle (nothing left to send), disabled or deleted
     delivered: int
     dead_lettered: int
+
+
+@dataclass(frozen=True)
+class ErasureInput:
+    """One person's erasure (ids only: what identified them is what is being removed)."""
+
+    erasure_id: str
+    tenant_id: str
+    contact_id: int
+
+
+@dataclass(frozen=True)
+class ErasureOutcome:
+    """Rows changed, by table (counts only)."""
+
+    counts: dict[str, int]

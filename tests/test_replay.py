@@ -13,6 +13,7 @@ from temporalio.workflow import NondeterminismError
 
 from workflows.ab_test import AbTestWorkflow
 from workflows.campaign import CampaignWorkflow
+from workflows.erasure import ErasureWorkflow
 from workflows.features import DailyFeaturesWorkflow
 from workflows.journey import JourneyWorkflow
 from workflows.outbound import OutboundWebhookWorkflow
@@ -43,6 +44,7 @@ def test_every_workflow_has_committed_histories() -> None:
         "journey_milestone_throttled",
         "features_daily",
         "outbound_dead_lettered_then_delivered",
+        "erasure_done",
     }
     assert expected <= names
 
@@ -55,6 +57,7 @@ async def test_history_replays(path: Path) -> None:
         DailyFeaturesWorkflow,
         AbTestWorkflow,
         OutboundWebhookWorkflow,
+        ErasureWorkflow,
     ]
     await Replayer(workflows=workflows).replay_workflow(_history(path))
 

@@ -78,3 +78,7 @@ OUTBOUND_DELIVER_RETRY = _backoff(
 # How long a workflow with nothing left to send waits for more before it completes (the relay
 # starts it again when rows arrive).
 OUTBOUND_LINGER = timedelta(minutes=5)
+
+# An erasure's steps retry until the store and Redis answer (maximum_attempts 0: no limit),
+# at most every 10 minutes: the person asked, and nothing else finishes it.
+ERASURE_RETRY = _backoff(timedelta(seconds=2), 0, timedelta(minutes=10))

@@ -17,18 +17,14 @@ from tailor.store.consent import ledger_pages
 router = APIRouter(prefix="/v1/consent", tags=["consent"])
 
 
-class JsonStream(StreamingResponse):
-    media_type = "application/json"
-
-
 @router.get(
     "/ledger",
-    response_class=JsonStream,
+    response_model=None,
     responses={200: {"model": LedgerExportPublic, "description": "The export, streamed."}},
 )
 async def export_ledger(
     query: Annotated[LedgerQuery, Query()], db: DatabaseDep, tenant: TenantDep
-) -> JsonStream:
+) -> StreamingResponse:
     """The tenant's consent ledger recorded in `[since, until)` (all of it without them), each
     row with its place in the contact's hash chain. `tailor consent verify --file` checks a
     saved export with no access to Tailor; docs/compliance.md gives the hash's form."""
@@ -45,4 +41,8 @@ async def export_ledger(
                 yield text
 
     name = f"consent-ledger-{tenant.id}-{exported_at:%Y%m%dT%H%M%SZ}.json"
-    return JsonStream(document(), headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return StreamingResponse(
+        document(),
+        media_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.audit import audit_detail
 from api.deps import (
@@ -13,30 +15,35 @@ from api.deps import (
     GatewayDep,
     SessionDep,
     SettingsDep,
+    TemporalGateway,
     TenantDep,
 )
 from api.idempotency import IdempotencyDep
+from api.openapi import problems
 from api.paging import Cursor, Limit, after_id, id_cursor, page
 from api.schemas.base import Page, RowId
 from api.schemas.contacts import (
     ConsentIn,
     ConsentPublic,
     ConsentRecorded,
+    ContactExport,
     ContactListItem,
     ContactPublic,
     ContactsIn,
     ContactsUpserted,
     ContactUpserted,
     EmailOnItsWay,
+    ErasurePublic,
 )
 from tailor.accounts.notes import with_note
 from tailor.consent.revocation import settle
-from tailor.errors import InvalidInput
+from tailor.errors import InvalidInput, NotFound
 from tailor.journeys.definitions import journey_workflow_id
-from tailor.models import ConsentStatus
+from tailor.models import ConsentStatus, ErasureStatus, utcnow
 from tailor.store.campaigns import active_campaign_ids
 from tailor.store.consent import ClaimedSend, consent_history, record_consent, revoke_consent
 from tailor.store.contacts import ConsentState, get_contact, list_contacts, upsert_contacts
+from tailor.store.erasure import contact_data, find_erasure, request_erasure, suppress_erased
 from tailor.store.journeys import journey_keys
 
 log = logging.getLogger(__name__)
@@ -81,6 +88,12 @@ async def upsert(
                 wording_version=contact.consent.wording_version,
                 recorded_by=caller.actor,
             )
+    # After the body's consents: an erased person's address stays suppressed (only a later,
+    # deliberate consent change lifts it).
+    await suppress_erased(
+        await session.connection(), tenant_id=tenant.id,
+        contacts=[(r.id, c.email) for c, r in zip(body.contacts, results, strict=True)],
+    )  # fmt: skip
     # Invalidate after the commit: a send reading before it would cache the old profile again.
     await session.commit()
     if features is not None:
@@ -166,29 +179,129 @@ async def change_consent(
             status=ConsentStatus(body.status), source=source, method=body.method,
             wording_version=body.wording_version, recorded_by=caller.actor,
         )  # fmt: skip
-    campaigns = await active_campaign_ids(session=session, tenant_id=tenant.id)
-    # Every journey the person may be on, by its deterministic id (one that is not running
-    # is simply not reached).
-    journeys = [
-        journey_workflow_id(tenant.id, key, contact_id)
-        for key in await journey_keys(session, tenant_id=tenant.id)
-    ]
-    await session.commit()  # from here on, no claim for the contact succeeds
-    signalled: list[str] = []
-    stopped: list[str] = []
-    if body.status == "revoked" and (campaigns or journeys):
-        try:
-            control = await gateway.control()
-            journey_control = await gateway.journeys()
-        except HTTPException:
-            log.warning("Temporal unreachable; revocation of %s enforced by the ledger", contact_id)
-        else:
-            signalled = (await control.revoke_consent(campaigns, contact_id)).signalled
-            stopped = await journey_control.revoke_consent(journeys)
+    if body.status != "revoked":
+        await session.commit()
+        return ConsentRecorded(
+            record=ConsentPublic.model_validate(record, from_attributes=True),
+            signalled_campaigns=[], stopped_journeys=[], on_its_way=[],
+        )  # fmt: skip
+    stopped = await _stop_sending(session, gateway, tenant_id=tenant.id, contact_id=contact_id)
     settled = await settle(db, claimed, within_s=settings.consent_settle_s)
     return ConsentRecorded(
         record=ConsentPublic.model_validate(record, from_attributes=True),
-        signalled_campaigns=signalled,
-        stopped_journeys=stopped,
+        signalled_campaigns=stopped.campaigns,
+        stopped_journeys=stopped.journeys,
         on_its_way=[EmailOnItsWay.model_validate(s, from_attributes=True) for s in settled],
+    )
+
+
+@dataclass(frozen=True)
+class _Stopped:
+    campaigns: list[str]
+    journeys: list[str]
+
+
+async def _stop_sending(
+    session: AsyncSession, gateway: TemporalGateway, *, tenant_id: str, contact_id: int
+) -> _Stopped:
+    """Commit the session's revocation, then tell running campaigns and journeys at once. The
+    ledger stops every later claim whatever Temporal answers; telling them spares the work."""
+    campaigns = await active_campaign_ids(session=session, tenant_id=tenant_id)
+    # Every journey the person may be on, by its deterministic id (one that is not running
+    # is simply not reached).
+    journeys = [
+        journey_workflow_id(tenant_id, key, contact_id)
+        for key in await journey_keys(session, tenant_id=tenant_id)
+    ]
+    await session.commit()  # from here on, no claim for the contact succeeds
+    if not (campaigns or journeys):
+        return _Stopped([], [])
+    try:
+        control = await gateway.control()
+        journey_control = await gateway.journeys()
+    except HTTPException:
+        log.warning("Temporal unreachable; revocation of %s enforced by the ledger", contact_id)
+        return _Stopped([], [])
+    signalled = (await control.revoke_consent(campaigns, contact_id)).signalled
+    return _Stopped(signalled, await journey_control.revoke_consent(journeys))
+
+
+@router.delete(
+    "/{contact_id}",
+    response_model=ErasurePublic,
+    status_code=202,
+    responses={
+        200: {"model": ErasurePublic, "description": "Erased already: the erasure as it ended."},
+        **problems(503),
+    },
+)
+async def erase(
+    contact_id: RowId,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    tenant: TenantDep,
+    caller: CallerDep,
+    gateway: GatewayDep,
+    db: DatabaseDep,
+    settings: SettingsDep,
+) -> ErasurePublic:
+    """Erase the person (GDPR Art. 17): sending to them stops before this answers (a
+    revocation, as `POST .../consent` makes), then a workflow removes or blanks everything that
+    identifies them and keeps only a salted hash of their address, so that the address imported
+    again is suppressed. 202 while the workflow runs, 200 once it is done; asking again is
+    safe and answers with the same erasure. The consent ledger, sends and engagement stay, as
+    facts about an id no longer tied to anyone."""
+    await get_contact(session=session, tenant_id=tenant.id, contact_id=contact_id)
+    conn = await session.connection()
+    erasure, new = await request_erasure(
+        conn, tenant_id=tenant.id, contact_id=contact_id, requested_by=caller.actor
+    )
+    claimed: list[ClaimedSend] = []
+    if new:
+        _, claimed = await revoke_consent(
+            session=session, tenant_id=tenant.id, contact_id=contact_id,
+            source=f"erasure:{erasure.id}", method="erasure", wording_version="-",
+            recorded_by=caller.actor,
+        )  # fmt: skip
+        await _stop_sending(session, gateway, tenant_id=tenant.id, contact_id=contact_id)
+    else:
+        await session.commit()
+    audit_detail(request, erasure=erasure.id)
+    workflow_id = None
+    if erasure.status != ErasureStatus.DONE:
+        workflow_id = await (await gateway.erasures()).start(erasure)
+    else:
+        response.status_code = 200
+    settled = await settle(db, claimed, within_s=settings.consent_settle_s)
+    return ErasurePublic.model_validate(
+        {**erasure.model_dump(), "workflow_id": workflow_id,
+         "on_its_way": [EmailOnItsWay.model_validate(s, from_attributes=True) for s in settled]}
+    )  # fmt: skip
+
+
+@router.get("/{contact_id}/erasure", response_model=ErasurePublic)
+async def erasure_status(
+    contact_id: RowId, session: SessionDep, tenant: TenantDep
+) -> ErasurePublic:
+    """Where the person's erasure stands (404 if none was asked for)."""
+    erasure = await find_erasure(
+        await session.connection(), tenant_id=tenant.id, contact_id=contact_id
+    )
+    if erasure is None:
+        raise NotFound("erasure of contact", str(contact_id))
+    return ErasurePublic.model_validate(erasure.model_dump())
+
+
+@router.get("/{contact_id}/export", response_model=ContactExport)
+async def export(contact_id: RowId, session: SessionDep, tenant: TenantDep) -> ContactExport:
+    """Everything Tailor holds about the person (GDPR Art. 15 and 20), as JSON: the profile,
+    the consent ledger's rows, events, the emails sent and why, opens, clicks, provider events,
+    conversions and journeys. After an erasure, what is left: ids and facts, nothing that says
+    who they were."""
+    await get_contact(session=session, tenant_id=tenant.id, contact_id=contact_id)
+    data = await contact_data(await session.connection(), tenant_id=tenant.id,
+                              contact_id=contact_id)  # fmt: skip
+    return ContactExport(
+        tenant_id=tenant.id, contact_id=contact_id, exported_at=utcnow(), data=data
     )

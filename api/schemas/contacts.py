@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -170,3 +170,35 @@ class ContactListItem(BaseModel):
     last_name: str | None
     consent: str = Field(description="granted, revoked, suppressed, or none (no ledger row)")
     created_at: datetime
+
+
+class ErasurePublic(BaseModel):
+    """A person's erasure: asked for once, done by a workflow."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    contact_id: int
+    status: str = Field(description="requested (the workflow is erasing), or done.")
+    requested_by: str
+    requested_at: datetime
+    completed_at: datetime | None
+    counts: dict[str, int] = Field(description="Rows removed or blanked, by table.")
+    workflow_id: str | None = Field(None, description="The erasure's workflow in Temporal.")
+    on_its_way: list[EmailOnItsWay] = Field(
+        default_factory=list,
+        description="Emails claimed before sending stopped (as for a revocation).",
+    )
+
+
+class ContactExport(BaseModel):
+    """Everything Tailor holds about one person (GDPR Art. 15 and 20), table by table."""
+
+    format: str = "tailor-contact-export"
+    tenant_id: str
+    contact_id: int
+    exported_at: datetime
+    data: dict[str, Any] = Field(
+        description="contact, consent, events, emails, opens_and_clicks, provider_events, "
+        "engagement, conversions, journeys."
+    )

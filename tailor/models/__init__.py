@@ -42,6 +42,7 @@ from tailor.models.outbound import (
     OutboundDelivery,
     WebhookEndpoint,
 )
+from tailor.models.privacy import ErasedAddress, Erasure, ErasureSalt, ErasureStatus
 from tailor.models.shop import Product, Template, TemplateVersion, Tenant
 from tailor.models.tracking import EspEvent, TrackingHit
 
@@ -70,6 +71,10 @@ __all__ = [
     "EndpointStatus",
     "Engagement",
     "EspEvent",
+    "ErasedAddress",
+    "Erasure",
+    "ErasureSalt",
+    "ErasureStatus",
     "Event",
     "Generator",
     "Holdout",

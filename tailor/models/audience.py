@@ -52,6 +52,9 @@ class Contact(SQLModel, table=True):
     best_send_hour: int | None = Field(default=None, ge=0, le=23, description="Local hour.")
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    # Set when the person was erased: the row stays (the consent ledger and sends point at
+    # it) with nothing left that identifies them.
+    erased_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
 
 
 class ConsentRecord(SQLModel, table=True):

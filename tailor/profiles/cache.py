@@ -116,6 +116,12 @@ class FeatureCache:
                 pipe.set(self.key(contact_id), _TOMBSTONE, ex=INVALIDATED_HOLD_S)
             await self._execute("invalidate", pipe)
 
+    async def forget(self, contact_ids: Iterable[int]) -> int:
+        """Delete these contacts' entries outright (an erasure); unlike ``invalidate``, a Redis
+        that does not answer raises, so the caller retries. Returns how many were held."""
+        keys = [self.key(c) for c in sorted(set(contact_ids))]
+        return int(await self._client.delete(*keys)) if keys else 0
+
     async def close(self) -> None:
         await self._client.aclose()
 

@@ -75,6 +75,10 @@ class ProfileCache:
         while len(self._entries) > self._size:
             self._entries.popitem(last=False)
 
+    def forget(self, contact_ids: Sequence[int]) -> int:
+        """Drop these contacts' profiles (an erasure); returns how many were held."""
+        return sum(self._entries.pop(c, None) is not None for c in contact_ids)
+
     def fresh(self, contact_ids: Sequence[int], now: datetime) -> dict[int, Profile]:
         found: dict[int, Profile] = {}
         for contact_id in contact_ids:

@@ -12,6 +12,7 @@ from sqlmodel import col, select
 
 from tailor.errors import NotFound
 from tailor.models import ConsentRecord, ConsentStatus, Contact, utcnow
+from tailor.store.erasure import suppress_erased
 from tailor.store.keyset import below
 
 # Columns a caller may set on a contact; id, tenant and timestamps are the store's.
@@ -75,6 +76,11 @@ async def upsert_contacts(
             created.append(False)
         out.append(found)
     await session.flush()
+    # An erased person's address, given again (an upsert, an identify): suppressed at once.
+    await suppress_erased(
+        await session.connection(), tenant_id=tenant_id,
+        contacts=[(row.id or 0, row.email) for row in out],
+    )  # fmt: skip
     return [UpsertedContact(row.id or 0, new) for row, new in zip(out, created, strict=True)]
 
 

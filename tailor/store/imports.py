@@ -13,6 +13,7 @@ from sqlmodel import col
 from tailor.consent.ledger import LedgerEntry
 from tailor.models import Contact
 from tailor.store.consent import append_to_ledger
+from tailor.store.erasure import suppress_erased
 
 
 async def import_contacts(
@@ -58,5 +59,8 @@ async def import_contacts(
             if str(row["email"]) in granted
         ],
         new_contacts=True,
+    )
+    await suppress_erased(
+        conn, tenant_id=tenant_id, contacts=[(ids[str(r["email"])], str(r["email"])) for r in fresh]
     )
     return len(fresh)

@@ -60,9 +60,16 @@ async def contacts_page(
 
 
 async def update_derived(conn: AsyncConnection, *, updates: Sequence[dict[str, Any]]) -> None:
-    """Write derived features: each update has the contact's id as ``b_id`` and the columns."""
+    """Write derived features: each update has the contact's id as ``b_id`` and the columns.
+    An erased contact gets none (their events are kept as facts without identity, and would
+    otherwise give the blanked row a profile again)."""
     if updates:
-        await conn.execute(update(Contact).where(col(Contact.id) == bindparam("b_id")), updates)
+        await conn.execute(
+            update(Contact).where(
+                col(Contact.id) == bindparam("b_id"), col(Contact.erased_at).is_(None)
+            ),
+            updates,
+        )
 
 
 async def best_hour_counts(

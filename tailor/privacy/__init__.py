@@ -1,0 +1,1 @@
+"""Data subjects' rights: erasure and export of one person's data."""
