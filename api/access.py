@@ -106,6 +106,7 @@ ROUTE_ROLES: Final[dict[tuple[str, str], frozenset[Role] | None]] = {
     ("GET", "/v1/audit"): ADMINISTER,
     # The consent ledger, exported with its hash chains
     ("GET", "/v1/consent/ledger"): ADMINISTER,
+    ("GET", "/v1/consent/lapsing"): READ,
     # Review queue
     ("GET", "/v1/reviews"): READ,
     ("GET", "/v1/reviews/{review_id}"): READ,

@@ -4,8 +4,8 @@ Layers, lowest first; a module may import its own layer or lower ones, never a h
 
     foundation   tailor/{config,payloads,db,errors,send_time}.py, tailor/models/,
                  tailor/migrations/, tailor/journeys/definitions.py, tailor/profiles/features.py,
-                 tailor/consent/ledger.py (the ledger's hash chain), tailor/observability/
-                 (in-memory metrics)
+                 tailor/consent/ledger.py (the ledger's hash chain), tailor/consent/casl.py
+                 (how long implied consent lasts), tailor/observability/ (in-memory metrics)
     store        tailor/store/                 all SQL
     library      rag/                          retrieval; imports nothing of Tailor's
     domain       tailor/<package>/ and tailor/<module>.py  (personalise, delivery, sending, ...)
@@ -33,7 +33,8 @@ SOURCES = ["activities", "api", "rag", "tailor", "workflows", "worker.py"]
 FOUNDATION = {"tailor", "tailor.config", "tailor.models", "tailor.payloads", "tailor.db",
               "tailor.errors", "tailor.migrations", "tailor.send_time",
               "tailor.journeys.definitions", "tailor.profiles.features",
-              "tailor.consent.ledger", "tailor.observability"}  # fmt: skip
+              "tailor.consent.ledger", "tailor.consent.casl",
+              "tailor.observability"}  # fmt: skip
 LAYERS = ["foundation", "store", "library", "domain", "activities", "workflows", "client", "entry"]
 
 

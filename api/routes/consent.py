@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from api.deps import DatabaseDep, TenantDep
-from api.schemas.consent import LedgerExportPublic, LedgerQuery
+from api.deps import DatabaseDep, SessionDep, TenantDep
+from api.schemas.consent import (
+    LapsingConsentList,
+    LapsingConsentPublic,
+    LapsingQuery,
+    LedgerExportPublic,
+    LedgerQuery,
+)
 from tailor.consent.ledger_export import export_document
 from tailor.models import utcnow
-from tailor.store.consent import ledger_pages
+from tailor.store.consent import lapsing_consent, ledger_pages
 
 router = APIRouter(prefix="/v1/consent", tags=["consent"])
 
@@ -46,3 +53,18 @@ async def export_ledger(
         media_type="application/json",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
+
+
+@router.get("/lapsing", response_model=LapsingConsentList)
+async def lapsing(
+    query: Annotated[LapsingQuery, Query()], session: SessionDep, tenant: TenantDep
+) -> LapsingConsentList:
+    """Contacts whose consent is implied (CASL: a purchase, 2 years; an inquiry, 6 months) and
+    lapses within `within_days`, soonest first: ask them for express consent before then.
+    Lapsed ones are suppressed at send time and recorded in the ledger by the daily job."""
+    found = await lapsing_consent(
+        await session.connection(), tenant_id=tenant.id,
+        before=utcnow() + timedelta(days=query.within_days), limit=query.limit,
+    )  # fmt: skip
+    data = [LapsingConsentPublic.model_validate(f, from_attributes=True) for f in found]
+    return LapsingConsentList(data=data, count=len(data))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
@@ -53,3 +54,20 @@ class LedgerExportPublic(BaseModel):
         description="Each contact's newest row in the export, by contact id: keep them to check "
         "later that no chain was cut or rewritten (`tailor consent verify --against`)."
     )
+
+
+class LapsingQuery(Strict):
+    within_days: int = Field(30, ge=0, le=730, description="Lapsing within this many days.")
+    limit: int = Field(500, ge=1, le=5000)
+
+
+class LapsingConsentPublic(BaseModel):
+    contact_id: int
+    method: str = Field(description="implied-purchase (2 years) or implied-inquiry (6 months).")
+    granted_at: datetime
+    lapses_at: datetime = Field(description="In the past: lapsed, sends to them already stop.")
+
+
+class LapsingConsentList(BaseModel):
+    data: list[LapsingConsentPublic]
+    count: int

@@ -14,6 +14,7 @@ from tailor.payloads import FeaturesPage, FeaturesPageResult
 from tailor.profiles.cache import FeatureCache
 from tailor.profiles.derived import PURCHASE_WINDOW, WINDOW, History, derive
 from tailor.send_time import local_hours, zone
+from tailor.store.consent import lapse_implied_consent, newest_rows
 from tailor.store.history import PastEvent, events_since, sent_times
 from tailor.store.profiles import contacts_page, update_derived
 
@@ -40,6 +41,9 @@ class DailyFeatures:
                 _add_event(histories[event.contact_id], event, now)
             for sent in await sent_times(conn, contact_ids=ids, since=now - WINDOW):
                 histories[sent.contact_id].sends.append(sent.dispatched_at)
+            newest = await newest_rows(conn, contact_ids=ids)
+        lapsing = [c for c, row in newest.items() if row.status == "granted"
+                   and not row.consenting(now)]  # fmt: skip
         # The send-time prior: open hours of this page's people in the same timezone.
         peers: dict[str, list[int]] = defaultdict(list)
         for contact in contacts:
@@ -56,11 +60,15 @@ class DailyFeatures:
             derived = derive(found, now, contact.timezone, peers[contact.timezone],
                              contact.preferred_categories, contact.device)  # fmt: skip
             updates.append({"b_id": contact.id, **derived.__dict__, "updated_at": now})
-        if updates:
+        if lapsing or updates:
             async with self._db.write() as conn:
-                await update_derived(conn, updates=updates)
-            if self._cache is not None:  # after the commit: sends must not see the old ones
-                await self._cache.invalidate([u["b_id"] for u in updates])
+                # Implied consent that lapsed (CASL) is recorded in the ledger (checked again
+                # under the write: a grant may have come since the read).
+                await lapse_implied_consent(conn, contact_ids=lapsing, now=now)
+                if updates:
+                    await update_derived(conn, updates=updates)
+        if updates and self._cache is not None:  # after the commit: sends must not see the old
+            await self._cache.invalidate([u["b_id"] for u in updates])
         return FeaturesPageResult(contacts[-1].id, len(updates))
 
 

@@ -72,6 +72,7 @@ class Composer:
                 tenant_name=ctx.tenant.name,
                 postal_address=ctx.tenant.postal_address,
                 disclaimer=ctx.brand.required_disclaimer,
+                contact=ctx.tenant.website or ctx.tenant.from_email,
             )
             links = None
             if self._tracking is not None and self.tracks(ctx):

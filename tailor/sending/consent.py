@@ -1,8 +1,10 @@
 """Consent, checked twice before an email leaves: here in bulk, and atomically at the claim.
 
 1. ``screen`` (here), before personalising: the chunk's pending sends whose contact's newest
-   consent-ledger row is not ``granted``, or whose consent was revoked during the campaign (the
-   workflow forwards revocations), are marked ``suppressed`` and never personalised.
+   consent-ledger row is not ``granted``, is implied consent that has lapsed (CASL:
+   ``tailor.consent.casl``; the daily job records the lapse in the ledger), or whose consent was
+   revoked during the campaign (the workflow forwards revocations), are marked ``suppressed``
+   and never personalised.
 2. The claim, right before a provider can accept the message: one statement moves a send from
    ``pending`` to ``dispatched`` only if the contact's newest ledger row is still ``granted``
    (``tailor.store.sends.claim_for_dispatch``, group-committed by
@@ -15,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tailor.db import Database
-from tailor.models import ConsentStatus, SendStatus
-from tailor.store.consent import current_consent
+from tailor.models import SendStatus, utcnow
+from tailor.store.consent import newest_rows
 from tailor.store.sends import SendRow, mark, sends_for
 
 
@@ -41,12 +43,14 @@ async def screen(
             conn, campaign_id=campaign_id, contact_ids=contact_ids, occurrence=occurrence
         )
         pending = [s for s in sends if s.status == SendStatus.PENDING]
-        consent = await current_consent(conn, contact_ids=(s.contact_id for s in pending))
+        newest = await newest_rows(conn, contact_ids=(s.contact_id for s in pending))
     revoked = set(revoked_contact_ids)
+    now = utcnow()
     refused = {
         s.id
         for s in pending
-        if consent.get(s.contact_id) != ConsentStatus.GRANTED or s.contact_id in revoked
+        if not ((row := newest.get(s.contact_id)) and row.consenting(now))
+        or s.contact_id in revoked
     }
     if refused:
         async with db.write() as conn:

@@ -43,7 +43,10 @@ class Guardrail:
         tenant_name: str,
         postal_address: str,
         disclaimer: str | None = None,
+        contact: str = "",
     ) -> Compliance:
+        """The footer and headers every email carries. ``contact``: a second way to reach the
+        sender besides the postal address (CASL asks for one: a web address or an email)."""
         if not postal_address.strip():
             raise GuardrailViolation("tenant has no postal address (CAN-SPAM requires one)")
         links = unsubscribe_links(
@@ -53,7 +56,7 @@ class Guardrail:
         footer = (
             f"You are receiving this because you subscribed to {tenant_name} emails.\n"
             f"Unsubscribe: {links.url}\n"
-            f"{postal_address}"
+            f"{postal_address}" + (f"\nContact: {contact}" if contact else "")
         )
         if disclaimer:
             footer = f"{disclaimer}\n{footer}"

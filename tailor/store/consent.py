@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, insert, select, text, tuple_
+from sqlalchemy import ColumnElement, and_, func, insert, or_, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col
 
+from tailor.consent.casl import IMPLIED_FOR, LAPSED, lapses_at
 from tailor.consent.ledger import Head, LedgerEntry, chain
 from tailor.models import ConsentRecord, ConsentStatus, Contact, Send, SendStatus, utcnow
 
@@ -200,6 +201,105 @@ async def consent_history(*, session: AsyncSession, contact_id: int) -> list[Con
         .order_by(col(ConsentRecord.id))
     )
     return list(rows.scalars())
+
+
+@dataclass(frozen=True)
+class NewestRow:
+    """A contact's newest ledger row: what their consent is, and how it was given."""
+
+    tenant_id: str
+    status: str
+    method: str
+    recorded_at: datetime
+
+    def consenting(self, now: datetime) -> bool:
+        """Granted, and not implied consent that has lapsed (CASL) by ``now``."""
+        lapses = lapses_at(self.status, self.method, self.recorded_at)
+        return self.status == ConsentStatus.GRANTED and (lapses is None or lapses > now)
+
+
+async def newest_rows(conn: AsyncConnection, *, contact_ids: Iterable[int]) -> dict[int, NewestRow]:
+    """Each contact's newest ledger row (absent: never consented)."""
+    ids = list(contact_ids)
+    out: dict[int, NewestRow] = {}
+    for start in range(0, len(ids), 1000):
+        newest = (
+            select(func.max(ConsentRecord.id))
+            .where(col(ConsentRecord.contact_id).in_(ids[start : start + 1000]))
+            .group_by(col(ConsentRecord.contact_id))
+        )
+        rows = await conn.execute(
+            select(ConsentRecord.contact_id, ConsentRecord.tenant_id, ConsentRecord.status,  # type: ignore[call-overload]
+                   ConsentRecord.method, ConsentRecord.recorded_at)
+            .where(col(ConsentRecord.id).in_(newest))
+        )  # fmt: skip
+        out.update({int(c): NewestRow(str(t), str(s), str(m), r) for c, t, s, m, r in rows.all()})
+    return out
+
+
+async def lapse_implied_consent(
+    conn: AsyncConnection, *, contact_ids: Iterable[int], now: datetime
+) -> list[int]:
+    """Append a revocation for each of these contacts whose implied consent has lapsed
+    (``tailor.consent.casl``); returns them."""
+    newest = await newest_rows(conn, contact_ids=contact_ids)
+    lapsed = sorted(
+        cid for cid, row in newest.items()
+        if row.status == ConsentStatus.GRANTED and not row.consenting(now)
+    )  # fmt: skip
+    await append_to_ledger(
+        conn,
+        [
+            LedgerEntry(
+                tenant_id=newest[cid].tenant_id,
+                contact_id=cid,
+                status=ConsentStatus.REVOKED.value,
+                source="casl",
+                method=LAPSED,
+                wording_version="-",
+                recorded_by="system:casl",
+                recorded_at=now,
+            )  # fmt: skip
+            for cid in lapsed
+        ],
+    )
+    return lapsed
+
+
+@dataclass(frozen=True)
+class ImpliedConsent:
+    contact_id: int
+    method: str
+    granted_at: datetime
+    lapses_at: datetime
+
+
+async def lapsing_consent(
+    conn: AsyncConnection, *, tenant_id: str, before: datetime, limit: int
+) -> list[ImpliedConsent]:
+    """The tenant's contacts whose consent is implied and lapses before ``before`` (or has
+    lapsed, not yet recorded), soonest first."""
+    newest = (
+        select(func.max(ConsentRecord.id))
+        .where(col(ConsentRecord.tenant_id) == tenant_id)
+        .group_by(col(ConsentRecord.contact_id))
+    )
+    lapsing = or_(*(
+        and_(col(ConsentRecord.method) == method, col(ConsentRecord.recorded_at) < before - window)
+        for method, window in IMPLIED_FOR.items()
+    ))  # fmt: skip
+    rows = await conn.execute(
+        select(ConsentRecord.contact_id, ConsentRecord.method, ConsentRecord.recorded_at)  # type: ignore[call-overload]
+        .where(
+            col(ConsentRecord.tenant_id) == tenant_id,
+            col(ConsentRecord.status) == ConsentStatus.GRANTED.value,
+            lapsing,
+            col(ConsentRecord.id).in_(newest),
+        )
+        .order_by(col(ConsentRecord.recorded_at), col(ConsentRecord.contact_id))
+        .limit(limit)
+    )
+    return [ImpliedConsent(int(c), str(m), r, r + IMPLIED_FOR[str(m)]) for c, m, r in rows.all()]
 
 
 async def current_consent(conn: AsyncConnection, *, contact_ids: Iterable[int]) -> dict[int, str]:
