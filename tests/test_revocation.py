@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 from sqlmodel import col
 from temporalio.testing import WorkflowEnvironment
@@ -23,8 +24,10 @@ from api.main import create_app
 from tailor.db import Database
 from tailor.delivery.providers.setup import build_router
 from tailor.devtools.esp_stub import STUB_SENDGRID_KEY, EspStub, running_esp_stub
-from tailor.models import Send, utcnow
-from tailor.store.consent import current_consent
+from tailor.models import ConsentStatus, Send, utcnow
+from tailor.store.consent import current_consent, order_against_claims
+from tailor.store.esp_events import LedgerChange, append_consent_changes
+from tailor.store.sends import claim_for_dispatch, ensure_send_rows
 from tests.conftest import (
     Sink,
     key_headers,
@@ -175,3 +178,52 @@ async def test_a_revocation_names_the_emails_already_on_their_way_and_no_other_a
     for contact_id in set(answers) - claimed_when_revoked:
         assert answers[contact_id].on_its_way == []
         assert not [m for m in messages if m.to == emails[contact_id]]
+
+
+@pytest.mark.postgres
+async def test_an_esp_unsubscribe_is_ordered_against_claims_as_an_api_revocation_is(
+    postgres_url: str,
+) -> None:
+    """A webhook's unsubscribe holds the tenant's consent lock from before it touches send rows
+    to its commit: a claim that starts meanwhile waits for it, then sees the revocation."""
+    from tests.conftest import empty_postgres
+
+    await empty_postgres(postgres_url)
+    db = Database(postgres_url)
+    try:
+        campaign_id, _ = await seeded_campaign(db, 6)
+        async with db.read() as conn:
+            contact = min(
+                c for c, s in (await current_consent(
+                    conn, contact_ids=range(1, 7))).items() if s == "granted"
+            )  # fmt: skip
+        async with db.write() as conn:
+            await ensure_send_rows(conn, campaign_id=campaign_id, contact_ids=[contact],
+                                   domain="shop.example")  # fmt: skip
+            send_id = int(await conn.scalar(select(col(Send.id))) or 0)
+        webhook_holding = asyncio.Event()
+        release = asyncio.Event()
+
+        async def webhook() -> None:
+            async with db.write() as conn:
+                await order_against_claims(conn, tenant_ids={"demo"})
+                webhook_holding.set()
+                await release.wait()  # the rest of the batch: send states, rollups...
+                await append_consent_changes(conn, changes=[LedgerChange(
+                    "demo", contact, ConsentStatus.REVOKED, "esp:sendgrid", "unsubscribe",
+                    "esp:sendgrid")])  # fmt: skip
+
+        async def claim() -> set[int]:
+            async with db.write() as conn:
+                return await claim_for_dispatch(conn, send_ids=[send_id], provider="sendgrid")
+
+        hook = asyncio.create_task(webhook())
+        await webhook_holding.wait()
+        claiming = asyncio.create_task(claim())
+        await asyncio.sleep(0.3)
+        assert not claiming.done(), "the claim must wait for the webhook's transaction"
+        release.set()
+        await hook
+        assert await claiming == set()
+    finally:
+        await db.dispose()

@@ -135,11 +135,7 @@ async def revoke_consent(
     claim either committed before, and is read here, or runs after the commit and sees the
     revocation. The caller commits."""
     conn = await session.connection()
-    if conn.dialect.name == "postgresql":
-        await conn.execute(
-            text("SELECT pg_advisory_xact_lock(:space, hashtext(:tenant))"),
-            {"space": CONSENT_LOCK, "tenant": tenant_id},
-        )
+    await order_against_claims(conn, tenant_ids=[tenant_id])
     record = await record_consent(
         session=session, tenant_id=tenant_id, contact_id=contact_id,
         status=ConsentStatus.REVOKED, source=source, method=method,
@@ -152,6 +148,20 @@ async def revoke_consent(
         col(Send.dispatched_at) >= utcnow() - ON_ITS_WAY_WITHIN,
     )
     return record, claimed
+
+
+async def order_against_claims(conn: AsyncConnection, *, tenant_ids: Iterable[str]) -> None:
+    """Before a transaction that will stop sends to some of these tenants' contacts commits:
+    on PostgreSQL, hold each tenant's consent lock exclusively to the commit, so every claim
+    either committed before (and is what it is) or runs after and sees the change (claims
+    hold it shared: ``tailor.store.sends``). On SQLite the write lock already orders them."""
+    if conn.dialect.name != "postgresql":
+        return
+    for tenant_id in sorted(set(tenant_ids)):  # one order everywhere: no deadlock between two
+        await conn.execute(
+            text("SELECT pg_advisory_xact_lock(:space, hashtext(:tenant))"),
+            {"space": CONSENT_LOCK, "tenant": tenant_id},
+        )
 
 
 async def claimed_sends_now(conn: AsyncConnection, *, send_ids: list[int]) -> list[ClaimedSend]:

@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import String, cast, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 
@@ -149,7 +150,17 @@ async def request_erasure(
         id=f"era_{secrets.token_hex(8)}", tenant_id=tenant_id, contact_id=contact_id,
         requested_by=requested_by, requested_at=utcnow(),
     )  # fmt: skip
-    await conn.execute(insert(Erasure).values(**erasure.model_dump()))
+    if conn.dialect.name != "postgresql":  # SQLite: this write transaction is the only one
+        await conn.execute(insert(Erasure).values(**erasure.model_dump()))
+        return erasure, True
+    try:  # two DELETEs at once: the second finds the first's erasure
+        async with conn.begin_nested():
+            await conn.execute(insert(Erasure).values(**erasure.model_dump()))
+    except IntegrityError:
+        found = await find_erasure(conn, tenant_id=tenant_id, contact_id=contact_id)
+        if found is None:
+            raise
+        return found, False
     return erasure, True
 
 

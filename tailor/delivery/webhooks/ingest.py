@@ -40,6 +40,7 @@ from tailor.db import Database
 from tailor.delivery.webhooks.events import RANK, SUPPRESSING, EspEvent, EventKind, advance
 from tailor.models import ConsentStatus
 from tailor.outbound import esp_event, publish
+from tailor.store.consent import order_against_claims
 from tailor.store.esp_events import (
     LedgerChange,
     SendRef,
@@ -191,6 +192,12 @@ async def _apply(
     conn: AsyncConnection, fresh: list[tuple[EspEvent, SendRef]], *, soft_bounce_limit: int
 ) -> tuple[int, int]:
     """The effects of events stored now; returns (contacts suppressed, contacts revoked)."""
+    # An unsubscribe, complaint or hard bounce stops sends: ordered against claims from here
+    # (before this transaction touches send rows, as a revocation through the API is).
+    await order_against_claims(conn, tenant_ids={
+        send.tenant_id for event, send in fresh
+        if event.kind in SUPPRESSING or event.kind is EventKind.UNSUBSCRIBE
+    })  # fmt: skip
     # Send states: fold each send's new events over its state, then one update per target state.
     states: dict[int, EventKind | None] = {}
     start: dict[int, EventKind | None] = {}
