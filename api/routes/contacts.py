@@ -36,12 +36,19 @@ from api.schemas.contacts import (
     ErasurePublic,
 )
 from tailor.accounts.notes import with_note
+from tailor.consent.ledger import LedgerEntry
 from tailor.consent.revocation import settle
 from tailor.errors import InvalidInput, NotFound
 from tailor.journeys.definitions import journey_workflow_id
 from tailor.models import ConsentStatus, ErasureStatus, utcnow
 from tailor.store.campaigns import active_campaign_ids
-from tailor.store.consent import ClaimedSend, consent_history, record_consent, revoke_consent
+from tailor.store.consent import (
+    ClaimedSend,
+    append_to_ledger,
+    consent_history,
+    record_consent,
+    revoke_consent,
+)
 from tailor.store.contacts import ConsentState, get_contact, list_contacts, upsert_contacts
 from tailor.store.erasure import contact_data, find_erasure, request_erasure, suppress_erased
 from tailor.store.journeys import journey_keys
@@ -74,20 +81,27 @@ async def upsert(
     # Only what the request set: a default must not overwrite what an earlier upsert stored.
     rows = [c.model_dump(exclude={"consent"}, exclude_unset=True) for c in body.contacts]
     results = await upsert_contacts(session=session, tenant_id=tenant.id, contacts=rows)
-    for contact, result in zip(body.contacts, results, strict=True):
-        if contact.consent is not None:
-            await record_consent(
-                session=session,
+    # One batch for the ledger: its chains are locked and read once for all the contacts.
+    now = utcnow()
+    await append_to_ledger(
+        await session.connection(),
+        [
+            LedgerEntry(
                 tenant_id=tenant.id,
                 contact_id=result.id,
-                status=ConsentStatus(contact.consent.status),
+                status=ConsentStatus(contact.consent.status).value,
                 source=with_note(
                     contact.consent.source, contact.consent.recorded_by, limit=_SOURCE_LIMIT
                 ),
                 method=contact.consent.method,
                 wording_version=contact.consent.wording_version,
                 recorded_by=caller.actor,
-            )
+                recorded_at=now,
+            )  # fmt: skip
+            for contact, result in zip(body.contacts, results, strict=True)
+            if contact.consent is not None
+        ],
+    )
     # After the body's consents: an erased person's address stays suppressed (only a later,
     # deliberate consent change lifts it).
     await suppress_erased(
