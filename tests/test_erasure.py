@@ -194,6 +194,8 @@ async def _everything_a_person_leaves(
     async with db.write() as conn:  # a birthday, as a CRM sync would set it
         await conn.execute(text(f"UPDATE contact SET birthday = '07-14' WHERE id = {person}"))
     batch: list[dict[str, Any]] = [
+        {"type": "track", "anonymousId": "anon-zq-77", "event": "Page Browsed",  # signed out
+         "properties": {"search": "zelda's kitchen"}},
         {"type": "identify", "userId": "user-zq-77", "anonymousId": "anon-zq-77",
          "traits": {"email": ADDRESS, "firstName": "Zelda", "birthday": "1990-07-14"}},
         {"type": "track", "userId": "user-zq-77", "event": "Product Viewed",

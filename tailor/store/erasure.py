@@ -7,7 +7,8 @@ What Tailor holds about a contact, and what erasure does to it:
   replaced by ``erased-<id>@erased.invalid``, and ``erased_at`` set.
 - ``event``: kept as facts without identity (type and times, which reports and conversions
   count), with properties, user and anonymous ids, device and time zone removed; events stored
-  under the person's user id before they were known as a contact go the same way.
+  under the person's user id or anonymous ids before they were linked to the contact go the
+  same way.
 - ``send``: "why this email" and the links in it (their cart's products) removed; ``esp_event``:
   the provider's reason text (it can quote the address), and any unmatched event that names it;
   ``dead_letter``: the error text of their events.
@@ -193,8 +194,19 @@ async def erase_records(
         counts["erased_address"] = 1
     sends = select(col(Send.id)).where(col(Send.contact_id) == contact_id).scalar_subquery()
     events = [col(Event.contact_id) == contact_id]
-    if external_id:
+    if external_id:  # stored under their user id before it was linked to the contact
         events.append((col(Event.tenant_id) == tenant_id) & (col(Event.user_id) == external_id))
+    anonymous = list(
+        (
+            await conn.execute(
+                select(col(Event.anonymous_id))
+                .distinct()
+                .where(col(Event.contact_id) == contact_id, col(Event.anonymous_id).is_not(None))
+            )
+        ).scalars()
+    )
+    if anonymous:  # and under the anonymous ids they were seen with, before they signed in
+        events.append((col(Event.tenant_id) == tenant_id) & col(Event.anonymous_id).in_(anonymous))
     event_ids = select(col(Event.id)).where(or_(*events)).scalar_subquery()
     counts["dead_letter"] = _changed(
         await conn.execute(
