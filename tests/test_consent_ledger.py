@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from tailor.store.consent import (
     suppress_addresses,
 )
 from tailor.store.esp_events import LedgerChange, append_consent_changes
-from tests.conftest import key_headers, other_tenant_headers
+from tests.conftest import POSTGRES_ADMIN_URL, _admin, key_headers, other_tenant_headers
 from tests.test_contacts import app_settings
 
 
@@ -353,8 +354,20 @@ def read_heads(exported: dict[str, object]) -> dict[str, object]:
     return {c: Head(h["seq"], h["row_hash"]) for c, h in heads.items()}
 
 
-async def test_the_migration_chains_the_rows_written_before_it(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+async def test_the_migration_chains_the_rows_written_before_it(
+    backend: str, tmp_path: Path
+) -> None:
+    """A store at 0013 with a ledger, upgraded: its rows chained in the order written."""
+    name = f"tailor_old_{uuid.uuid4().hex[:10]}"
+    if backend == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+    else:
+        await _admin(f'CREATE DATABASE "{name}"')
+        base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+        url = f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
     await asyncio.to_thread(command.upgrade, alembic_config(url), "0013")
     db = Database(url)
     try:
@@ -387,3 +400,7 @@ async def test_the_migration_chains_the_rows_written_before_it(tmp_path: Path) -
         assert _check(rows) == []
     finally:
         await db.dispose()
+        if backend == "postgres":
+            await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if backend == "postgres":
+            await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
