@@ -42,8 +42,7 @@ class DailyFeatures:
             for sent in await sent_times(conn, contact_ids=ids, since=now - WINDOW):
                 histories[sent.contact_id].sends.append(sent.dispatched_at)
             newest = await newest_rows(conn, contact_ids=ids)
-        lapsing = [c for c, row in newest.items() if row.status == "granted"
-                   and not row.consenting(now)]  # fmt: skip
+        lapsing = [c for c, row in newest.items() if row.lapsed(now)]
         # The send-time prior: open hours of this page's people in the same timezone.
         peers: dict[str, list[int]] = defaultdict(list)
         for contact in contacts:

@@ -79,7 +79,8 @@ async def chain_entries(
                 ),
                 {"space": CHAIN_LOCK, "ids": ids},
             )
-        heads = await _heads(conn, ids)
+        newest = await newest_rows(conn, contact_ids=ids)
+        heads = {c: Head(row.seq, row.row_hash) for c, row in newest.items()}
     return chain(list(entries), heads)
 
 
@@ -90,29 +91,6 @@ async def append_to_ledger(
     rows = await chain_entries(conn, entries, new_contacts=new_contacts)
     if rows:
         await conn.execute(insert(ConsentRecord), rows)
-
-
-async def _heads(conn: AsyncConnection, contact_ids: list[int]) -> dict[int, Head]:
-    heads: dict[int, Head] = {}
-    for start in range(0, len(contact_ids), 1000):
-        newest = (
-            select(col(ConsentRecord.contact_id).label("contact_id"),
-                   func.max(ConsentRecord.seq).label("seq"))
-            .where(col(ConsentRecord.contact_id).in_(contact_ids[start : start + 1000]))
-            .group_by(col(ConsentRecord.contact_id))
-            .subquery()
-        )  # fmt: skip
-        rows = await conn.execute(
-            select(ConsentRecord.contact_id, ConsentRecord.seq, ConsentRecord.row_hash).join(  # type: ignore[call-overload]
-                newest,
-                and_(
-                    col(ConsentRecord.contact_id) == newest.c.contact_id,
-                    col(ConsentRecord.seq) == newest.c.seq,
-                ),
-            )
-        )
-        heads.update({int(c): Head(int(q), str(h)) for c, q, h in rows.all()})
-    return heads
 
 
 async def revoke_consent(
@@ -221,15 +199,22 @@ class NewestRow:
     status: str
     method: str
     recorded_at: datetime
+    seq: int  # its place in the contact's chain, and its hash: the chain's head
+    row_hash: str
+
+    def lapsed(self, now: datetime) -> bool:
+        """Implied consent (CASL) past its window by ``now``."""
+        lapses = lapses_at(self.status, self.method, self.recorded_at)
+        return lapses is not None and lapses <= now
 
     def consenting(self, now: datetime) -> bool:
-        """Granted, and not implied consent that has lapsed (CASL) by ``now``."""
-        lapses = lapses_at(self.status, self.method, self.recorded_at)
-        return self.status == ConsentStatus.GRANTED and (lapses is None or lapses > now)
+        """Granted, and not implied consent that has lapsed by ``now``."""
+        return self.status == ConsentStatus.GRANTED and not self.lapsed(now)
 
 
 async def newest_rows(conn: AsyncConnection, *, contact_ids: Iterable[int]) -> dict[int, NewestRow]:
-    """Each contact's newest ledger row (absent: never consented)."""
+    """Each contact's newest ledger row (absent: never consented). The newest by id is the
+    chain's head too: rows of one contact are appended under its lock, in ``seq`` order."""
     ids = list(contact_ids)
     out: dict[int, NewestRow] = {}
     for start in range(0, len(ids), 1000):
@@ -240,10 +225,14 @@ async def newest_rows(conn: AsyncConnection, *, contact_ids: Iterable[int]) -> d
         )
         rows = await conn.execute(
             select(ConsentRecord.contact_id, ConsentRecord.tenant_id, ConsentRecord.status,  # type: ignore[call-overload]
-                   ConsentRecord.method, ConsentRecord.recorded_at)
+                   ConsentRecord.method, ConsentRecord.recorded_at, ConsentRecord.seq,
+                   ConsentRecord.row_hash)
             .where(col(ConsentRecord.id).in_(newest))
         )  # fmt: skip
-        out.update({int(c): NewestRow(str(t), str(s), str(m), r) for c, t, s, m, r in rows.all()})
+        out.update({
+            int(c): NewestRow(str(t), str(s), str(m), r, int(q), str(h))
+            for c, t, s, m, r, q, h in rows.all()
+        })  # fmt: skip
     return out
 
 
@@ -253,10 +242,7 @@ async def lapse_implied_consent(
     """Append a revocation for each of these contacts whose implied consent has lapsed
     (``tailor.consent.casl``); returns them."""
     newest = await newest_rows(conn, contact_ids=contact_ids)
-    lapsed = sorted(
-        cid for cid, row in newest.items()
-        if row.status == ConsentStatus.GRANTED and not row.consenting(now)
-    )  # fmt: skip
+    lapsed = sorted(cid for cid, row in newest.items() if row.lapsed(now))
     await append_to_ledger(
         conn,
         [
@@ -314,22 +300,7 @@ async def lapsing_consent(
 
 async def current_consent(conn: AsyncConnection, *, contact_ids: Iterable[int]) -> dict[int, str]:
     """Newest ledger status for each contact that has any; absent means never consented."""
-    ids = list(contact_ids)
-    out: dict[int, str] = {}
-    for start in range(0, len(ids), 1000):
-        batch = ids[start : start + 1000]
-        newest = (
-            select(func.max(ConsentRecord.id))
-            .where(col(ConsentRecord.contact_id).in_(batch))
-            .group_by(col(ConsentRecord.contact_id))
-        )
-        rows = await conn.execute(
-            select(ConsentRecord.contact_id, ConsentRecord.status).where(  # type: ignore[call-overload]
-                col(ConsentRecord.id).in_(newest)
-            )
-        )
-        out.update(dict(rows.all()))
-    return out
+    return {c: row.status for c, row in (await newest_rows(conn, contact_ids=contact_ids)).items()}
 
 
 @dataclass(frozen=True)

@@ -185,7 +185,13 @@ async def erase_records(
         salt = await _salt(conn, tenant_id, create=True)
         assert salt is not None
         digest = _hash(salt, email)
-        if not await erased_among(conn, tenant_id=tenant_id, emails=[email]):
+        held = await conn.scalar(
+            select(col(ErasedAddress.address_hash)).where(
+                col(ErasedAddress.tenant_id) == tenant_id,
+                col(ErasedAddress.address_hash) == digest,
+            )
+        )
+        if held is None:  # someone with this address may have been erased before
             await conn.execute(
                 insert(ErasedAddress).values(
                     tenant_id=tenant_id, address_hash=digest, erased_at=utcnow()
