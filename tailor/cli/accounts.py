@@ -15,9 +15,9 @@ from rich.table import Table
 
 from tailor.accounts.keys import issue_key, reissue_key
 from tailor.accounts.onboarding import TenantExists, TenantSpec, onboard_tenant, parse_sender
-from tailor.cli.processes import StartupError
+from tailor.cli.processes import migrated_database
 from tailor.config import Settings
-from tailor.db import Database, migrate
+from tailor.db import Database
 from tailor.errors import InvalidInput, NotFound
 from tailor.models import Role, utcnow
 from tailor.store.api_keys import keys_of, revoke_key
@@ -72,12 +72,7 @@ def _one_line(exc: Exception) -> str:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
-    url = settings.resolved_database_url
-    try:
-        await migrate(url)
-    except OSError as exc:
-        raise StartupError(f"cannot reach the database at {url}: {exc}") from exc
-    db = Database(url)
+    db = await migrated_database(settings.resolved_database_url)
     try:
         if args.command == "tenant":
             return await _create_tenant(args, db)

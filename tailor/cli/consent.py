@@ -19,11 +19,11 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from tailor.cli.processes import StartupError
+from tailor.cli.processes import migrated_database
 from tailor.config import Settings
 from tailor.consent.ledger import ChainCheck
 from tailor.consent.ledger_export import Export, NotAnExport, export_document, read_export
-from tailor.db import Database, migrate
+from tailor.db import Database
 from tailor.errors import NotFound
 from tailor.models import utcnow
 from tailor.store.consent import ledger_count, ledger_pages
@@ -77,12 +77,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         for row in export.rows:
             check.add(row)
         return _report(check, f"{args.file}", earlier)
-    url = settings.resolved_database_url
-    try:
-        await migrate(url)
-    except OSError as exc:
-        raise StartupError(f"cannot reach the database at {url}: {exc}") from exc
-    db = Database(url)
+    db = await migrated_database(settings.resolved_database_url)
     try:
         if args.tenant is not None:
             async with db.read_session() as session:

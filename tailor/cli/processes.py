@@ -20,9 +20,21 @@ from pathlib import Path
 
 import psutil
 
+from tailor.db import Database, migrate
+
 
 class StartupError(RuntimeError):
     """A service could not start; the message says what to do."""
+
+
+async def migrated_database(url: str) -> Database:
+    """The store at ``url``, migrated, for a command that works on it (``StartupError``
+    naming the URL when it cannot be reached)."""
+    try:
+        await migrate(url)
+    except OSError as exc:
+        raise StartupError(f"cannot reach the database at {url}: {exc}") from exc
+    return Database(url)
 
 
 def port_in_use(host: str, port: int) -> bool:
