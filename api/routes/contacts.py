@@ -80,7 +80,9 @@ async def upsert(
     """
     # Only what the request set: a default must not overwrite what an earlier upsert stored.
     rows = [c.model_dump(exclude={"consent"}, exclude_unset=True) for c in body.contacts]
-    results = await upsert_contacts(session=session, tenant_id=tenant.id, contacts=rows)
+    results = await upsert_contacts(
+        session=session, tenant_id=tenant.id, contacts=rows, suppress_erased_now=False
+    )
     # One batch for the ledger: its chains are locked and read once for all the contacts.
     now = utcnow()
     await append_to_ledger(

@@ -39,9 +39,16 @@ class UpsertedContact:
 
 
 async def upsert_contacts(
-    *, session: AsyncSession, tenant_id: str, contacts: Sequence[dict[str, Any]]
+    *,
+    session: AsyncSession,
+    tenant_id: str,
+    contacts: Sequence[dict[str, Any]],
+    suppress_erased_now: bool = True,
 ) -> list[UpsertedContact]:
-    """Insert or update contacts by (tenant, email); returns them in input order.
+    """Insert or update contacts by (tenant, email); returns them in input order. An erased
+    person's address given again is suppressed in the ledger at once, unless
+    ``suppress_erased_now`` is False: a caller that appends consent rows for them does it after
+    those (``suppress_erased``), so that the suppression is their newest row.
 
     A dict names only the fields to set: on an existing contact the others keep their stored
     values; a new contact gets the table's defaults for them. Runs inside the caller's
@@ -76,11 +83,11 @@ async def upsert_contacts(
             created.append(False)
         out.append(found)
     await session.flush()
-    # An erased person's address, given again (an upsert, an identify): suppressed at once.
-    await suppress_erased(
-        await session.connection(), tenant_id=tenant_id,
-        contacts=[(row.id or 0, row.email) for row in out],
-    )  # fmt: skip
+    if suppress_erased_now:
+        await suppress_erased(
+            await session.connection(), tenant_id=tenant_id,
+            contacts=[(row.id or 0, row.email) for row in out],
+        )  # fmt: skip
     return [UpsertedContact(row.id or 0, new) for row, new in zip(out, created, strict=True)]
 
 
